@@ -1,0 +1,247 @@
+"""socratic-sdg: the command line. Thin: parse arguments, call the library, print progress and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from pathlib import Path
+
+# Errors a user can cause and fix: printed as one line, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .chunk import ChunkError
+    from .convert import ConvertError
+    from .endpoint import EndpointError
+    from .generate import GenerateError
+    from .local_llm import LocalModelError
+
+    return USER_ERRORS + (ChunkError, ConvertError, EndpointError, GenerateError, LocalModelError)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _add(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def cmd_convert(args) -> int:
+    from . import convert
+
+    options = convert.ConvertOptions(pipeline=args.pipeline, max_pages=args.max_pages, max_failure_ratio=args.max_failure_ratio)
+    result = convert.run(args.input, args.output_dir, options, progress=_say)
+    _say(f"converted {len(result.documents)} documents ({result.pages} pages), {len(result.failures)} failed -> {args.output_dir}")
+    return 0
+
+
+def cmd_chunk(args) -> int:
+    from . import chunk
+
+    options = chunk.ChunkOptions(target_chars=args.target_chars, min_chars=args.min_chars)
+    result = chunk.run(args.input, args.output, options, progress=_say)
+    _say(f"{result.chunks} chunks from {result.documents} documents ({result.dropped} dropped as noise) -> {args.output}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from . import generate
+    from .endpoint import EndpointConfig
+
+    endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model)
+    options = generate.GenerateOptions(
+        flow_id=args.flow_id,
+        flow_yaml_path=args.flow_yaml,
+        max_concurrency=args.max_concurrency,
+        conversations_per_chunk=args.conversations_per_chunk,
+        max_chunks=args.max_chunks,
+    )
+    result = generate.run(args.input, args.output_dir, options, endpoint, progress=_say)
+    _say(json.dumps(result.metrics(), indent=2))
+    return 0
+
+
+def cmd_filter(args) -> int:
+    from . import filter as quality_filter
+
+    options = quality_filter.FilterOptions(rules_path=args.rules, require_question=not args.no_require_question)
+    result = quality_filter.run(args.input, args.output_dir, options)
+    _say(f"{result.accepted} accepted, {result.rejected} rejected of {result.total} -> {args.output_dir}")
+    for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
+        _say(f"  {reason}: {count}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import export
+
+    options = export.ExportOptions(validation_ratio=args.validation_ratio, seed=args.seed, system_prompt=args.system_prompt)
+    export.run(args.input, args.output_dir, options, progress=_say)
+    return 0
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--param {pair!r} is not KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def cmd_run(args) -> int:
+    from socratic_sdg.pipelines.local_run import LocalRunOptions, run_locally
+
+    from . import summary as run_summary
+
+    parameters = _parse_params(args.param)
+    for flag, name in (("max_chunks", "generate_max_chunks"), ("max_concurrency", "generate_max_concurrency"), ("flow_id", "generate_flow_id"), ("model", "generate_model")):
+        value = getattr(args, flag)
+        if value is not None:
+            parameters[name] = value
+    result = run_locally(LocalRunOptions(input_dir=args.input, output_dir=args.output_dir, parameters=parameters, local_model_path=args.local_model))
+    _say("\n" + run_summary.to_text(result.summary))
+    _say(f"\nfinished in {result.seconds:.0f}s")
+    _say(f"dataset: {result.dataset_dir}")
+    _say(f"  train:      {result.dataset_dir / 'train.jsonl'}")
+    _say(f"  validation: {result.dataset_dir / 'validation.jsonl'}")
+    _say(f"  (also at {Path(args.output_dir) / 'latest'})")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from socratic_sdg.pipelines.socratic_sdg_pipeline import COMPILED_PATH, compile_pipeline
+
+    path = compile_pipeline(args.output or COMPILED_PATH)
+    _say(f"pipeline compiled to {path}")
+    return 0
+
+
+def cmd_serve_local(args) -> int:
+    from . import local_llm
+
+    _say(f"serving {local_llm.find_model(args.model)} as model {local_llm.MODEL_NAME!r} at http://127.0.0.1:{args.port}/v1 (Ctrl-C stops)")
+    local_llm.main(["--port", str(args.port)] + (["--model", args.model] if args.model else []))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="socratic-sdg",
+        description="Turn course PDFs into a Socratic math tutor fine-tuning dataset (docling -> sdg_hub -> quality filter -> JSONL).",
+        epilog="The model endpoint comes from LLM_API_BASE, LLM_API_KEY and LLM_MODEL.\nRun `socratic-sdg COMMAND --help` for the options and examples of each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _add(sub, "convert", "Convert PDFs (and .md/.html/.docx) to Markdown + DoclingDocument JSON with docling.", """
+        socratic-sdg convert --input samples/pdfs --output-dir work/converted
+        socratic-sdg convert --input /data/pdfs --output-dir work/converted --pipeline standard""")
+    p.add_argument("--input", required=True, help="folder with the documents (searched recursively)")
+    p.add_argument("--output-dir", required=True, help="where <name>.md, <name>.json, documents.jsonl and failures.jsonl go")
+    p.add_argument("--pipeline", default="native", choices=["native", "standard"], help="docling pipeline (default: native, no models needed)")
+    p.add_argument("--max-pages", type=int, default=0, help="pages per document at most (0 = all)")
+    p.add_argument("--max-failure-ratio", type=float, default=1.0, help="fail when more than this share of files fail (default 1.0: only when none converts)")
+    p.set_defaults(func=cmd_convert)
+
+    p = _add(sub, "chunk", "Cut converted documents into chunks (chunks.jsonl).", """
+        socratic-sdg chunk --input work/converted --output work/chunks.jsonl""")
+    p.add_argument("--input", required=True, help="the convert stage's output folder")
+    p.add_argument("--output", required=True, help="chunks.jsonl to write (chunks_dropped.jsonl and chunk_metrics.json go beside it)")
+    p.add_argument("--target-chars", type=int, default=1500, help="merge pieces of a section up to about this size")
+    p.add_argument("--min-chars", type=int, default=200, help="drop chunks shorter than this")
+    p.set_defaults(func=cmd_chunk)
+
+    p = _add(sub, "generate", "Generate Socratic conversations from chunks with an sdg_hub flow.", """
+        export LLM_API_BASE=http://localhost:8000/v1 LLM_MODEL=my-model LLM_API_KEY=...
+        socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --max-chunks 10
+        socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --flow-yaml my_flow/flow.yaml""")
+    p.add_argument("--input", required=True, help="chunks.jsonl")
+    p.add_argument("--output-dir", required=True, help="where conversations.jsonl, failed.jsonl and generate_metrics.json go")
+    p.add_argument("--flow-id", default="socratic-single-turn", help="flow id (default: socratic-single-turn)")
+    p.add_argument("--flow-yaml", help="path to a flow YAML; wins over --flow-id")
+    p.add_argument("--api-base", help="endpoint base URL (default: $LLM_API_BASE)")
+    p.add_argument("--model", help="model name on the endpoint (default: $LLM_MODEL)")
+    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    p.add_argument("--conversations-per-chunk", type=int, default=1)
+    p.add_argument("--max-chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
+    p.set_defaults(func=cmd_generate)
+
+    p = _add(sub, "filter", "Keep conversations where the tutor guides and never gives the answer away.", """
+        socratic-sdg filter --input work/generated/conversations.jsonl --output-dir work/filtered
+        socratic-sdg filter --input dialogues.jsonl --output-dir work/filtered --rules my_rules.yaml""")
+    p.add_argument("--input", required=True, help="JSONL with one {messages, metadata} record per line")
+    p.add_argument("--output-dir", required=True, help="where accepted.jsonl, rejected.jsonl and filter_metrics.json go")
+    p.add_argument("--rules", help="rules YAML (default: the packaged rules)")
+    p.add_argument("--no-require-question", action="store_true", help="accept tutor turns that do not end with a question")
+    p.set_defaults(func=cmd_filter)
+
+    p = _add(sub, "export", "Write train.jsonl and validation.jsonl (chat messages format).", """
+        socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset
+        socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset --validation-ratio 0.2 --seed 7""")
+    p.add_argument("--input", required=True, help="accepted.jsonl from the filter stage")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--validation-ratio", type=float, default=0.1, help="share of source chunks for validation (default 0.1)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--system-prompt", help="prepend this system turn to every record (off by default)")
+    p.set_defaults(func=cmd_export)
+
+    p = _add(sub, "run", "Run the whole pipeline locally with the KFP local runner.", """
+        socratic-sdg run --input samples/pdfs --max-chunks 8
+        LLM_API_BASE=http://localhost:8000/v1 LLM_MODEL=my-model socratic-sdg run --input ~/pdfs
+        socratic-sdg run --input samples/pdfs --param generate_conversations_per_chunk=2""")
+    p.add_argument("--input", default="samples/pdfs", help="folder with the PDFs (default: samples/pdfs)")
+    p.add_argument("--output-dir", default="output", help="where runs go; OUTPUT/latest points at the last dataset (default: output)")
+    p.add_argument("--max-chunks", type=int, help="generate from the first N chunks only (pipeline: generate_max_chunks)")
+    p.add_argument("--max-concurrency", type=int, help="requests in flight (pipeline: generate_max_concurrency)")
+    p.add_argument("--flow-id", help="pipeline: generate_flow_id")
+    p.add_argument("--model", help="pipeline: generate_model (default: $LLM_MODEL)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any pipeline parameter (repeatable)")
+    p.add_argument("--local-model", help="GGUF for the embedded server when LLM_API_BASE is unset")
+    p.set_defaults(func=cmd_run)
+
+    p = _add(sub, "compile", "Compile the pipeline to KFP IR YAML (import it in the OpenShift AI dashboard).", """
+        socratic-sdg compile
+        SOCRATIC_SDG_IMAGE=quay.io/me/socratic-sdg@sha256:... socratic-sdg compile --output my-pipeline.yaml""")
+    p.add_argument("--output", help="default: pipelines/socratic_sdg_pipeline.yaml")
+    p.set_defaults(func=cmd_compile)
+
+    p = _add(sub, "serve-local", "Serve the small local model with an OpenAI-compatible API (llama.cpp).", """
+        socratic-sdg serve-local --port 8000
+        # then: LLM_API_BASE=http://127.0.0.1:8000/v1 LLM_MODEL=smollm2 socratic-sdg generate ...""")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="GGUF file (default: $SOCRATIC_SDG_LOCAL_MODEL or .cache/models)")
+    p.set_defaults(func=cmd_serve_local)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except _user_errors() as exc:
+        print(f"socratic-sdg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The run summary: one report built from every stage's metrics file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .records import read_json, write_json
+
+SUMMARY_FILE = "summary.json"
+
+
+def _metrics(folder: str | os.PathLike[str], name: str) -> dict:
+    path = Path(folder) / name
+    return read_json(path) if path.is_file() else {}
+
+
+def collect(converted_dir, chunks_dir, conversations_dir, filtered_dir, dataset_dir) -> dict:
+    """Gather the counts of a run from the stages' output folders."""
+    convert = _metrics(converted_dir, "convert_metrics.json")
+    chunk = _metrics(chunks_dir, "chunk_metrics.json")
+    generate = _metrics(conversations_dir, "generate_metrics.json")
+    quality = _metrics(filtered_dir, "filter_metrics.json")
+    export = _metrics(dataset_dir, "export_metrics.json")
+    return {
+        "documents": convert.get("documents", 0),
+        "documents_failed": convert.get("failed", 0),
+        "pages": convert.get("pages", 0),
+        "chunks": chunk.get("chunks", 0),
+        "chunks_dropped": chunk.get("dropped", 0),
+        "generated": generate.get("output_rows", 0),
+        "generation_failed": generate.get("failed_rows", 0),
+        "generation_seconds": generate.get("execution_time_seconds", 0.0),
+        "accepted": quality.get("accepted", 0),
+        "rejected": quality.get("rejected", 0),
+        "rejected_by_reason": dict(sorted(quality.get("reasons", {}).items(), key=lambda kv: -kv[1])),
+        "train": export.get("train", 0),
+        "validation": export.get("validation", 0),
+        "model": generate.get("model", ""),
+        "flow_id": generate.get("flow_id", ""),
+    }
+
+
+def write(report: dict, dataset_dir) -> Path:
+    path = Path(dataset_dir) / SUMMARY_FILE
+    write_json(path, report)
+    return path
+
+
+def numeric_metrics(report: dict) -> dict[str, float]:
+    flat = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    flat.update({f"rejected_{reason}": count for reason, count in report["rejected_by_reason"].items()})
+    return flat
+
+
+def _rows(report: dict) -> list[tuple[str, str]]:
+    rows = [
+        ("documents converted", f"{report['documents']} ({report['documents_failed']} failed, {report['pages']} pages)"),
+        ("chunks", f"{report['chunks']} ({report['chunks_dropped']} dropped as noise)"),
+        ("conversations generated", f"{report['generated']} ({report['generation_failed']} failed) in {report['generation_seconds']:.0f}s"),
+        ("accepted", str(report["accepted"])),
+        ("rejected", str(report["rejected"])),
+    ]
+    rows += [(f"  rejected: {reason}", str(count)) for reason, count in report["rejected_by_reason"].items()]
+    rows.append(("dataset", f"{report['train']} train + {report['validation']} validation records"))
+    rows.append(("model / flow", f"{report['model']} / {report['flow_id']}"))
+    return rows
+
+
+def to_text(report: dict) -> str:
+    rows = _rows(report)
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def to_markdown(report: dict) -> str:
+    lines = ["# Socratic SDG run", "", "| stage | result |", "|---|---|"]
+    lines += [f"| {k.strip()} | {v} |" for k, v in _rows(report)]
+    return "\n".join(lines) + "\n"
+
+
+def read(dataset_dir) -> dict:
+    return read_json(Path(dataset_dir) / SUMMARY_FILE)
