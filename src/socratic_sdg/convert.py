@@ -111,6 +111,31 @@ def make_converter(options: ConvertOptions):
     )
 
 
+class UnreadableDocument(ValueError):
+    """A file that cannot be converted, with the specific reason (not a PDF, encrypted, corrupt)."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
+def diagnose_pdf(path: Path) -> UnreadableDocument | None:
+    """Why PDFium cannot open a PDF, in words a user can act on (None when it opens)."""
+    import pypdfium2
+
+    with path.open("rb") as handle:
+        head = handle.read(1024)
+    if b"%PDF-" not in head:
+        return UnreadableDocument("NotAPdf", f"not a PDF (the file starts with {head[:16]!r}); remove it or give it its real extension")
+    try:
+        pypdfium2.PdfDocument(str(path)).close()
+    except pypdfium2.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            return UnreadableDocument("EncryptedPdf", "the PDF is password-protected; decrypt it (e.g. qpdf --decrypt) and upload it again")
+        return UnreadableDocument("CorruptPdf", f"the PDF is corrupt or truncated ({exc}); re-export or re-download it")
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or exc.__class__.__name__
     return text[:300]
@@ -119,11 +144,15 @@ def _one_line(exc: BaseException) -> str:
 def convert_file(converter, path: Path, input_root: Path, output_dir: Path, options: ConvertOptions) -> dict:
     """Convert one file and write ``<name>.md`` and ``<name>.json``; returns its document record."""
     if path.stat().st_size == 0:
-        raise ValueError("the file is empty (0 bytes)")
+        raise UnreadableDocument("EmptyFile", "the file is empty (0 bytes); upload it again")
     kwargs = {"raises_on_error": True}
     if options.max_pages:
         kwargs["max_num_pages"] = options.max_pages
-    result = converter.convert(path, **kwargs)
+    try:
+        result = converter.convert(path, **kwargs)
+    except Exception as exc:
+        diagnosis = diagnose_pdf(path) if path.suffix.lower() == ".pdf" else None
+        raise (diagnosis or exc) from exc
     document = result.document
     markdown = document.export_to_markdown(escape_html=False)
     if not markdown.strip():
@@ -179,16 +208,15 @@ def run(
     for index, path in enumerate(inputs, start=1):
         try:
             if path.is_dir():
-                raise IsADirectoryError("a folder named like a document")
+                raise UnreadableDocument("NotAFile", "a folder named like a document; rename it")
             record = convert_file(converter, path, input_root, out, options)
             result.documents.append(record)
             result.pages += record["pages"]
             status = f"{record['pages']} pages"
         except Exception as exc:  # per-file isolation: one bad file must not stop the others
-            result.failures.append(
-                {"file": str(path.relative_to(input_root)), "error": exc.__class__.__name__, "reason": _one_line(exc)}
-            )
-            status = f"FAILED ({exc.__class__.__name__}: {_one_line(exc)[:120]})"
+            error = exc.kind if isinstance(exc, UnreadableDocument) else exc.__class__.__name__
+            result.failures.append({"file": str(path.relative_to(input_root)), "error": error, "reason": _one_line(exc)})
+            status = f"FAILED ({error}: {_one_line(exc)[:160]})"
         if progress:
             progress(f"[convert {index}/{len(inputs)}] {path.relative_to(input_root)}: {status}")
     result.seconds = time.monotonic() - started

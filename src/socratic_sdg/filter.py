@@ -259,7 +259,9 @@ def _parse_section(name: str, section: str, raw: Any, macros: Mapping[str, str])
                 or not raw_roles
                 or not all(isinstance(role, str) and role in ROLES for role in raw_roles)
             ):
-                raise ValueError(f"Rules file {name}: {where} roles must be a non-empty list drawn from {sorted(ROLES)}.")
+                raise ValueError(
+                    f"Rules file {name}: {where} roles must be a non-empty list drawn from {sorted(ROLES)}."
+                )
             roles = frozenset(raw_roles)
         scope = entry.get("scope", "turn")
         if scope not in SCOPES:
@@ -305,6 +307,11 @@ def _reason(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail}
 
 
+def _matched(rule: Rule, where: str, match: re.Match[str]) -> dict[str, str]:
+    """A drop reason that quotes the offending text, so a reviewer sees why without re-running."""
+    return _reason(rule.code, f'{where}: "{_snippet(match.group(0))}" \u2014 {rule.explanation}')
+
+
 def _where(index: int, role: str) -> str:
     return f"message {index + 1} ({role})"
 
@@ -331,13 +338,18 @@ def _role_problem(roles: Sequence[str]) -> str | None:
         if role == "system":
             return f"message {index + 1} is a system message, which is only allowed as the first message"
         if role != expected:
-            return f"message {index + 1} is {role!r} but {expected!r} was expected (turns must alternate, starting with user)"
+            return (
+                f"message {index + 1} is {role!r} but {expected!r} was expected "
+                "(turns must alternate, starting with user)"
+            )
     if roles[-1] != "assistant":
         return "the conversation ends with a user turn; it must end with the tutor's (assistant) reply"
     return None
 
 
-def _evaluate(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> tuple[list[dict[str, str]], dict[str, Any]]:
+def _evaluate(
+    record: Mapping[str, Any], rules: Rules, opts: FilterOptions
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """All drop reasons for one record, plus the quality summary of its final tutor turn."""
     reasons: list[dict[str, str]] = []
     quality: dict[str, Any] = {"green_flags": [], "green_score": 0, "ends_with_question": False}
@@ -354,11 +366,15 @@ def _evaluate(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> t
 
     malformed = False
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+        if not (
+            isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content"), str)
+        ):
             malformed = True
+            got = _snippet(json.dumps(message, ensure_ascii=False))
             reasons.append(_reason(
-                BAD_MESSAGE,
-                f"message {index + 1} must be an object with string 'role' and 'content', got {_snippet(json.dumps(message, ensure_ascii=False))}",
+                BAD_MESSAGE, f"message {index + 1} must be an object with string 'role' and 'content', got {got}"
             ))
     if malformed:
         return reasons, quality  # roles and contents cannot be trusted past this point
@@ -382,14 +398,18 @@ def _evaluate(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> t
                 match = rule.regex.search(content)
                 if match:
                     seen.add(rule.code)
-                    reasons.append(_reason(rule.code, f'{where}: "{_snippet(match.group(0))}" \u2014 {rule.explanation}'))
+                    reasons.append(_matched(rule, where, match))
         if role != "assistant":
             continue
 
         if len(text) < opts.min_turn_chars:
-            reasons.append(_reason(TURN_TOO_SHORT, f"{where} has {len(text)} characters, fewer than the minimum {opts.min_turn_chars}"))
+            reasons.append(_reason(
+                TURN_TOO_SHORT, f"{where} has {len(text)} characters, fewer than the minimum {opts.min_turn_chars}"
+            ))
         elif len(text) > opts.max_turn_chars:
-            reasons.append(_reason(TURN_TOO_LONG, f"{where} has {len(text)} characters, more than the maximum {opts.max_turn_chars}"))
+            reasons.append(_reason(
+                TURN_TOO_LONG, f"{where} has {len(text)} characters, more than the maximum {opts.max_turn_chars}"
+            ))
 
         sentences: list[str] | None = None
         for rule in rules._red_turn:
@@ -397,7 +417,7 @@ def _evaluate(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> t
                 match = rule.regex.search(text)
                 if match:
                     seen.add(rule.code)
-                    reasons.append(_reason(rule.code, f'{where}: "{_snippet(match.group(0))}" \u2014 {rule.explanation}'))
+                    reasons.append(_matched(rule, where, match))
         for rule in rules._red_statement:
             if rule.code not in seen:
                 if sentences is None:
@@ -405,7 +425,7 @@ def _evaluate(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> t
                 match = _first_match(rule, sentences)
                 if match:
                     seen.add(rule.code)
-                    reasons.append(_reason(rule.code, f'{where}: "{_snippet(match.group(0))}" \u2014 {rule.explanation}'))
+                    reasons.append(_matched(rule, where, match))
 
     # The final tutor turn is the reply being graded: it must hand the thinking back to the student.
     final = messages[-1]["content"].strip()
@@ -417,12 +437,14 @@ def _evaluate(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> t
         if opts.require_question and not asks:
             reasons.append(_reason(
                 NO_GUIDING_QUESTION,
-                f'{where} ends with "{_snippet(final[-60:])}" instead of a question; a Socratic reply must end by asking the student something',
+                f'{where} ends with "{_snippet(final[-60:])}" instead of a question; '
+                "a Socratic reply must end by asking the student something",
             ))
         if len(green) < opts.min_green_score:
             reasons.append(_reason(
                 LOW_GREEN_SCORE,
-                f"{where} matches {len(green)} guiding-move pattern(s) ({', '.join(green) or 'none'}), fewer than the required {opts.min_green_score}",
+                f"{where} matches {len(green)} guiding-move pattern(s) ({', '.join(green) or 'none'}), "
+                f"fewer than the required {opts.min_green_score}",
             ))
     return reasons, quality
 
@@ -501,7 +523,9 @@ def run(
         raise FileNotFoundError(f"filter input {input_path} does not exist or is not a file")
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    accepted_path, rejected_path, metrics_path = out_dir / ACCEPTED_FILE, out_dir / REJECTED_FILE, out_dir / METRICS_FILE
+    accepted_path = out_dir / ACCEPTED_FILE
+    rejected_path = out_dir / REJECTED_FILE
+    metrics_path = out_dir / METRICS_FILE
 
     total = accepted = 0
     reason_counts: Counter[str] = Counter()

@@ -39,6 +39,8 @@ class GenerateOptions:
     max_chunks: int = 0  # 0 = all chunks; a small number makes a quick trial run
     batch_size: int = 16
     domain: str = "mathematics"
+    num_retries: int = 3  # per request, by litellm, before the row is given up
+    request_timeout: float = 120.0  # seconds per request
     check_endpoint: bool = True
 
 
@@ -74,11 +76,17 @@ def resolve_flow_path(options: GenerateOptions) -> Path:
         ) from None
 
 
-def _load_flow(path: Path, endpoint: EndpointConfig):
+def _load_flow(path: Path, endpoint: EndpointConfig, options: GenerateOptions):
     from sdg_hub import Flow
 
     flow = Flow.from_yaml(str(path))
-    flow.set_model_config(model=endpoint.litellm_model, api_base=endpoint.api_base, api_key=endpoint.api_key)
+    flow.set_model_config(
+        model=endpoint.litellm_model,
+        api_base=endpoint.api_base,
+        api_key=endpoint.api_key,
+        num_retries=options.num_retries,
+        timeout=options.request_timeout,
+    )
     return flow
 
 
@@ -175,7 +183,7 @@ def run(
     if options.check_endpoint:
         check_endpoint(endpoint)
     flow_path = resolve_flow_path(options)
-    flow = _load_flow(flow_path, endpoint)
+    flow = _load_flow(flow_path, endpoint, options)
     flow_id = flow.metadata.id or options.flow_id
     chunks = list(read_jsonl(input_path))
     if options.max_chunks:

