@@ -17,6 +17,9 @@ from importlib import resources
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a cost map at import otherwise
+# sdg_hub logs every block at INFO with large tables; this stage prints its own progress.
+# Set LOG_LEVEL=INFO to see sdg_hub's block-by-block report again.
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from .endpoint import EndpointConfig, check as check_endpoint  # noqa: E402
 from .records import content_id, read_jsonl, write_json, write_jsonl  # noqa: E402
