@@ -88,3 +88,93 @@ def test_standard_pipeline_without_models_names_the_folder_and_the_fix(tmp_path,
 def test_unknown_pipeline_is_refused():
     with pytest.raises(convert.ConvertError, match="unknown conversion pipeline 'fast'"):
         convert.ConvertOptions(pipeline="fast")
+
+
+def test_a_file_past_the_timeout_fails_alone(tmp_path, samples_dir):
+    from convert_helpers import long_pdf
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_pdf(str(samples_dir / "spalign-linear-systems.pdf"), str(inputs / "huge.pdf"), copies=15)  # 300 pages
+    (inputs / "notes.md").write_text("# Gradients\n\nThe gradient points uphill. What do you notice about its length?\n")
+    result = convert.run(inputs, tmp_path / "out", convert.ConvertOptions(timeout_seconds=2, workers=2))
+    assert [d["source"] for d in result.documents] == ["notes.md"]
+    assert [(f["file"], f["error"]) for f in result.failures] == [("huge.pdf", "Timeout")]
+    assert "longer than 2s" in result.failures[0]["reason"]
+
+
+def test_a_crashing_worker_fails_only_its_file(tmp_path, samples_dir, monkeypatch):
+    import convert_helpers
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.pdf", "crash-me.pdf", "z.pdf"):
+        shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", inputs / name)
+    monkeypatch.setattr(convert, "_worker_main", convert_helpers.crash_on_crash_me)
+    result = convert.run(inputs, tmp_path / "out", convert.ConvertOptions(workers=1))
+    assert [d["source"] for d in result.documents] == ["a.pdf", "z.pdf"]
+    assert [(f["file"], f["error"]) for f in result.failures] == [("crash-me.pdf", "WorkerCrashed")]
+
+
+def test_unchanged_files_are_not_converted_again(tmp_path, samples_dir):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("rbt-formula-cheat-sheet.pdf", "octave-refcard-a4.pdf"):
+        shutil.copy(samples_dir / name, inputs)
+    out = tmp_path / "out"
+    first = convert.run(inputs, out)
+    assert first.reused == 0
+    markdown = (out / "octave-refcard-a4.md").read_text()
+
+    second = convert.run(inputs, out)
+    assert second.reused == 2 and second.metrics()["documents"] == 2
+    assert (out / "octave-refcard-a4.md").read_text() == markdown
+
+    # a changed file is converted again; other options invalidate the cache entry too
+    shutil.copy(samples_dir / "rbt-multivar-calculus.pdf", inputs / "octave-refcard-a4.pdf")
+    third = convert.run(inputs, out)
+    assert third.reused == 1 and "Multivariable Calculus" in (out / "octave-refcard-a4.md").read_text()
+    fourth = convert.run(inputs, out, convert.ConvertOptions(max_pages=50))
+    assert fourth.reused == 0
+
+
+def test_max_pages(tmp_path, samples_dir):
+    shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", tmp_path)  # 2 pages
+    shutil.copy(samples_dir / "rbt-multivar-calculus.pdf", tmp_path)  # 14 pages
+    result = convert.run(tmp_path, tmp_path / "out", convert.ConvertOptions(max_pages=5))
+    assert [d["source"] for d in result.documents] == ["rbt-formula-cheat-sheet.pdf"]
+    assert result.failures[0]["error"] == "TooManyPages" and "14 pages" in result.failures[0]["reason"]
+
+
+def test_markdown_and_html_inputs_convert_too(tmp_path):
+    inputs = tmp_path / "in"
+    (inputs / "web").mkdir(parents=True)
+    (inputs / "lesson.md").write_text("# Fractions\n\nTo add 1/2 and 1/3, find a common denominator.\n")
+    (inputs / "web" / "lesson.html").write_text("<html><body><h1>Limits</h1><p>What happens to 1/x as x grows?</p></body></html>")
+    result = convert.run(inputs, tmp_path / "out")
+    assert sorted(d["source"] for d in result.documents) == ["lesson.md", "web/lesson.html"]
+    assert "common denominator" in (tmp_path / "out" / "lesson.md").read_text()
+    assert "1/x as x grows" in (tmp_path / "out" / "web__lesson.md").read_text()
+
+
+def test_output_names_never_collide(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("x.pdf", "x.md", "a__b.pdf", "a/b.pdf"):
+        (tmp_path / name).write_text("x")
+    names = convert.output_names(sorted(p for p in tmp_path.rglob("*") if p.is_file()), tmp_path)
+    assert len(set(names.values())) == 4
+
+
+def test_shards_cover_every_file_once_and_merge_like_one_run(tmp_path, samples_dir, converted_samples):
+    shard_dirs = []
+    for index in range(3):
+        shard = tmp_path / f"shard-{index}"
+        convert.run(samples_dir, shard, shard_index=index, num_shards=3)
+        shard_dirs.append(shard)
+    merged = convert.merge(shard_dirs, tmp_path / "merged")
+    assert merged.documents == list(read_jsonl(converted_samples / "documents.jsonl"))
+    for document in merged.documents:
+        assert (tmp_path / "merged" / document["markdown"]).read_text() == (converted_samples / document["markdown"]).read_text()
+    # more shards than files: the extra shards are empty, not errors
+    empty = convert.run(samples_dir, tmp_path / "shard-9", shard_index=9, num_shards=10)
+    assert empty.documents == [] and empty.failures == []

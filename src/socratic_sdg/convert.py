@@ -1,49 +1,81 @@
 """Stage 1, convert: documents (PDF, Markdown, HTML, DOCX) -> DoclingDocument JSON + Markdown.
 
-Each input file is converted on its own: a file that cannot be read is recorded in
-``failures.jsonl`` with a one-line reason and the others still convert.
+Each file is converted on its own, in a pool of worker processes: a file that cannot be read,
+hangs past the timeout or crashes its worker is recorded in ``failures.jsonl`` with a one-line
+reason and the others still convert. Conversions are cached by content hash and options, so a
+file converted once is not converted again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import multiprocessing
 import os
+import queue
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .records import AtomicWriter, content_id, write_json, write_jsonl
+from .records import content_id, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".pdf", ".md", ".html", ".htm", ".docx")
-PIPELINES = ("native", "standard")
+PIPELINES = ("native", "standard", "vlm-remote")
+MODELS_HINT = "run `docling-tools models download -o DIR` and set DOCLING_ARTIFACTS_PATH=DIR (the conversion image bakes them)"
 
 
 class ConvertError(RuntimeError):
     """A user-fixable problem with the conversion stage as a whole."""
 
 
+class UnreadableDocument(ValueError):
+    """A file that cannot be converted, with the specific reason (not a PDF, encrypted, corrupt)."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """How documents are converted.
 
-    ``pipeline``: ``native`` reads the PDF's own text layer with no models (works anywhere);
-    ``standard`` runs docling's layout model from ``artifacts_path`` (baked into the conversion image).
+    ``pipeline``: ``native`` reads the PDF's own text layer with no models (fast, works anywhere, no
+    headings or tables); ``standard`` runs docling's layout model (+ tables, OCR, formulas) from
+    ``artifacts_path``; ``vlm-remote`` sends page images to an OpenAI-compatible vision model.
     """
 
     pipeline: str = "native"
-    artifacts_path: str | None = None
-    do_ocr: bool = False
-    do_table_structure: bool = False
-    max_pages: int = 0  # 0 = no limit
+    artifacts_path: str | None = None  # default: $DOCLING_ARTIFACTS_PATH
+    do_ocr: bool = False  # standard: OCR for scanned pages
+    do_table_structure: bool = True  # standard: tables as Markdown tables
+    do_formula_enrichment: bool = False  # standard: formulas as LaTeX (needs the formula model)
+    vlm_api_base: str | None = None  # vlm-remote: default $LLM_API_BASE
+    vlm_model: str | None = None  # vlm-remote: default $VLM_MODEL, then $LLM_MODEL
+    timeout_seconds: float = 300.0  # per file; 0 = no limit
+    max_pages: int = 0  # files with more pages fail with a reason; 0 = no limit
     max_failure_ratio: float = 1.0  # fail the stage when more than this share of files fail
+    workers: int = 0  # worker processes; 0 = one per core (at most one per file)
+    cache_dir: str | None = None  # content-addressed cache of conversions; default OUTPUT/.cache
 
     def __post_init__(self):
         if self.pipeline not in PIPELINES:
             raise ConvertError(f"unknown conversion pipeline {self.pipeline!r}; choose one of {', '.join(PIPELINES)}")
+        if not 0.0 <= self.max_failure_ratio <= 1.0:
+            raise ConvertError(f"max_failure_ratio must be between 0 and 1, got {self.max_failure_ratio}")
+
+    def fingerprint(self) -> str:
+        """What changes a conversion's result: the same file with the same fingerprint is reused."""
+        from importlib.metadata import version
+
+        relevant = {k: v for k, v in asdict(self).items() if k not in ("max_failure_ratio", "workers", "cache_dir", "timeout_seconds")}
+        return content_id(relevant, version("docling-slim"), version("docling-core"))
 
 
 @dataclass
@@ -51,6 +83,8 @@ class ConvertResult:
     documents: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     pages: int = 0
+    converted_pages: int = 0  # pages converted in this run (not reused from the cache)
+    reused: int = 0
     seconds: float = 0.0
 
     def metrics(self) -> dict:
@@ -58,16 +92,46 @@ class ConvertResult:
             "documents": len(self.documents),
             "failed": len(self.failures),
             "pages": self.pages,
+            "reused_from_cache": self.reused,
             "seconds": round(self.seconds, 3),
+            "pages_per_second": round(self.converted_pages / self.seconds, 2) if self.seconds else 0.0,
+            "failures_by_error": _count(f["error"] for f in self.failures),
         }
 
 
-def find_inputs(input_dir: str | os.PathLike[str]) -> list[Path]:
-    """Every supported file below ``input_dir`` (recursively), in a stable order."""
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def find_inputs(input_dir: str | os.PathLike[str], shard_index: int = 0, num_shards: int = 1) -> list[Path]:
+    """Supported files below ``input_dir`` (recursively), in a stable order; one shard of them."""
     root = Path(input_dir)
     if not root.is_dir():
         raise ConvertError(f"input folder {root} does not exist or is not a folder; point --input at the folder holding the PDFs")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    if not 0 <= shard_index < num_shards:
+        raise ConvertError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    return paths[shard_index::num_shards]
+
+
+def output_names(paths: list[Path], root: Path) -> dict[Path, str]:
+    """A distinct output name per input: its relative path without suffix, '/' as '__'."""
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in paths:
+        name = "__".join(path.relative_to(root).with_suffix("").parts)
+        if name in taken:  # x.pdf beside x.md, or a/b.pdf beside a__b.pdf
+            name = f"{name}-{content_id(str(path.relative_to(root)), length=8)}"
+        taken.add(name)
+        names[path] = name
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# docling
 
 
 def _pdf_format_option(options: ConvertOptions):
@@ -78,12 +142,11 @@ def _pdf_format_option(options: ConvertOptions):
         from docling.datamodel.pipeline_options import NativePdfPipelineOptions
         from docling.pipeline.native_pdf_pipeline import NativePdfPipeline
 
-        # pypdfium2 reads typewriter fonts that the default backend garbles (field notes).
-        return PdfFormatOption(
-            pipeline_cls=NativePdfPipeline,
-            pipeline_options=NativePdfPipelineOptions(),
-            backend=PyPdfiumDocumentBackend,
-        )
+        # pypdfium2 reads typewriter fonts that docling's default backend garbles.
+        return PdfFormatOption(pipeline_cls=NativePdfPipeline, pipeline_options=NativePdfPipelineOptions(), backend=PyPdfiumDocumentBackend)
+
+    if options.pipeline == "vlm-remote":
+        return _vlm_remote_format_option(options)
 
     from docling.datamodel.pipeline_options import PdfPipelineOptions
 
@@ -91,14 +154,38 @@ def _pdf_format_option(options: ConvertOptions):
     if not artifacts or not Path(artifacts).is_dir() or not any(Path(artifacts).iterdir()):
         raise ConvertError(
             f"the standard pipeline needs docling's models in a local folder, and {artifacts or 'DOCLING_ARTIFACTS_PATH (unset)'} "
-            "has none; run `docling-tools models download -o DIR` and set DOCLING_ARTIFACTS_PATH=DIR "
-            "(the conversion image bakes them), or use --pipeline native"
+            f"has none; {MODELS_HINT}, or use --pipeline native"
         )
     return PdfFormatOption(
         pipeline_options=PdfPipelineOptions(
-            artifacts_path=artifacts, do_ocr=options.do_ocr, do_table_structure=options.do_table_structure
+            artifacts_path=artifacts,
+            do_ocr=options.do_ocr,
+            do_table_structure=options.do_table_structure,
+            do_formula_enrichment=options.do_formula_enrichment,
         )
     )
+
+
+def _vlm_remote_format_option(options: ConvertOptions):
+    from docling.datamodel.pipeline_options import VlmPipelineOptions
+    from docling.datamodel.pipeline_options_vlm_model import ApiVlmOptions, ResponseFormat
+    from docling.document_converter import PdfFormatOption
+    from docling.pipeline.vlm_pipeline import VlmPipeline
+
+    api_base = (options.vlm_api_base or os.environ.get("LLM_API_BASE", "")).rstrip("/")
+    model = options.vlm_model or os.environ.get("VLM_MODEL") or os.environ.get("LLM_MODEL")
+    if not api_base or not model:
+        raise ConvertError("the vlm-remote pipeline needs an endpoint and a vision model: set LLM_API_BASE and VLM_MODEL (or --vlm-api-base/--vlm-model)")
+    headers = {"Authorization": f"Bearer {os.environ['LLM_API_KEY']}"} if os.environ.get("LLM_API_KEY") else {}
+    vlm = ApiVlmOptions(
+        url=f"{api_base}/chat/completions",
+        params={"model": model, "max_tokens": 4096},
+        headers=headers,
+        prompt="Convert this page to Markdown. Write formulas as LaTeX between $ signs and tables as Markdown tables.",
+        timeout=max(options.timeout_seconds, 60),
+        response_format=ResponseFormat.MARKDOWN,
+    )
+    return PdfFormatOption(pipeline_cls=VlmPipeline, pipeline_options=VlmPipelineOptions(enable_remote_services=True, vlm_options=vlm))
 
 
 def make_converter(options: ConvertOptions):
@@ -109,14 +196,6 @@ def make_converter(options: ConvertOptions):
         allowed_formats=[InputFormat.PDF, InputFormat.MD, InputFormat.HTML, InputFormat.DOCX],
         format_options={InputFormat.PDF: _pdf_format_option(options)},
     )
-
-
-class UnreadableDocument(ValueError):
-    """A file that cannot be converted, with the specific reason (not a PDF, encrypted, corrupt)."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.kind = kind
 
 
 def diagnose_pdf(path: Path) -> UnreadableDocument | None:
@@ -136,44 +215,47 @@ def diagnose_pdf(path: Path) -> UnreadableDocument | None:
     return None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    return text[:300]
+def _pdf_page_count(path: Path) -> int | None:
+    import pypdfium2
+
+    try:
+        document = pypdfium2.PdfDocument(str(path))
+    except pypdfium2.PdfiumError:
+        return None  # the conversion will fail and diagnose it
+    try:
+        return len(document)
+    finally:
+        document.close()
 
 
-def convert_file(converter, path: Path, input_root: Path, output_dir: Path, options: ConvertOptions) -> dict:
-    """Convert one file and write ``<name>.md`` and ``<name>.json``; returns its document record."""
+def convert_one(converter, path: Path, options: ConvertOptions) -> tuple[str, str, int]:
+    """Convert one file: (markdown, DoclingDocument JSON, pages). Raises UnreadableDocument."""
+    if path.is_dir():
+        raise UnreadableDocument("NotAFile", "a folder named like a document; rename it")
     if path.stat().st_size == 0:
         raise UnreadableDocument("EmptyFile", "the file is empty (0 bytes); upload it again")
-    kwargs = {"raises_on_error": True}
-    if options.max_pages:
-        kwargs["max_num_pages"] = options.max_pages
+    if options.max_pages and path.suffix.lower() == ".pdf":
+        pages = _pdf_page_count(path)
+        if pages and pages > options.max_pages:
+            raise UnreadableDocument("TooManyPages", f"{pages} pages, more than max_pages={options.max_pages}; split the PDF or raise the limit")
     try:
-        result = converter.convert(path, **kwargs)
+        result = converter.convert(path, raises_on_error=True)
     except Exception as exc:
         diagnosis = diagnose_pdf(path) if path.suffix.lower() == ".pdf" else None
         raise (diagnosis or exc) from exc
     document = result.document
     markdown = document.export_to_markdown(escape_html=False)
     if not markdown.strip():
-        raise ValueError("no text could be extracted (scanned pages need --ocr with the standard pipeline)")
-    relative = path.relative_to(input_root)
-    name = "__".join(relative.with_suffix("").parts)
-    doc_id = content_id(_file_hash(path))
-    with AtomicWriter(output_dir / f"{name}.md") as handle:
-        handle.write(markdown)
-    with AtomicWriter(output_dir / f"{name}.json") as handle:
-        handle.write(document.model_dump_json())
-    return {
-        "doc_id": doc_id,
-        "source": str(relative),
-        "markdown": f"{name}.md",
-        "docling_json": f"{name}.json",
-        "pages": len(result.pages) if result.pages else document.num_pages(),
-    }
+        raise UnreadableDocument("NoText", "no text could be extracted (scanned pages need the standard pipeline with OCR)")
+    pages = len(result.pages) if result.pages else document.num_pages()
+    return markdown, document.model_dump_json(), pages
 
 
-def _file_hash(path: Path) -> str:
+# ---------------------------------------------------------------------------------------------
+# cache: <cache_dir>/<key>/{document.md, document.json, meta.json}, key = file hash + options
+
+
+def file_hash(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -181,48 +263,260 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+class ConversionCache:
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def get(self, key: str) -> tuple[Path, Path, int] | None:
+        entry = self.folder / key
+        try:
+            meta = json.loads((entry / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return entry / "document.md", entry / "document.json", int(meta["pages"])
+
+    def put(self, key: str, markdown: str, document_json: str, pages: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.folder))
+        (staging / "document.md").write_text(markdown, encoding="utf-8")
+        (staging / "document.json").write_text(document_json, encoding="utf-8")
+        (staging / "meta.json").write_text(json.dumps({"pages": pages}))
+        try:
+            staging.rename(self.folder / key)  # atomic: a reader sees a whole entry or none
+        except OSError:  # another worker or shard stored it first
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# worker processes
+
+
+@dataclass(frozen=True)
+class _Task:
+    path: str
+    key: str
+
+
+def _worker_main(options: ConvertOptions, cache_folder: str, tasks, results) -> None:
+    """Convert files sent on ``tasks`` into the cache; report each outcome on ``results``."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        converter = make_converter(options)
+    except Exception as exc:  # e.g. missing models: the same for every file, fatal for the stage
+        results.put(("fatal", os.getpid(), None, str(exc)))
+        return
+    cache = ConversionCache(Path(cache_folder))
+    results.put(("ready", os.getpid(), None, None))
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        results.put(("started", os.getpid(), task.path, None))
+        try:
+            markdown, document_json, pages = convert_one(converter, Path(task.path), options)
+            cache.put(task.key, markdown, document_json, pages)
+            results.put(("done", os.getpid(), task.path, None))
+        except Exception as exc:
+            kind = exc.kind if isinstance(exc, UnreadableDocument) else exc.__class__.__name__
+            results.put(("failed", os.getpid(), task.path, (kind, _one_line(exc))))
+
+
+class _Worker:
+    def __init__(self, ctx, options: ConvertOptions, cache_folder: Path, results):
+        self.tasks = ctx.Queue()
+        self.process = ctx.Process(target=_worker_main, args=(options, str(cache_folder), self.tasks, results), daemon=True)
+        self.process.start()
+        self.task: _Task | None = None
+        self.started_at: float | None = None
+
+    def give(self, task: _Task) -> None:
+        self.task, self.started_at = task, None
+        self.tasks.put(task)
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            self.tasks.put(None)
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _worker_context():
+    """Worker processes fork from a forkserver that imported docling once.
+
+    Not plain fork: the parent may run threads (the KFP executor, torch) that a forked child would
+    inherit half-locked. Not spawn: every worker would pay docling's multi-second import again.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["socratic_sdg.convert", "docling.document_converter", "docling.pipeline.native_pdf_pipeline"])
+    return ctx
+
+
+def _run_pool(tasks: list[_Task], options: ConvertOptions, cache_folder: Path, workers: int, on_outcome) -> None:
+    """Run tasks on ``workers`` processes; kill and replace a worker whose file exceeds the timeout."""
+    ctx = _worker_context()
+    results = ctx.Queue()
+    pending = list(reversed(tasks))
+    pool = [_Worker(ctx, options, cache_folder, results) for _ in range(workers)]
+    by_pid = {w.process.pid: w for w in pool}
+    outstanding = len(tasks)
+
+    def assign(worker: _Worker) -> None:
+        worker.task = None
+        if pending:
+            worker.give(pending.pop())
+
+    def replace(worker: _Worker) -> None:
+        worker.stop(kill=True)
+        pool.remove(worker)
+        fresh = _Worker(ctx, options, cache_folder, results)
+        pool.append(fresh)
+        by_pid[fresh.process.pid] = fresh
+
+    failed = True
+    try:
+        while outstanding:
+            try:
+                event, pid, path, detail = results.get(timeout=0.2)
+            except queue.Empty:
+                event = None
+            if event == "fatal":
+                raise ConvertError(detail)
+            if event == "ready":
+                assign(by_pid[pid])
+            elif event == "started":
+                by_pid[pid].started_at = time.monotonic()
+            elif event in ("done", "failed"):
+                outstanding -= 1
+                on_outcome(Path(path), detail)
+                assign(by_pid[pid])
+            now = time.monotonic()
+            for worker in list(pool):
+                if worker.task is None:
+                    continue
+                overdue = options.timeout_seconds and worker.started_at and now - worker.started_at > options.timeout_seconds
+                crashed = not worker.process.is_alive()
+                if overdue or crashed:
+                    task = worker.task
+                    outstanding -= 1
+                    if overdue:
+                        on_outcome(Path(task.path), ("Timeout", f"conversion took longer than {options.timeout_seconds:.0f}s; raise timeout_seconds or split the file"))
+                    else:
+                        on_outcome(Path(task.path), ("WorkerCrashed", f"the converter process died (exit code {worker.process.exitcode}) on this file"))
+                    replace(worker)  # the fresh worker asks for work when it is ready
+        failed = False
+    finally:
+        for worker in pool:
+            worker.stop(kill=failed)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return text[:300]
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+
+
 def run(
     input_dir: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     options: ConvertOptions = ConvertOptions(),
     progress: Callable[[str], None] | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
 ) -> ConvertResult:
-    """Convert every supported file below ``input_dir`` into ``output_dir``.
+    """Convert every supported file below ``input_dir`` (one shard of them) into ``output_dir``.
 
-    Writes ``documents.jsonl`` (one record per converted document), ``failures.jsonl``
-    (``file``, ``error``, ``reason``) and ``convert_metrics.json``. Raises ConvertError when no file
-    converts or more than ``max_failure_ratio`` of them fail; the outputs are written first.
+    Writes ``<name>.md`` and ``<name>.json`` per document, ``documents.jsonl`` (one record per
+    converted document), ``failures.jsonl`` (``file``, ``error``, ``reason``) and
+    ``convert_metrics.json``. Raises ConvertError when no file converts or more than
+    ``max_failure_ratio`` of them fail; the outputs are written first.
     """
     started = time.monotonic()
     input_root = Path(input_dir)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = find_inputs(input_root)
-    if not inputs:
+    inputs = find_inputs(input_root, shard_index, num_shards)
+    if not inputs and num_shards == 1:
         raise ConvertError(
             f"no documents found in {input_root} (looked for {', '.join(SUPPORTED_SUFFIXES)} recursively); "
             "copy the PDFs there or point --input at another folder"
         )
-    converter = make_converter(options)
+    names = output_names(inputs, input_root)
+    cache = ConversionCache(Path(options.cache_dir) if options.cache_dir else out / ".cache")
+    fingerprint = options.fingerprint()
     result = ConvertResult()
-    for index, path in enumerate(inputs, start=1):
-        try:
-            if path.is_dir():
-                raise UnreadableDocument("NotAFile", "a folder named like a document; rename it")
-            record = convert_file(converter, path, input_root, out, options)
-            result.documents.append(record)
-            result.pages += record["pages"]
-            status = f"{record['pages']} pages"
-        except Exception as exc:  # per-file isolation: one bad file must not stop the others
-            error = exc.kind if isinstance(exc, UnreadableDocument) else exc.__class__.__name__
-            result.failures.append({"file": str(path.relative_to(input_root)), "error": error, "reason": _one_line(exc)})
-            status = f"FAILED ({error}: {_one_line(exc)[:160]})"
+    failures: dict[Path, dict] = {}
+    hashes: dict[Path, str] = {}
+    keys: dict[Path, str] = {}
+    todo: list[_Task] = []
+    for path in inputs:
+        if path.is_file() and path.stat().st_size:
+            try:
+                hashes[path] = file_hash(path)
+            except OSError as exc:
+                failures[path] = {"file": str(path.relative_to(input_root)), "error": "Unreadable", "reason": f"cannot read the file ({exc.strerror}); check its permissions"}
+                continue
+            keys[path] = content_id(hashes[path], fingerprint)
+            if cache.get(keys[path]) is not None:
+                result.reused += 1
+                continue
+            todo.append(_Task(str(path), keys[path]))
+        else:
+            try:
+                convert_one(None, path, options)
+            except UnreadableDocument as exc:
+                failures[path] = {"file": str(path.relative_to(input_root)), "error": exc.kind, "reason": str(exc)}
+
+    done = len(inputs) - len(todo)
+
+    def on_outcome(path: Path, failure: tuple[str, str] | None) -> None:
+        nonlocal done
+        done += 1
+        relative = path.relative_to(input_root)
+        if failure:
+            failures[path] = {"file": str(relative), "error": failure[0], "reason": failure[1]}
+            status = f"FAILED ({failure[0]}: {failure[1][:160]})"
+        else:
+            pages = cache.get(keys[path])[2]
+            result.converted_pages += pages
+            status = f"{pages} pages"
         if progress:
-            progress(f"[convert {index}/{len(inputs)}] {path.relative_to(input_root)}: {status}")
+            progress(f"[convert {done}/{len(inputs)}] {relative}: {status}")
+
+    if result.reused and progress:
+        progress(f"[convert] {result.reused} of {len(inputs)} files unchanged since their last conversion: reused")
+    if todo:
+        workers = options.workers or os.cpu_count() or 1
+        _run_pool(todo, options, cache.folder, min(workers, len(todo)), on_outcome)
+
+    for path in inputs:
+        if path in failures:
+            result.failures.append(failures[path])
+            continue
+        markdown, document_json, pages = cache.get(keys[path])
+        name = names[path]
+        shutil.copyfile(markdown, out / f"{name}.md")
+        shutil.copyfile(document_json, out / f"{name}.json")
+        result.documents.append(
+            {
+                "doc_id": content_id(hashes[path]),
+                "source": str(path.relative_to(input_root)),
+                "markdown": f"{name}.md",
+                "docling_json": f"{name}.json",
+                "pages": pages,
+                "pipeline": options.pipeline,
+            }
+        )
+        result.pages += pages
     result.seconds = time.monotonic() - started
-    write_jsonl(out / "documents.jsonl", result.documents)
-    write_jsonl(out / "failures.jsonl", result.failures)
-    write_json(out / "convert_metrics.json", result.metrics())
+    write_outputs(out, result)
+    if not inputs:
+        return result  # an empty shard: nothing to do is not an error
     if not result.documents:
         raise ConvertError(
             f"none of the {len(inputs)} files in {input_root} could be converted; see {out / 'failures.jsonl'} for the reason per file"
@@ -233,5 +527,32 @@ def run(
             f"{options.max_failure_ratio:.0%}; see {out / 'failures.jsonl'}"
         )
     return result
+
+
+def write_outputs(out: Path, result: ConvertResult) -> None:
+    write_jsonl(out / "documents.jsonl", result.documents)
+    write_jsonl(out / "failures.jsonl", result.failures)
+    write_json(out / "convert_metrics.json", result.metrics())
+
+
+def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.PathLike[str]) -> ConvertResult:
+    """Combine the outputs of convert shards into one folder, as one unsharded run would write it."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    merged = ConvertResult()
+    for shard in map(Path, shard_dirs):
+        for document in read_jsonl(shard / "documents.jsonl"):
+            for key in ("markdown", "docling_json"):
+                shutil.copyfile(shard / document[key], out / document[key])
+            merged.documents.append(document)
+            merged.pages += document["pages"]
+        merged.failures.extend(read_jsonl(shard / "failures.jsonl"))
+        metrics = json.loads((shard / "convert_metrics.json").read_text())
+        merged.reused += metrics.get("reused_from_cache", 0)
+        merged.seconds = max(merged.seconds, metrics.get("seconds", 0.0))  # shards run side by side
+    merged.documents.sort(key=lambda d: d["source"])
+    merged.failures.sort(key=lambda f: f["file"])
+    write_outputs(out, merged)
+    return merged
 
 

@@ -1,0 +1,30 @@
+"""Helpers the convert tests run inside worker processes (importable by spawned children)."""
+
+import os
+
+from socratic_sdg import convert
+
+
+def crash_on_crash_me(options, cache_folder, tasks, results):
+    """A worker that dies (as a segfaulting PDF library would) on files named *crash-me*."""
+
+    class CrashingQueue:
+        def get(self):
+            task = tasks.get()
+            if task is not None and "crash-me" in task.path:
+                results.put(("started", os.getpid(), task.path, None))
+                os._exit(3)
+            return task
+
+    convert._worker_main(options, cache_folder, CrashingQueue(), results)
+
+
+def long_pdf(source: str, target: str, copies: int) -> None:
+    """A long, valid PDF: the pages of ``source`` repeated ``copies`` times."""
+    import pypdfium2
+
+    original = pypdfium2.PdfDocument(source)
+    merged = pypdfium2.PdfDocument.new()
+    for _ in range(copies):
+        merged.import_pages(original)
+    merged.save(target)
