@@ -5,17 +5,20 @@ library is installed) and only maps artifacts and parameters onto the stage's ``
 """
 
 from .chunk_documents import chunk_documents
-from .convert_documents import convert_documents
+from .convert_documents import convert_documents, merge_converted_shards, plan_shards
 from .export_dataset import export_dataset
 from .filter_conversations import filter_conversations
 from .generate_conversations import generate_conversations
-from .image import RUNTIME_IMAGE
+from .image import CONVERT_IMAGE, RUNTIME_IMAGE
 
 __all__ = [
+    "CONVERT_IMAGE",
     "RUNTIME_IMAGE",
     "chunk_documents",
     "convert_documents",
     "export_dataset",
     "filter_conversations",
     "generate_conversations",
+    "merge_converted_shards",
+    "plan_shards",
 ]

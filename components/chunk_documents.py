@@ -8,22 +8,26 @@ from .image import RUNTIME_IMAGE
 def chunk_documents(
     converted: Input[Dataset],
     chunks: Output[Dataset],
-    target_chars: int = 1500,
-    min_chars: int = 200,
+    method: str = "structure",
+    max_tokens: int = 512,
+    min_tokens: int = 64,
+    merge_small_sections: bool = True,
 ):
-    """Cut converted documents into structure-aware chunks (chunks.jsonl in the output folder).
+    """Cut converted documents into chunks (chunks.jsonl in the output folder).
 
     Args:
-        converted: Output of convert_documents.
+        converted: Output of the conversion.
         chunks: Folder with chunks.jsonl, chunks_dropped.jsonl and chunk_metrics.json.
-        target_chars: Merge consecutive pieces of a section up to about this many characters.
-        min_chars: Drop chunks shorter than this.
+        method: structure (keeps a problem with its solution), hybrid (docling HybridChunker) or hierarchical.
+        max_tokens: Largest chunk in tokens.
+        min_tokens: Smaller sections merge into a neighbour; smaller leftovers are dropped.
+        merge_small_sections: Merge sections below min_tokens into their neighbours.
     """
     import os
 
     from socratic_sdg import chunk as stage
 
     os.makedirs(chunks.path, exist_ok=True)
-    options = stage.ChunkOptions(target_chars=target_chars, min_chars=min_chars)
+    options = stage.ChunkOptions(method=method, max_tokens=max_tokens, min_tokens=min_tokens, merge_small_sections=merge_small_sections)
     result = stage.run(converted.path, os.path.join(chunks.path, "chunks.jsonl"), options, progress=print)
-    print(f"{result.chunks} chunks, {result.dropped} dropped as noise")
+    print(f"{result.chunks} chunks ({result.tokens} tokens), {result.dropped} dropped: {result.dropped_by_reason}")

@@ -1,10 +1,14 @@
-"""The one place the components' container image is named.
+"""The one place the components' container images are named.
 
-Override at compile time with SOCRATIC_SDG_IMAGE (e.g. a digest-pinned release reference); the
-committed pipeline YAML is compiled with the default.
+Override at compile time with SOCRATIC_SDG_IMAGE / SOCRATIC_SDG_CONVERT_IMAGE (e.g. digest-pinned
+release references, see `make compile IMAGE=...`); the committed pipeline YAML uses the defaults.
 """
 
 import os
 
-DEFAULT_RUNTIME_IMAGE = "quay.io/socratic-sdg/socratic-sdg:0.1.0"
-RUNTIME_IMAGE = os.environ.get("SOCRATIC_SDG_IMAGE", DEFAULT_RUNTIME_IMAGE)
+IMAGE_REPOSITORY = "quay.io/socratic-sdg"
+VERSION = "0.1.0"
+# The library, kfp, sdg_hub, docling (native pipeline): every task but conversion.
+RUNTIME_IMAGE = os.environ.get("SOCRATIC_SDG_IMAGE", f"{IMAGE_REPOSITORY}/socratic-sdg:{VERSION}")
+# The runtime image plus docling's layout/table/formula models baked in (standard pipeline).
+CONVERT_IMAGE = os.environ.get("SOCRATIC_SDG_CONVERT_IMAGE", f"{IMAGE_REPOSITORY}/socratic-sdg-convert:{VERSION}")

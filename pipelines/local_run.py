@@ -57,7 +57,13 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
         os.environ.setdefault("LLM_API_KEY", "EMPTY")
         progress(f"local model server ready at {server.api_base}")
     try:
-        parameters = {"convert_input_dir": str(input_dir), **options.parameters}
+        parameters = {
+            "convert_input_dir": str(input_dir),
+            # No layout models on a laptop unless the user has them: read the PDFs' text layer.
+            "convert_pipeline": "standard" if os.environ.get("DOCLING_ARTIFACTS_PATH") else "native",
+            "convert_cache_dir": str(output_root / "cache" / "convert"),
+            **options.parameters,
+        }
         task = socratic_sdg_pipeline(**parameters)
     finally:
         if server is not None:

@@ -15,6 +15,8 @@ from socratic_sdg.components import (
     export_dataset,
     filter_conversations,
     generate_conversations,
+    merge_converted_shards,
+    plan_shards,
 )
 
 PIPELINE_NAME = "socratic-sdg"
@@ -30,11 +32,20 @@ def socratic_sdg_pipeline(
     pvc_name: str = "socratic-sdg-data",
     llm_secret_name: str = "llm-endpoint",
     convert_input_dir: str = "/data/pdfs",
-    convert_pipeline: str = "native",
+    convert_pipeline: str = "standard",
+    convert_num_shards: int = 1,
+    convert_workers: int = 0,
+    convert_timeout_seconds: float = 300.0,
     convert_max_pages: int = 0,
     convert_max_failure_ratio: float = 0.5,
-    chunk_target_chars: int = 1500,
-    chunk_min_chars: int = 200,
+    convert_do_ocr: bool = False,
+    convert_do_table_structure: bool = True,
+    convert_do_formula_enrichment: bool = False,
+    convert_cache_dir: str = "/data/.cache/socratic-sdg/convert",
+    chunk_method: str = "structure",
+    chunk_max_tokens: int = 512,
+    chunk_min_tokens: int = 64,
+    chunk_merge_small_sections: bool = True,
     generate_flow_id: str = "socratic-single-turn",
     generate_flow_yaml_path: str = "",
     generate_model: str = "",
@@ -51,12 +62,21 @@ def socratic_sdg_pipeline(
     Args:
         pvc_name: PersistentVolumeClaim holding the input documents, mounted at /data in every task.
         llm_secret_name: Secret with LLM_API_BASE and LLM_API_KEY (and optionally LLM_MODEL) for the model endpoint.
-        convert_input_dir: Folder with the PDFs (and .md/.html/.docx), usually under /data.
-        convert_pipeline: docling pipeline: native (PDF text layer, no models) or standard (layout model baked in the image).
-        convert_max_pages: Convert at most this many pages per document (0 = all).
+        convert_input_dir: Folder with the PDFs (and .md/.html/.docx), searched recursively, usually under /data.
+        convert_pipeline: docling pipeline: standard (layout, tables, OCR, formulas; models baked in the conversion image), native (the PDF's text layer, no models) or vlm-remote (a vision model behind LLM_API_BASE).
+        convert_num_shards: Conversion tasks that share the input folder, run side by side.
+        convert_workers: Worker processes per conversion task (0 = one per core).
+        convert_timeout_seconds: Seconds per file before it is given up and recorded as failed (0 = no limit).
+        convert_max_pages: Files with more pages are recorded as failed (0 = no limit).
         convert_max_failure_ratio: Fail the run when more than this share of the documents cannot be converted.
-        chunk_target_chars: Merge consecutive pieces of a section into chunks of about this many characters.
-        chunk_min_chars: Drop chunks shorter than this many characters.
+        convert_do_ocr: Standard pipeline: OCR for scanned pages.
+        convert_do_table_structure: Standard pipeline: tables as Markdown tables.
+        convert_do_formula_enrichment: Standard pipeline: formulas as LaTeX.
+        convert_cache_dir: Folder on the PVC where conversions are cached by content, so unchanged files are not converted again (empty = no cache).
+        chunk_method: structure (keeps a problem with its solution), hybrid (docling HybridChunker) or hierarchical (one chunk per paragraph).
+        chunk_max_tokens: Largest chunk, in tokens.
+        chunk_min_tokens: Sections smaller than this merge into a neighbour; smaller leftovers are dropped.
+        chunk_merge_small_sections: Merge sections below chunk_min_tokens into their neighbours.
         generate_flow_id: sdg_hub flow id: socratic-single-turn, or any flow from the sdg_hub registry.
         generate_flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over generate_flow_id.
         generate_model: Model name served by the endpoint; empty uses LLM_MODEL from the Secret.
@@ -68,17 +88,41 @@ def socratic_sdg_pipeline(
         export_validation_ratio: Share of source chunks whose conversations go to validation.jsonl.
         export_seed: Seed of the grouped train/validation split.
     """
-    convert_task = convert_documents(
-        input_dir=convert_input_dir,
-        pipeline=convert_pipeline,
-        max_pages=convert_max_pages,
-        max_failure_ratio=convert_max_failure_ratio,
+    shards_task = plan_shards(num_shards=convert_num_shards)
+    shards_task.set_cpu_request("100m").set_cpu_limit("500m").set_memory_request("256Mi").set_memory_limit("512Mi")
+    with dsl.ParallelFor(shards_task.output) as shard_index:
+        convert_task = convert_documents(
+            input_dir=convert_input_dir,
+            shard_index=shard_index,
+            num_shards=convert_num_shards,
+            pipeline=convert_pipeline,
+            do_ocr=convert_do_ocr,
+            do_table_structure=convert_do_table_structure,
+            do_formula_enrichment=convert_do_formula_enrichment,
+            workers=convert_workers,
+            timeout_seconds=convert_timeout_seconds,
+            max_pages=convert_max_pages,
+            cache_dir=convert_cache_dir,
+        )
+        kubernetes.mount_pvc(convert_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
+        # vlm-remote reads the endpoint from the same Secret as generation.
+        kubernetes.use_secret_as_env(
+            convert_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
+        )
+        convert_task.set_cpu_request("2").set_cpu_limit("4").set_memory_request("4Gi").set_memory_limit("8Gi")
+
+    merge_task = merge_converted_shards(
+        shards=dsl.Collected(convert_task.outputs["converted"]), max_failure_ratio=convert_max_failure_ratio
     )
-    kubernetes.mount_pvc(convert_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-    convert_task.set_cpu_request("1").set_cpu_limit("4").set_memory_request("2Gi").set_memory_limit("8Gi")
+    merge_task.set_cpu_request("250m").set_cpu_limit("1").set_memory_request("512Mi").set_memory_limit("2Gi")
+    converted = merge_task.outputs["converted"]
 
     chunk_task = chunk_documents(
-        converted=convert_task.outputs["converted"], target_chars=chunk_target_chars, min_chars=chunk_min_chars
+        converted=converted,
+        method=chunk_method,
+        max_tokens=chunk_max_tokens,
+        min_tokens=chunk_min_tokens,
+        merge_small_sections=chunk_merge_small_sections,
     )
     chunk_task.set_cpu_request("500m").set_cpu_limit("2").set_memory_request("1Gi").set_memory_limit("4Gi")
 
@@ -115,7 +159,7 @@ def socratic_sdg_pipeline(
     filter_task.set_cpu_request("500m").set_cpu_limit("1").set_memory_request("1Gi").set_memory_limit("2Gi")
 
     export_task = export_dataset(
-        converted=convert_task.outputs["converted"],
+        converted=converted,
         chunks=chunk_task.outputs["chunks"],
         conversations=generate_task.outputs["conversations"],
         filtered=filter_task.outputs["filtered"],

@@ -62,3 +62,12 @@ def test_pipeline_against_a_real_local_model_server(tmp_path, samples_dir, monke
     import os
 
     assert "LLM_API_BASE" not in os.environ
+
+
+def test_sharded_conversion_gives_the_same_chunks_as_one_task(tmp_path, samples_dir, sample_chunks, fake_llm, monkeypatch):
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    parameters = {"convert_num_shards": 3, "generate_max_chunks": 1}
+    result = run_locally(LocalRunOptions(input_dir=str(samples_dir), output_dir=str(tmp_path / "out"), parameters=parameters))
+    assert result.summary["documents"] == 4 and result.summary["documents_failed"] == 0
+    assert result.summary["chunks"] == sum(1 for _ in read_jsonl(sample_chunks))

@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from socratic_sdg.components import RUNTIME_IMAGE
+from socratic_sdg.components import CONVERT_IMAGE, RUNTIME_IMAGE
 from socratic_sdg.pipelines import socratic_sdg_pipeline as pipeline_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,17 +39,30 @@ def test_every_root_parameter_has_a_description_and_a_stage_prefix(compiled):
         assert definition.get("description", "").strip(), f"{name} has no description"
         assert name in shared or name.split("_")[0] in {"convert", "chunk", "generate", "filter", "export"}, name
         assert "defaultValue" in definition, f"{name} has no default"
-    assert not any("key" in name.lower() or "token" in name.lower() for name in parameters), "secrets must not be parameters"
+    secret_like = re.compile(r"api_key|password|(^|_)token($|_)")
+    assert not [n for n in parameters if secret_like.search(n)], "secrets must come from a Secret, never a parameter"
+
+
+def _root_parameter(spec: dict, name: str) -> str:
+    """The root parameter a task input resolves to (through ParallelFor's pipelinechannel inputs)."""
+    if not name.startswith("pipelinechannel--"):
+        return name
+    for task in spec["root"]["dag"]["tasks"].values():
+        source = task.get("inputs", {}).get("parameters", {}).get(name)
+        if source and "componentInputParameter" in source:
+            return source["componentInputParameter"]
+    raise AssertionError(f"{name} is not passed from a root parameter")
 
 
 def test_platform_section_mounts_the_pvc_and_injects_the_secret_by_parameter(compiled):
     pipeline_spec, platform = compiled[1]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    convert = executors["exec-convert-documents"]
-    assert convert["pvcMount"][0]["pvcNameParameter"]["componentInputParameter"] == "pvc_name"
-    assert convert["pvcMount"][0]["mountPath"] == pipeline_module.DATA_MOUNT_PATH
+    for executor in ("exec-convert-documents", "exec-generate-conversations", "exec-filter-conversations"):
+        mount = executors[executor]["pvcMount"][0]
+        assert _root_parameter(pipeline_spec, mount["pvcNameParameter"]["componentInputParameter"]) == "pvc_name", executor
+        assert mount["mountPath"] == pipeline_module.DATA_MOUNT_PATH
     secrets = executors["exec-generate-conversations"]["secretAsEnv"]
-    assert all(s["secretNameParameter"]["componentInputParameter"] == "llm_secret_name" for s in secrets)
+    assert all(_root_parameter(pipeline_spec, s["secretNameParameter"]["componentInputParameter"]) == "llm_secret_name" for s in secrets)
     required = next(s for s in secrets if not s["optional"])
     assert {k["envVar"] for k in required["keyToEnv"]} == {"LLM_API_BASE", "LLM_API_KEY"}
     optional = next(s for s in secrets if s["optional"])
@@ -56,12 +70,22 @@ def test_platform_section_mounts_the_pvc_and_injects_the_secret_by_parameter(com
     assert pipeline_spec["root"]["inputDefinitions"]["parameters"]["convert_input_dir"]["defaultValue"].startswith(pipeline_module.DATA_MOUNT_PATH + "/")
 
 
+def test_conversion_fans_out_over_shards_and_is_collected(compiled):
+    spec = compiled[1][0]
+    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("plan-shards-Output")
+    merge = spec["root"]["dag"]["tasks"]["merge-converted-shards"]
+    assert merge["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    chunk = spec["root"]["dag"]["tasks"]["chunk-documents"]
+    assert chunk["inputs"]["artifacts"]["converted"]["taskOutputArtifact"]["producerTask"] == "merge-converted-shards"
+
+
 def test_every_task_runs_the_project_image_without_pip_installs(compiled):
     executors = compiled[1][0]["deploymentSpec"]["executors"]
-    assert len(executors) == 5
+    assert len(executors) == 7
     for name, executor in executors.items():
         container = executor["container"]
-        assert container["image"] == RUNTIME_IMAGE, name
+        assert container["image"] == (CONVERT_IMAGE if name == "exec-convert-documents" else RUNTIME_IMAGE), name
         script = " ".join(container["command"] + container.get("args", []))
         assert "pip install" not in script, f"{name} installs packages at run time"
         assert container["resources"]["cpuLimit"] and container["resources"]["memoryLimit"], name

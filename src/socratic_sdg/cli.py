@@ -40,18 +40,37 @@ def _add(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentPars
 def cmd_convert(args) -> int:
     from . import convert
 
-    options = convert.ConvertOptions(pipeline=args.pipeline, max_pages=args.max_pages, max_failure_ratio=args.max_failure_ratio)
-    result = convert.run(args.input, args.output_dir, options, progress=_say)
-    _say(f"converted {len(result.documents)} documents ({result.pages} pages), {len(result.failures)} failed -> {args.output_dir}")
+    options = convert.ConvertOptions(
+        pipeline=args.pipeline,
+        artifacts_path=args.artifacts_path,
+        do_ocr=args.ocr,
+        do_table_structure=not args.no_tables,
+        do_formula_enrichment=args.formulas,
+        vlm_model=args.vlm_model,
+        timeout_seconds=args.timeout,
+        max_pages=args.max_pages,
+        max_failure_ratio=args.max_failure_ratio,
+        workers=args.workers,
+        cache_dir=args.cache_dir,
+    )
+    result = convert.run(args.input, args.output_dir, options, progress=_say, shard_index=args.shard_index, num_shards=args.num_shards)
+    _say(
+        f"converted {len(result.documents)} documents ({result.pages} pages, {result.reused} reused), "
+        f"{len(result.failures)} failed -> {args.output_dir}"
+    )
+    for failure in result.failures:
+        _say(f"  failed: {failure['file']}: {failure['error']}: {failure['reason']}")
     return 0
 
 
 def cmd_chunk(args) -> int:
     from . import chunk
 
-    options = chunk.ChunkOptions(target_chars=args.target_chars, min_chars=args.min_chars)
+    options = chunk.ChunkOptions(
+        method=args.method, max_tokens=args.max_tokens, min_tokens=args.min_tokens, merge_small_sections=not args.no_merge_small_sections
+    )
     result = chunk.run(args.input, args.output, options, progress=_say)
-    _say(f"{result.chunks} chunks from {result.documents} documents ({result.dropped} dropped as noise) -> {args.output}")
+    _say(f"{result.chunks} chunks ({result.tokens} tokens) from {result.documents} documents; {result.dropped} dropped {result.dropped_by_reason} -> {args.output}")
     return 0
 
 
@@ -152,20 +171,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "convert", "Convert PDFs (and .md/.html/.docx) to Markdown + DoclingDocument JSON with docling.", """
         socratic-sdg convert --input samples/pdfs --output-dir work/converted
-        socratic-sdg convert --input /data/pdfs --output-dir work/converted --pipeline standard""")
+        socratic-sdg convert --input /data/pdfs --output-dir work/converted --pipeline standard --ocr --formulas
+        socratic-sdg convert --input /data/pdfs --output-dir work/shard-0 --shard-index 0 --num-shards 4""")
     p.add_argument("--input", required=True, help="folder with the documents (searched recursively)")
-    p.add_argument("--output-dir", required=True, help="where <name>.md, <name>.json, documents.jsonl and failures.jsonl go")
-    p.add_argument("--pipeline", default="native", choices=["native", "standard"], help="docling pipeline (default: native, no models needed)")
-    p.add_argument("--max-pages", type=int, default=0, help="pages per document at most (0 = all)")
-    p.add_argument("--max-failure-ratio", type=float, default=1.0, help="fail when more than this share of files fail (default 1.0: only when none converts)")
+    p.add_argument("--output-dir", required=True, help="where <name>.md, <name>.json, documents.jsonl, failures.jsonl and convert_metrics.json go")
+    p.add_argument("--pipeline", default="native", choices=["native", "standard", "vlm-remote"],
+                   help="native: the PDF's text layer, no models (default); standard: docling's layout model from "
+                        "DOCLING_ARTIFACTS_PATH; vlm-remote: a vision model behind LLM_API_BASE")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default 0: one per core)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per file before it is given up (default 300; 0 = none)")
+    p.add_argument("--max-pages", type=int, default=0, help="files with more pages fail with a reason (0 = no limit)")
+    p.add_argument("--max-failure-ratio", type=float, default=1.0, help="exit non-zero when more than this share of files fail (default 1.0: only when none converts)")
+    p.add_argument("--ocr", action="store_true", help="standard pipeline: OCR scanned pages")
+    p.add_argument("--no-tables", action="store_true", help="standard pipeline: skip table structure recognition")
+    p.add_argument("--formulas", action="store_true", help="standard pipeline: formulas as LaTeX (needs the formula model)")
+    p.add_argument("--artifacts-path", help="standard pipeline: docling models folder (default: $DOCLING_ARTIFACTS_PATH)")
+    p.add_argument("--vlm-model", help="vlm-remote pipeline: vision model name (default: $VLM_MODEL, then $LLM_MODEL)")
+    p.add_argument("--cache-dir", help="conversions cached by content and options (default: OUTPUT/.cache)")
+    p.add_argument("--shard-index", type=int, default=0, help="convert only this shard of the files (with --num-shards)")
+    p.add_argument("--num-shards", type=int, default=1)
     p.set_defaults(func=cmd_convert)
 
     p = _add(sub, "chunk", "Cut converted documents into chunks (chunks.jsonl).", """
-        socratic-sdg chunk --input work/converted --output work/chunks.jsonl""")
+        socratic-sdg chunk --input work/converted --output work/chunks.jsonl
+        socratic-sdg chunk --input work/converted --output work/chunks.jsonl --method hybrid --max-tokens 800""")
     p.add_argument("--input", required=True, help="the convert stage's output folder")
     p.add_argument("--output", required=True, help="chunks.jsonl to write (chunks_dropped.jsonl and chunk_metrics.json go beside it)")
-    p.add_argument("--target-chars", type=int, default=1500, help="merge pieces of a section up to about this size")
-    p.add_argument("--min-chars", type=int, default=200, help="drop chunks shorter than this")
+    p.add_argument("--method", default="structure", choices=["structure", "hybrid", "hierarchical"],
+                   help="structure: keeps a problem with its solution (default); hybrid: docling's HybridChunker; hierarchical: one chunk per paragraph")
+    p.add_argument("--max-tokens", type=int, default=512, help="largest chunk (default 512)")
+    p.add_argument("--min-tokens", type=int, default=64, help="smaller sections merge into a neighbour, smaller leftovers are dropped (default 64)")
+    p.add_argument("--no-merge-small-sections", action="store_true", help="keep each section in its own chunk however small")
     p.set_defaults(func=cmd_chunk)
 
     p = _add(sub, "generate", "Generate Socratic conversations from chunks with an sdg_hub flow.", """

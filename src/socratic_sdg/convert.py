@@ -515,18 +515,25 @@ def run(
         result.pages += pages
     result.seconds = time.monotonic() - started
     write_outputs(out, result)
-    if not inputs:
-        return result  # an empty shard: nothing to do is not an error
+    if num_shards == 1:  # a shard alone cannot judge: merge() checks the whole run
+        check_failures(result, options.max_failure_ratio, out, input_root)
+    return result
+
+
+def check_failures(result: ConvertResult, max_failure_ratio: float, out: Path, input_root: Path | str) -> None:
+    """Fail the stage when no file converted, or too many failed (the outputs are already written)."""
+    total = len(result.documents) + len(result.failures)
+    if not total:
+        raise ConvertError(f"no documents found in {input_root}; copy the PDFs there or point the input at another folder")
     if not result.documents:
         raise ConvertError(
-            f"none of the {len(inputs)} files in {input_root} could be converted; see {out / 'failures.jsonl'} for the reason per file"
+            f"none of the {total} files in {input_root} could be converted; see {out / 'failures.jsonl'} for the reason per file"
         )
-    if len(result.failures) / len(inputs) > options.max_failure_ratio:
+    if len(result.failures) / total > max_failure_ratio:
         raise ConvertError(
-            f"{len(result.failures)} of {len(inputs)} files failed to convert, more than the allowed "
-            f"{options.max_failure_ratio:.0%}; see {out / 'failures.jsonl'}"
+            f"{len(result.failures)} of {total} files failed to convert, more than the allowed "
+            f"{max_failure_ratio:.0%}; see {out / 'failures.jsonl'}"
         )
-    return result
 
 
 def write_outputs(out: Path, result: ConvertResult) -> None:
@@ -535,8 +542,9 @@ def write_outputs(out: Path, result: ConvertResult) -> None:
     write_json(out / "convert_metrics.json", result.metrics())
 
 
-def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.PathLike[str]) -> ConvertResult:
-    """Combine the outputs of convert shards into one folder, as one unsharded run would write it."""
+def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.PathLike[str], max_failure_ratio: float = 1.0) -> ConvertResult:
+    """Combine the outputs of convert shards into one folder, as one unsharded run would write it,
+    and apply the failure threshold to the whole run."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     merged = ConvertResult()
@@ -553,6 +561,7 @@ def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.Pat
     merged.documents.sort(key=lambda d: d["source"])
     merged.failures.sort(key=lambda f: f["file"])
     write_outputs(out, merged)
+    check_failures(merged, max_failure_ratio, out, "the input folder")
     return merged
 
 
