@@ -85,6 +85,22 @@ def test_standard_pipeline_without_models_names_the_folder_and_the_fix(tmp_path,
         convert.run(samples_dir, tmp_path / "out", options)
 
 
+def test_standard_pipeline_without_its_model_runtime_fails_once_for_the_stage(tmp_path, samples_dir, monkeypatch):
+    pytest.importorskip("docling")
+    try:
+        import transformers  # noqa: F401
+
+        pytest.skip("the model runtime is installed here: this checks the error when it is not")
+    except ImportError:
+        pass
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "layout").mkdir()
+    options = convert.ConvertOptions(pipeline="standard", artifacts_path=str(models))
+    with pytest.raises(convert.ConvertError, match="model runtime .*transformers.* is missing.*conversion image"):
+        convert.run(samples_dir, tmp_path / "out", options)
+
+
 def test_unknown_pipeline_is_refused():
     with pytest.raises(convert.ConvertError, match="unknown conversion pipeline 'fast'"):
         convert.ConvertOptions(pipeline="fast")

@@ -192,10 +192,23 @@ def make_converter(options: ConvertOptions):
     from docling.datamodel.base_models import InputFormat
     from docling.document_converter import DocumentConverter
 
-    return DocumentConverter(
+    converter = DocumentConverter(
         allowed_formats=[InputFormat.PDF, InputFormat.MD, InputFormat.HTML, InputFormat.DOCX],
         format_options={InputFormat.PDF: _pdf_format_option(options)},
     )
+    if options.pipeline == "standard":
+        # Load the models now: a missing model or runtime is one error for the stage, not one per file.
+        artifacts = options.artifacts_path or os.environ.get("DOCLING_ARTIFACTS_PATH")
+        try:
+            converter.initialize_pipeline(InputFormat.PDF)
+        except ModuleNotFoundError as exc:
+            raise ConvertError(
+                f"the standard pipeline needs docling's model runtime ({exc.name} is missing): use the conversion image, "
+                "or pip install 'docling-slim[models-local]'; or use --pipeline native"
+            ) from None
+        except Exception as exc:
+            raise ConvertError(f"docling's models could not be loaded from {artifacts} ({_one_line(exc)}); {MODELS_HINT}") from None
+    return converter
 
 
 def diagnose_pdf(path: Path) -> UnreadableDocument | None:
