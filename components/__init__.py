@@ -10,6 +10,7 @@ from .export_dataset import export_dataset
 from .filter_conversations import filter_conversations
 from .generate_conversations import generate_conversations
 from .image import CONVERT_IMAGE, RUNTIME_IMAGE
+from .validate_dataset import validate_dataset
 
 __all__ = [
     "CONVERT_IMAGE",
@@ -21,4 +22,5 @@ __all__ = [
     "generate_conversations",
     "merge_converted_shards",
     "plan_shards",
+    "validate_dataset",
 ]

@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
 from .image import RUNTIME_IMAGE
 
@@ -13,33 +13,62 @@ def export_dataset(
     dataset: Output[Dataset],
     metrics: Output[Metrics],
     summary: Output[Markdown],
+    report: Output[HTML],
     validation_ratio: float = 0.1,
     seed: int = 42,
-):
-    """Write train.jsonl and validation.jsonl (chat messages format) and the run summary.
+    format: str = "messages",
+    system_prompt: str = "",
+    strip_metadata: bool = False,
+    max_records: int = 0,
+    license: str = "other",
+    pvc_path: str = "",
+) -> str:
+    """Write train.jsonl and validation.jsonl, the dataset card and the run report.
 
     Args:
-        converted: Output of convert_documents (read for its metrics).
+        converted: Output of the conversion (read for its metrics).
         chunks: Output of chunk_documents (read for its metrics).
         conversations: Output of generate_conversations (read for its metrics).
         filtered: Output of filter_conversations: accepted.jsonl is exported.
-        dataset: Folder with train.jsonl, validation.jsonl and summary.json, for the fine-tuning pipeline.
+        dataset: Folder with train.jsonl, validation.jsonl, README.md (dataset card), report.html and summary.json.
         metrics: Counts per stage, shown in the dashboard.
         summary: The run summary as Markdown.
+        report: The run report with plots (funnel, drop reasons, lengths, records per document).
         validation_ratio: Share of source chunks whose conversations go to validation.jsonl.
         seed: Seed of the grouped train/validation split.
+        format: messages (chat) or prompt_completion (TRL).
+        system_prompt: A system turn prepended to every record (empty = none).
+        strip_metadata: Drop the hidden reference answer and the filter scores from the records.
+        max_records: Keep at most this many records, balanced across source documents (0 = all).
+        license: Licence id written in the dataset card.
+        pvc_path: Also copy the dataset folder here (e.g. on the PVC) for a separate fine-tuning pipeline (empty = no copy).
     """
     import os
+    import shutil
 
     from socratic_sdg import export as stage
+    from socratic_sdg import report as run_report
     from socratic_sdg import summary as run_summary
 
-    options = stage.ExportOptions(validation_ratio=validation_ratio, seed=seed)
+    options = stage.ExportOptions(
+        validation_ratio=validation_ratio,
+        seed=seed,
+        format=format,
+        system_prompt=system_prompt or None,
+        strip_metadata=strip_metadata,
+        max_records=max_records,
+    )
     stage.run(os.path.join(filtered.path, "accepted.jsonl"), dataset.path, options, progress=print)
-    report = run_summary.collect(converted.path, chunks.path, conversations.path, filtered.path, dataset.path)
-    run_summary.write(report, dataset.path)
-    for name, value in run_summary.numeric_metrics(report).items():
+    collected = run_summary.collect(converted.path, chunks.path, conversations.path, filtered.path, dataset.path)
+    run_summary.write(collected, dataset.path)
+    written = run_report.write_reports(collected, dataset.path, license)
+    for name, value in run_summary.numeric_metrics(collected).items():
         metrics.log_metric(name, value)
-    with open(summary.path, "w", encoding="utf-8") as handle:
-        handle.write(run_summary.to_markdown(report))
-    print(run_summary.to_text(report))
+    shutil.copyfile(written["markdown"], summary.path)
+    shutil.copyfile(written["html"], report.path)
+    print(run_summary.to_text(collected))
+    if pvc_path:
+        stage.copy_dataset(dataset.path, pvc_path)
+        print(f"dataset copied to {pvc_path}")
+        return pvc_path
+    return dataset.uri

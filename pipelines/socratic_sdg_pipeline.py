@@ -56,6 +56,12 @@ def socratic_sdg_pipeline(
     filter_require_question: bool = True,
     export_validation_ratio: float = 0.1,
     export_seed: int = 42,
+    export_format: str = "messages",
+    export_system_prompt: str = "",
+    export_strip_metadata: bool = False,
+    export_max_records: int = 0,
+    export_license: str = "other",
+    export_pvc_path: str = "",
 ) -> Dataset:
     """Socratic SDG: PDFs -> docling -> chunks -> sdg_hub -> quality filter -> chat JSONL.
 
@@ -87,6 +93,12 @@ def socratic_sdg_pipeline(
         filter_require_question: Reject conversations whose last tutor turn does not ask a question.
         export_validation_ratio: Share of source chunks whose conversations go to validation.jsonl.
         export_seed: Seed of the grouped train/validation split.
+        export_format: messages (chat format, for training_hub and dataset_download) or prompt_completion (TRL).
+        export_system_prompt: A system turn prepended to every record; empty keeps user/assistant only.
+        export_strip_metadata: Drop the hidden reference answer and the filter scores from the records.
+        export_max_records: Keep at most this many records, balanced across source documents (0 = all).
+        export_license: Licence id written in the dataset card (the source documents' licence).
+        export_pvc_path: Also copy the dataset folder to this path on the PVC (e.g. /data/datasets/run-1) for a separate fine-tuning pipeline; empty = no copy.
     """
     shards_task = plan_shards(num_shards=convert_num_shards)
     shards_task.set_cpu_request("100m").set_cpu_limit("500m").set_memory_request("256Mi").set_memory_limit("512Mi")
@@ -165,7 +177,14 @@ def socratic_sdg_pipeline(
         filtered=filter_task.outputs["filtered"],
         validation_ratio=export_validation_ratio,
         seed=export_seed,
+        format=export_format,
+        system_prompt=export_system_prompt,
+        strip_metadata=export_strip_metadata,
+        max_records=export_max_records,
+        license=export_license,
+        pvc_path=export_pvc_path,
     )
+    kubernetes.mount_pvc(export_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
     export_task.set_cpu_request("250m").set_cpu_limit("1").set_memory_request("512Mi").set_memory_limit("2Gi")
     return export_task.outputs["dataset"]
 

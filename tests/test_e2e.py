@@ -71,3 +71,28 @@ def test_sharded_conversion_gives_the_same_chunks_as_one_task(tmp_path, samples_
     result = run_locally(LocalRunOptions(input_dir=str(samples_dir), output_dir=str(tmp_path / "out"), parameters=parameters))
     assert result.summary["documents"] == 4 and result.summary["documents_failed"] == 0
     assert result.summary["chunks"] == sum(1 for _ in read_jsonl(sample_chunks))
+
+
+def test_the_sdg_pipeline_nests_in_a_bigger_pipeline_and_feeds_the_next_step(tmp_path, samples_dir, fake_llm, monkeypatch):
+    from kfp import local
+
+    from socratic_sdg.pipelines.example_training_pipeline import sdg_then_train
+
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    task = sdg_then_train(convert_input_dir=str(pdfs), convert_pipeline="native", generate_max_chunks=3)
+    assert task.output == 3  # the training step received and validated the 3 records
+
+
+def test_local_run_writes_the_card_and_report(tmp_path, samples_dir, fake_llm, monkeypatch):
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    pdfs = _one_pdf(tmp_path, samples_dir)
+    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters={"generate_max_chunks": 2}))
+    for name in ("README.md", "report.html", "report.md", "summary.json"):
+        assert (result.dataset_dir / name).is_file(), name
+    from socratic_sdg.validate import validate
+
+    assert validate(result.dataset_dir).ok

@@ -30,6 +30,27 @@ def test_committed_yaml_is_what_compile_produces(compiled):
     assert out.read_bytes() == COMMITTED.read_bytes(), "pipelines/socratic_sdg_pipeline.yaml is stale: run `make compile` and commit it"
 
 
+def test_every_committed_pipeline_and_component_spec_is_fresh(tmp_path, monkeypatch):
+    from socratic_sdg.pipelines import COMPONENT_SPECS_DIR, PIPELINES_DIR, compile_all
+
+    monkeypatch.delenv("SOCRATIC_SDG_IMAGE", raising=False)
+    written = compile_all(tmp_path / "pipelines", tmp_path / "specs")
+    assert len(written) >= 10
+    for path in written:
+        committed = (PIPELINES_DIR if path.parent.name == "pipelines" else COMPONENT_SPECS_DIR) / path.name
+        assert committed.is_file(), f"{committed} is not committed: run `make compile`"
+        assert path.read_bytes() == committed.read_bytes(), f"{committed} is stale: run `make compile` and commit it"
+
+
+def test_component_specs_load_for_reuse_without_our_python_code():
+    from kfp import components
+
+    from socratic_sdg.pipelines import COMPONENT_SPECS_DIR
+
+    generate = components.load_component_from_file(str(COMPONENT_SPECS_DIR / "generate_conversations.yaml"))
+    assert {"chunks", "flow_id", "max_concurrency"} <= set(generate.component_spec.inputs)
+
+
 def test_every_root_parameter_has_a_description_and_a_stage_prefix(compiled):
     spec = compiled[1][0]
     parameters = spec["root"]["inputDefinitions"]["parameters"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -286,9 +287,11 @@ class ChunkResult:
     documents: int
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
+    seconds: float = 0.0
 
     def metrics(self) -> dict:
         return {
+            "seconds": round(self.seconds, 3),
             "chunks": self.chunks,
             "dropped": self.dropped,
             "dropped_by_reason": self.dropped_by_reason,
@@ -310,6 +313,7 @@ def run(
     """
     from docling_core.types.doc import DoclingDocument
 
+    started = time.monotonic()
     in_dir = Path(input_dir)
     listing = in_dir / "documents.jsonl"
     if not listing.is_file():
@@ -341,5 +345,6 @@ def run(
     dropped_records: list[dict] = []
     result.chunks = write_jsonl(output, all_chunks())
     result.dropped = write_jsonl(output.with_name("chunks_dropped.jsonl"), dropped_records)
+    result.seconds = time.monotonic() - started
     write_json(output.with_name("chunk_metrics.json"), result.metrics())
     return result

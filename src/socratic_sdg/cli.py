@@ -105,9 +105,29 @@ def cmd_filter(args) -> int:
 def cmd_export(args) -> int:
     from . import export
 
-    options = export.ExportOptions(validation_ratio=args.validation_ratio, seed=args.seed, system_prompt=args.system_prompt)
+    options = export.ExportOptions(
+        validation_ratio=args.validation_ratio,
+        seed=args.seed,
+        system_prompt=args.system_prompt,
+        format=args.format,
+        strip_metadata=args.strip_metadata,
+        max_records=args.max_records,
+    )
     export.run(args.input, args.output_dir, options, progress=_say)
     return 0
+
+
+def cmd_validate(args) -> int:
+    from .validate import validate
+
+    report = validate(args.dataset)
+    for problem in report.problems[: args.max_problems]:
+        _say(problem)
+    if len(report.problems) > args.max_problems:
+        _say(f"... and {len(report.problems) - args.max_problems} more")
+    rows = ", ".join(f"{split}: {count} rows" for split, count in report.rows.items())
+    _say(f"{'ok' if report.ok else f'{len(report.problems)} problems'} ({rows})")
+    return 0 if report.ok else 1
 
 
 def _parse_params(pairs: list[str]) -> dict:
@@ -139,15 +159,21 @@ def cmd_run(args) -> int:
     _say(f"dataset: {result.dataset_dir}")
     _say(f"  train:      {result.dataset_dir / 'train.jsonl'}")
     _say(f"  validation: {result.dataset_dir / 'validation.jsonl'}")
+    _say(f"  card:       {result.dataset_dir / 'README.md'}")
+    _say(f"  report:     {result.dataset_dir / 'report.html'}")
     _say(f"  (also at {Path(args.output_dir) / 'latest'})")
     return 0
 
 
 def cmd_compile(args) -> int:
-    from socratic_sdg.pipelines.socratic_sdg_pipeline import COMPILED_PATH, compile_pipeline
+    from socratic_sdg.pipelines import compile_all
+    from socratic_sdg.pipelines.socratic_sdg_pipeline import compile_pipeline
 
-    path = compile_pipeline(args.output or COMPILED_PATH)
-    _say(f"pipeline compiled to {path}")
+    if args.output:
+        _say(f"pipeline compiled to {compile_pipeline(args.output)}")
+        return 0
+    for path in compile_all():
+        _say(f"compiled {path}")
     return 0
 
 
@@ -236,7 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-ratio", type=float, default=0.1, help="share of source chunks for validation (default 0.1)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--system-prompt", help="prepend this system turn to every record (off by default)")
+    p.add_argument("--format", default="messages", choices=["messages", "prompt_completion"], help="messages (chat, default) or prompt_completion (TRL)")
+    p.add_argument("--strip-metadata", action="store_true", help="drop the hidden reference answer and filter scores")
+    p.add_argument("--max-records", type=int, default=0, help="keep at most N records, balanced across source documents (0 = all)")
     p.set_defaults(func=cmd_export)
+
+    p = _add(sub, "validate", "Check every row of a dataset folder the way the fine-tuning loader reads it.", """
+        socratic-sdg validate output/latest
+        socratic-sdg validate /data/datasets/run-1 --max-problems 100""")
+    p.add_argument("dataset", help="folder with train.jsonl and validation.jsonl")
+    p.add_argument("--max-problems", type=int, default=20, help="print at most this many problems (default 20)")
+    p.set_defaults(func=cmd_validate)
 
     p = _add(sub, "run", "Run the whole pipeline locally with the KFP local runner.", """
         socratic-sdg run --input samples/pdfs --max-chunks 8
@@ -252,10 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-model", help="GGUF for the embedded server when LLM_API_BASE is unset")
     p.set_defaults(func=cmd_run)
 
-    p = _add(sub, "compile", "Compile the pipeline to KFP IR YAML (import it in the OpenShift AI dashboard).", """
-        socratic-sdg compile
+    p = _add(sub, "compile", "Compile the pipelines and component specs to KFP IR YAML (import them in the OpenShift AI dashboard).", """
+        socratic-sdg compile          # pipelines/*.yaml and components/specs/*.yaml, as committed
         SOCRATIC_SDG_IMAGE=quay.io/me/socratic-sdg@sha256:... socratic-sdg compile --output my-pipeline.yaml""")
-    p.add_argument("--output", help="default: pipelines/socratic_sdg_pipeline.yaml")
+    p.add_argument("--output", help="compile only the SDG pipeline, to this file")
     p.set_defaults(func=cmd_compile)
 
     p = _add(sub, "serve-local", "Serve the small local model with an OpenAI-compatible API (llama.cpp).", """

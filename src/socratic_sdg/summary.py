@@ -22,22 +22,35 @@ def collect(converted_dir, chunks_dir, conversations_dir, filtered_dir, dataset_
     generate = _metrics(conversations_dir, "generate_metrics.json")
     quality = _metrics(filtered_dir, "filter_metrics.json")
     export = _metrics(dataset_dir, "export_metrics.json")
+    generated = generate.get("output_rows", 0)
+    accepted = quality.get("accepted", 0)
     return {
         "documents": convert.get("documents", 0),
         "documents_failed": convert.get("failed", 0),
         "pages": convert.get("pages", 0),
         "chunks": chunk.get("chunks", 0),
         "chunks_dropped": chunk.get("dropped", 0),
-        "generated": generate.get("output_rows", 0),
+        "chunk_tokens": chunk.get("tokens", 0),
+        "generated": generated,
         "generation_failed": generate.get("failed_rows", 0),
         "generation_seconds": generate.get("execution_time_seconds", 0.0),
-        "accepted": quality.get("accepted", 0),
+        "prompt_tokens": generate.get("prompt_tokens", 0),
+        "completion_tokens": generate.get("completion_tokens", 0),
+        "accepted": accepted,
         "rejected": quality.get("rejected", 0),
+        "retention": round(accepted / generated, 4) if generated else 0.0,
         "rejected_by_reason": dict(sorted(quality.get("reasons", {}).items(), key=lambda kv: -kv[1])),
         "train": export.get("train", 0),
         "validation": export.get("validation", 0),
         "model": generate.get("model", ""),
         "flow_id": generate.get("flow_id", ""),
+        "stage_seconds": {
+            "convert": convert.get("seconds", 0.0),
+            "chunk": chunk.get("seconds", 0.0),
+            "generate": generate.get("execution_time_seconds", 0.0),
+            "filter": quality.get("seconds", 0.0),
+        },
+        "export_options": export.get("options", {}),
     }
 
 
@@ -50,6 +63,7 @@ def write(report: dict, dataset_dir) -> Path:
 def numeric_metrics(report: dict) -> dict[str, float]:
     flat = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     flat.update({f"rejected_{reason}": count for reason, count in report["rejected_by_reason"].items()})
+    flat.update({f"seconds_{stage}": seconds for stage, seconds in report.get("stage_seconds", {}).items()})
     return flat
 
 

@@ -1,0 +1,53 @@
+"""Example: the SDG pipeline nested in a platform team's bigger pipeline.
+
+The SDG pipeline is used like a component: its output dataset (a folder with train.jsonl and
+validation.jsonl) flows into the next step. Here that step is `validate_dataset`, standing in for
+the fine-tuning job (training_hub, a PyTorchJob launcher, ...), which would take the same input.
+Compiled next to this file as example_training_pipeline.yaml.
+"""
+
+from pathlib import Path
+
+from kfp import dsl
+
+from socratic_sdg.components import validate_dataset
+
+from .socratic_sdg_pipeline import socratic_sdg_pipeline
+
+COMPILED_PATH = Path(__file__).with_name("example_training_pipeline.yaml")
+
+
+@dsl.pipeline(name="socratic-sdg-then-train", description="Generate a Socratic tutor dataset, then hand it to the training step.")
+def sdg_then_train(
+    pvc_name: str = "socratic-sdg-data",
+    llm_secret_name: str = "llm-endpoint",
+    convert_input_dir: str = "/data/pdfs",
+    convert_pipeline: str = "standard",
+    generate_max_chunks: int = 0,
+) -> int:
+    """Socratic SDG, then the training step.
+
+    Args:
+        pvc_name: PersistentVolumeClaim holding the input documents, mounted at /data.
+        llm_secret_name: Secret with LLM_API_BASE, LLM_API_KEY and optionally LLM_MODEL.
+        convert_input_dir: Folder with the PDFs on the PVC.
+        convert_pipeline: docling pipeline: standard, native or vlm-remote.
+        generate_max_chunks: Generate from the first N chunks only (0 = all).
+    """
+    sdg = socratic_sdg_pipeline(
+        pvc_name=pvc_name,
+        llm_secret_name=llm_secret_name,
+        convert_input_dir=convert_input_dir,
+        convert_pipeline=convert_pipeline,
+        generate_max_chunks=generate_max_chunks,
+    )
+    training = validate_dataset(dataset=sdg.output)
+    training.set_cpu_request("250m").set_cpu_limit("1").set_memory_request("512Mi").set_memory_limit("1Gi")
+    return training.output
+
+
+def compile_pipeline(output_path: str | Path = COMPILED_PATH) -> Path:
+    from kfp import compiler
+
+    compiler.Compiler().compile(sdg_then_train, package_path=str(output_path))
+    return Path(output_path)

@@ -1,0 +1,89 @@
+"""Check a dataset folder the way the fine-tuning side loads it: every row, not the first 100.
+
+training_hub, KFP's dataset_download component and TRL read JSONL with one ``{"messages": [...]}``
+per line (roles system/user/assistant); a workshop notebook reads ``messages[0]`` as the student and
+``messages[1]`` as the tutor. Problems are reported by file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPLITS = ("train.jsonl", "validation.jsonl")
+ROLES = {"system", "user", "assistant"}
+
+
+@dataclass
+class ValidationReport:
+    rows: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_row(row: object) -> list[str]:
+    """What is wrong with one parsed row (empty when it loads and trains as intended)."""
+    if not isinstance(row, dict):
+        return [f"a row must be a JSON object, got {type(row).__name__}"]
+    problems = []
+    extra = set(row) - {"id", "messages", "metadata", "prompt", "completion"}
+    if extra:
+        problems.append(f"unexpected top-level keys {sorted(extra)}")
+    if "messages" in row:
+        messages = row["messages"]
+    elif "prompt" in row and "completion" in row:
+        messages = (row["prompt"] or []) + (row["completion"] or [])
+    else:
+        return problems + ["no 'messages' list (nor prompt/completion)"]
+    if not isinstance(messages, list) or not messages:
+        return problems + ["'messages' must be a non-empty list"]
+    roles = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) - {"role", "content"} or not {"role", "content"} <= set(message):
+            problems.append(f"message {index} must be exactly {{role, content}}")
+            continue
+        if message["role"] not in ROLES:
+            problems.append(f"message {index} has role {message['role']!r}, not one of system/user/assistant")
+        if not isinstance(message["content"], str) or not message["content"].strip():
+            problems.append(f"message {index} ({message['role']}) has empty content")
+        roles.append(message["role"])
+    turns = [r for r in roles if r != "system"]
+    if "system" in roles[1:]:
+        problems.append("a system message may only come first")
+    if turns and turns[0] != "user":
+        problems.append("the first non-system message must be the student's (user)")
+    if turns and turns[-1] != "assistant":
+        problems.append("the last message must be the tutor's (assistant)")
+    if any(a == b for a, b in zip(turns, turns[1:])):
+        problems.append("user and assistant messages must alternate")
+    return problems
+
+
+def validate(dataset_dir: str | os.PathLike[str]) -> ValidationReport:
+    folder = Path(dataset_dir)
+    report = ValidationReport()
+    for split in SPLITS:
+        path = folder / split
+        if not path.is_file():
+            report.problems.append(f"{path}: missing (a dataset folder holds {' and '.join(SPLITS)})")
+            continue
+        count = 0
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    report.problems.append(f"{path}:{line_no}: empty line")
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    report.problems.append(f"{path}:{line_no}: not valid JSON ({exc.msg})")
+                    continue
+                count += 1
+                report.problems.extend(f"{path}:{line_no}: {problem}" for problem in check_row(row))
+        report.rows[split] = count
+    return report

@@ -1,0 +1,176 @@
+"""Dataset card, HTML report and validator: what people and the downstream loader read."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+
+from socratic_sdg import export, report, summary
+from socratic_sdg.cli import main as cli_main
+from socratic_sdg.records import read_jsonl, write_json, write_jsonl
+from socratic_sdg.validate import check_row, validate
+
+
+def _accepted(n_docs: int, per_doc: int) -> list[dict]:
+    return [
+        {
+            "id": f"d{d}-c{c}",
+            "messages": [
+                {"role": "user", "content": f"How do I integrate x^{c} from document {d}? Just tell me."},
+                {"role": "assistant", "content": "What rule do you know for integrating a power of x?"},
+            ],
+            "metadata": {"chunk_id": f"d{d}-c{c}", "doc_id": f"doc{d}", "source": f"doc{d}.pdf", "reference_answer": "x^(c+1)/(c+1)", "quality": {"green_score": 1}},
+        }
+        for d in range(n_docs)
+        for c in range(per_doc)
+    ]
+
+
+@pytest.fixture
+def run_folders(tmp_path):
+    """The stage folders of a finished run, as the pipeline leaves them."""
+    folders = {name: tmp_path / name for name in ("converted", "chunks", "conversations", "filtered", "dataset")}
+    for folder in folders.values():
+        folder.mkdir()
+    write_json(folders["converted"] / "convert_metrics.json", {"documents": 3, "failed": 1, "pages": 40, "seconds": 4.0})
+    write_json(folders["chunks"] / "chunk_metrics.json", {"chunks": 30, "dropped": 2, "tokens": 9000, "seconds": 1.0})
+    write_json(folders["conversations"] / "generate_metrics.json", {"output_rows": 40, "failed_rows": 2, "execution_time_seconds": 60.0, "model": "granite", "flow_id": "socratic-single-turn"})
+    write_json(folders["filtered"] / "filter_metrics.json", {"accepted": 24, "rejected": 16, "reasons": {"states_answer": 10, "no_guiding_question": 6}})
+    write_jsonl(folders["filtered"] / "accepted.jsonl", _accepted(3, 8))
+    export.run(folders["filtered"] / "accepted.jsonl", folders["dataset"])
+    collected = summary.collect(*(folders[k] for k in ("converted", "chunks", "conversations", "filtered", "dataset")))
+    paths = report.write_reports(collected, folders["dataset"], license_id="cc-by-4.0")
+    return folders, collected, paths
+
+
+def test_summary_counts_and_retention(run_folders):
+    _, collected, _ = run_folders
+    assert (collected["documents"], collected["chunks"], collected["generated"], collected["accepted"]) == (3, 30, 40, 24)
+    assert collected["retention"] == 0.6
+    assert collected["train"] + collected["validation"] == 24
+    assert list(collected["rejected_by_reason"]) == ["states_answer", "no_guiding_question"]
+    metrics = summary.numeric_metrics(collected)
+    assert metrics["rejected_states_answer"] == 10 and metrics["seconds_generate"] == 60.0
+
+
+def test_dataset_card_front_matter_parses_and_names_the_files(run_folders):
+    folders, collected, paths = run_folders
+    text = paths["card"].read_text()
+    front = yaml.safe_load(text.split("---")[1])
+    assert front["license"] == "cc-by-4.0" and front["language"] == ["en"] and front["size_categories"] == ["n<1K"]
+    files = {f["split"]: f["path"] for f in front["configs"][0]["data_files"]}
+    assert files == {"train": "train.jsonl", "validation": "validation.jsonl"}
+    assert all((folders["dataset"] / path).is_file() for path in files.values())
+    assert "granite" in text and "socratic-single-turn" in text and "`states_answer` 10" in text
+    assert "doc0.pdf" in text and '"role": "assistant"' in text
+
+
+class _Figures(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.figures: dict[str, list[tuple[str, float]]] = {}
+        self.data = None
+        self._figure = None
+        self._in_data = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "figure":
+            self._figure = attrs["id"]
+            self.figures[self._figure] = []
+        elif tag == "rect" and "bar" in attrs.get("class", ""):
+            self.figures[self._figure].append((attrs["data-label"], float(attrs["data-value"])))
+        elif tag == "script" and attrs.get("id") == "report-data":
+            self._in_data = True
+
+    def handle_data(self, data):
+        if self._in_data:
+            self.data = json.loads(data)
+            self._in_data = False
+
+
+def test_html_report_has_the_plots_with_the_run_figures(run_folders):
+    _, collected, paths = run_folders
+    parser = _Figures()
+    parser.feed(paths["html"].read_text())
+    figures = parser.figures
+    assert set(figures) == {"funnel", "drop-reasons", "student-lengths", "tutor-lengths", "records-per-source", "stage-seconds"}
+    assert dict(figures["funnel"]) == {"documents": 3, "chunks": 30, "generated": 40, "accepted": 24, "exported": 24}
+    assert dict(figures["drop-reasons"]) == {"states_answer": 10, "no_guiding_question": 6}
+    assert dict(figures["records-per-source"]) == {"doc0.pdf": 8, "doc1.pdf": 8, "doc2.pdf": 8}
+    assert sum(v for _, v in figures["tutor-lengths"]) == 24  # one tutor turn per record
+    assert parser.data["funnel"]["accepted"] == 24
+    assert paths["markdown"].read_text().startswith("# Socratic SDG run")
+
+
+def test_zero_accepted_records_still_make_a_card_and_a_report(tmp_path):
+    write_jsonl(tmp_path / "accepted.jsonl", [])
+    export.run(tmp_path / "accepted.jsonl", tmp_path / "dataset")
+    collected = summary.collect(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path / "dataset")
+    paths = report.write_reports(collected, tmp_path / "dataset")
+    assert "No records were accepted" in paths["html"].read_text()
+    assert yaml.safe_load(paths["card"].read_text().split("---")[1])["size_categories"] == ["n<1K"]
+
+
+def test_prompt_completion_format_and_stripped_metadata(tmp_path):
+    write_jsonl(tmp_path / "accepted.jsonl", _accepted(1, 3))
+    options = export.ExportOptions(format="prompt_completion", strip_metadata=True, validation_ratio=0)
+    result = export.run(tmp_path / "accepted.jsonl", tmp_path / "out", options)
+    record = next(read_jsonl(result.train_path))
+    assert set(record) == {"id", "prompt", "completion", "metadata"}
+    assert [m["role"] for m in record["prompt"]] == ["user"] and [m["role"] for m in record["completion"]] == ["assistant"]
+    assert "reference_answer" not in record["metadata"] and "quality" not in record["metadata"]
+    assert validate(tmp_path / "out").ok
+
+
+def test_max_records_balances_across_documents(tmp_path):
+    records = _accepted(1, 30) + _accepted(3, 2)[2:]  # doc0 has 30 records, doc1 and doc2 two each
+    write_jsonl(tmp_path / "accepted.jsonl", records)
+    result = export.run(tmp_path / "accepted.jsonl", tmp_path / "out", export.ExportOptions(max_records=9))
+    kept = list(read_jsonl(result.train_path)) + list(read_jsonl(result.validation_path))
+    per_doc = {}
+    for record in kept:
+        per_doc[record["metadata"]["doc_id"]] = per_doc.get(record["metadata"]["doc_id"], 0) + 1
+    assert len(kept) == 9 and per_doc == {"doc0": 5, "doc1": 2, "doc2": 2}
+
+
+def test_copy_dataset_to_a_stable_path_replaces_it_whole(tmp_path, run_folders):
+    folders, _, _ = run_folders
+    target = tmp_path / "pvc" / "datasets" / "latest"
+    export.copy_dataset(folders["dataset"], target)
+    assert validate(target).ok and (target / "README.md").is_file()
+    (folders["dataset"] / "validation.jsonl").write_text("")
+    export.copy_dataset(folders["dataset"], target)
+    assert (target / "validation.jsonl").read_text() == ""
+    assert sorted(p.name for p in target.parent.iterdir()) == ["latest"]
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"messages": [{"role": "assistant", "content": "Hi?"}]}, "first non-system message must be the student's"),
+        ({"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}, {"role": "assistant", "content": "z?"}]}, "must alternate"),
+        ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "  "}]}, "empty content"),
+        ({"messages": [{"role": "user", "content": "x"}, {"role": "tutor", "content": "y"}]}, "role 'tutor'"),
+        ({"messages": [{"role": "user", "content": "x"}]}, "last message must be the tutor's"),
+        ({"text": "hello"}, "no 'messages' list"),
+        ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y?"}], "extra": 1}, "unexpected top-level keys"),
+    ],
+)
+def test_validator_names_the_problem(row, problem):
+    assert any(problem in p for p in check_row(row)), check_row(row)
+
+
+def test_validator_checks_every_row_and_reports_lines(tmp_path, capsys):
+    good = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "What do you notice?"}]}
+    lines = [json.dumps(good)] * 150 + ["{not json", json.dumps({"messages": []})]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "validation.jsonl").write_text(json.dumps(good) + "\n")
+    result = validate(tmp_path)
+    assert not result.ok and result.rows == {"train.jsonl": 151, "validation.jsonl": 1}
+    assert any(re.search(r"train.jsonl:151: not valid JSON", p) for p in result.problems)
+    assert any(re.search(r"train.jsonl:152: 'messages' must be a non-empty list", p) for p in result.problems)
+    assert cli_main(["validate", str(tmp_path)]) == 1
+    assert "2 problems" in capsys.readouterr().out
