@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import pytest
@@ -85,20 +86,40 @@ def test_standard_pipeline_without_models_names_the_folder_and_the_fix(tmp_path,
         convert.run(samples_dir, tmp_path / "out", options)
 
 
-def test_standard_pipeline_without_its_model_runtime_fails_once_for_the_stage(tmp_path, samples_dir, monkeypatch):
-    pytest.importorskip("docling")
-    try:
-        import transformers  # noqa: F401
-
-        pytest.skip("the model runtime is installed here: this checks the error when it is not")
-    except ImportError:
-        pass
+def test_standard_pipeline_is_wired_up_to_model_loading(tmp_path, samples_dir):
+    """Everything up to loading the layout model runs; without the weights (not downloadable here)
+    the stage fails once, naming the missing model, the folder and the command that fetches it."""
     models = tmp_path / "models"
-    models.mkdir()
-    (models / "layout").mkdir()
+    (models / "unrelated").mkdir(parents=True)
     options = convert.ConvertOptions(pipeline="standard", artifacts_path=str(models))
-    with pytest.raises(convert.ConvertError, match="model runtime .*transformers.* is missing.*conversion image"):
+    with pytest.raises(convert.ConvertError, match=rf"docling-layout-heron.*{models}.*docling-tools models download"):
         convert.run(samples_dir, tmp_path / "out", options)
+
+
+@pytest.mark.skipif(not os.environ.get("DOCLING_ARTIFACTS_PATH"), reason="needs docling's model weights (DOCLING_ARTIFACTS_PATH), which cannot be downloaded here")
+def test_standard_pipeline_with_models(tmp_path, samples_dir):
+    result = convert.run(samples_dir, tmp_path / "out", convert.ConvertOptions(pipeline="standard"))
+    assert len(result.documents) == 4
+    assert "Lagrange" in (tmp_path / "out" / "rbt-multivar-calculus.md").read_text()
+
+
+def test_vlm_remote_pipeline_sends_pages_to_an_openai_compatible_endpoint(tmp_path, samples_dir, monkeypatch):
+    from fake_openai import STUDENT, FakeOpenAI
+
+    shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", tmp_path)  # 2 pages
+    with FakeOpenAI(models=["granite-vision"]) as server:
+        monkeypatch.setenv("LLM_API_BASE", server.api_base)
+        options = convert.ConvertOptions(pipeline="vlm-remote", vlm_model="granite-vision", workers=1)
+        result = convert.run(tmp_path, tmp_path / "out", options)
+        assert server.requests == 2  # one request per page
+    assert result.documents[0]["pipeline"] == "vlm-remote"
+    assert (tmp_path / "out" / "rbt-formula-cheat-sheet.md").read_text().count(STUDENT) == 2
+
+
+def test_vlm_remote_without_an_endpoint_says_what_to_set(tmp_path, samples_dir, monkeypatch):
+    monkeypatch.delenv("LLM_API_BASE", raising=False)
+    with pytest.raises(convert.ConvertError, match="set LLM_API_BASE and VLM_MODEL"):
+        convert.run(samples_dir, tmp_path / "out", convert.ConvertOptions(pipeline="vlm-remote"))
 
 
 def test_unknown_pipeline_is_refused():

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .records import content_id, read_jsonl, write_json, write_jsonl
@@ -58,6 +58,7 @@ class ConvertOptions:
     do_formula_enrichment: bool = False  # standard: formulas as LaTeX (needs the formula model)
     vlm_api_base: str | None = None  # vlm-remote: default $LLM_API_BASE
     vlm_model: str | None = None  # vlm-remote: default $VLM_MODEL, then $LLM_MODEL
+    vlm_api_key: str | None = field(default=None, repr=False)  # vlm-remote: default $LLM_API_KEY
     timeout_seconds: float = 300.0  # per file; 0 = no limit
     max_pages: int = 0  # files with more pages fail with a reason; 0 = no limit
     max_failure_ratio: float = 1.0  # fail the stage when more than this share of files fail
@@ -70,11 +71,28 @@ class ConvertOptions:
         if not 0.0 <= self.max_failure_ratio <= 1.0:
             raise ConvertError(f"max_failure_ratio must be between 0 and 1, got {self.max_failure_ratio}")
 
+    def resolved(self) -> "ConvertOptions":
+        """The options with their environment defaults filled in, here in the parent process:
+        worker processes fork from a server started earlier, with the environment of that time."""
+        env = os.environ
+        return replace(
+            self,
+            artifacts_path=self.artifacts_path or env.get("DOCLING_ARTIFACTS_PATH"),
+            vlm_api_base=self.vlm_api_base or env.get("LLM_API_BASE"),
+            vlm_model=self.vlm_model or env.get("VLM_MODEL") or env.get("LLM_MODEL"),
+            vlm_api_key=self.vlm_api_key or env.get("LLM_API_KEY"),
+        )
+
     def fingerprint(self) -> str:
-        """What changes a conversion's result: the same file with the same fingerprint is reused."""
+        """What changes a conversion's result: the same file with the same fingerprint is reused.
+        Only the settings the chosen pipeline reads count (not where its models or endpoint live)."""
         from importlib.metadata import version
 
-        relevant = {k: v for k, v in asdict(self).items() if k not in ("max_failure_ratio", "workers", "cache_dir", "timeout_seconds")}
+        relevant: dict = {"pipeline": self.pipeline, "max_pages": self.max_pages}
+        if self.pipeline == "standard":
+            relevant.update(do_ocr=self.do_ocr, do_table_structure=self.do_table_structure, do_formula_enrichment=self.do_formula_enrichment)
+        elif self.pipeline == "vlm-remote":
+            relevant.update(vlm_model=self.vlm_model)
         return content_id(relevant, version("docling-slim"), version("docling-core"))
 
 
@@ -172,11 +190,11 @@ def _vlm_remote_format_option(options: ConvertOptions):
     from docling.document_converter import PdfFormatOption
     from docling.pipeline.vlm_pipeline import VlmPipeline
 
-    api_base = (options.vlm_api_base or os.environ.get("LLM_API_BASE", "")).rstrip("/")
-    model = options.vlm_model or os.environ.get("VLM_MODEL") or os.environ.get("LLM_MODEL")
+    options = options.resolved()
+    api_base, model = (options.vlm_api_base or "").rstrip("/"), options.vlm_model
     if not api_base or not model:
-        raise ConvertError("the vlm-remote pipeline needs an endpoint and a vision model: set LLM_API_BASE and VLM_MODEL (or --vlm-api-base/--vlm-model)")
-    headers = {"Authorization": f"Bearer {os.environ['LLM_API_KEY']}"} if os.environ.get("LLM_API_KEY") else {}
+        raise ConvertError("the vlm-remote pipeline needs an endpoint and a vision model: set LLM_API_BASE and VLM_MODEL (or --vlm-model)")
+    headers = {"Authorization": f"Bearer {options.vlm_api_key}"} if options.vlm_api_key else {}
     vlm = ApiVlmOptions(
         url=f"{api_base}/chat/completions",
         params={"model": model, "max_tokens": 4096},
@@ -450,6 +468,7 @@ def run(
     ``max_failure_ratio`` of them fail; the outputs are written first.
     """
     started = time.monotonic()
+    options = options.resolved()
     input_root = Path(input_dir)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
