@@ -15,16 +15,24 @@ OUTPUT ?= output
 MAX_CHUNKS ?= $(if $(LLM_API_BASE),0,8)
 PYTEST_ARGS ?=
 
+# Images: the references the components use come from components/image.py; releases pin digests:
+#   make release-yaml IMAGE=quay.io/me/socratic-sdg@sha256:... CONVERT_IMAGE=quay.io/me/socratic-sdg-convert@sha256:...
+IMAGE ?= quay.io/socratic-sdg/socratic-sdg:0.1.0
+CONVERT_IMAGE ?= quay.io/socratic-sdg/socratic-sdg-convert:0.1.0
+ENGINE ?= $(shell command -v podman || command -v docker)
+
 export SOCRATIC_SDG_LOCAL_MODEL := $(abspath $(MODEL))
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup run test compile lock clean
+.PHONY: help setup run test compile lock images release-yaml clean
 
 help:
 	@echo "make run      run the whole pipeline locally on $(INPUT) (KFP local runner)"
 	@echo "make test     install what the tests need and run them"
-	@echo "make compile  regenerate pipelines/socratic_sdg_pipeline.yaml"
+	@echo "make compile  regenerate the committed pipeline YAML, component specs and docs/parameters.md"
+	@echo "make images   build the runtime and conversion images with podman or docker"
+	@echo "make release-yaml IMAGE=...@sha256:... CONVERT_IMAGE=...  compile with pinned images into dist/"
 	@echo "make lock     re-resolve requirements/lock.txt from requirements/base.in"
 
 $(VENV)/.installed: requirements/lock.txt pyproject.toml
@@ -49,6 +57,15 @@ test: setup
 
 compile: $(VENV)/.installed
 	$(BIN)/socratic-sdg compile
+
+images:
+	@test -n "$(ENGINE)" || { echo "no podman or docker found: install one to build images"; exit 1; }
+	$(ENGINE) build -f images/runtime/Containerfile -t $(IMAGE) .
+	$(ENGINE) build -f images/convert/Containerfile --build-arg RUNTIME_IMAGE=$(IMAGE) -t $(CONVERT_IMAGE) .
+
+release-yaml: $(VENV)/.installed
+	mkdir -p dist
+	SOCRATIC_SDG_IMAGE=$(IMAGE) SOCRATIC_SDG_CONVERT_IMAGE=$(CONVERT_IMAGE) $(BIN)/socratic-sdg compile --output dist/socratic_sdg_pipeline.yaml
 
 lock: $(VENV)/.installed
 	$(PIP) install -q --dry-run --ignore-installed --report .cache/lock-report.json -r requirements/base.in

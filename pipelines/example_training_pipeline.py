@@ -12,7 +12,7 @@ from kfp import dsl
 
 from socratic_sdg.components import validate_dataset
 
-from .socratic_sdg_pipeline import socratic_sdg_pipeline
+from .socratic_sdg_pipeline import MINUTE, set_limits, socratic_sdg_pipeline
 
 COMPILED_PATH = Path(__file__).with_name("example_training_pipeline.yaml")
 
@@ -42,7 +42,7 @@ def sdg_then_train(
         generate_max_chunks=generate_max_chunks,
     )
     training = validate_dataset(dataset=sdg.output)
-    training.set_cpu_request("250m").set_cpu_limit("1").set_memory_request("512Mi").set_memory_limit("1Gi")
+    set_limits(training, cpu=("250m", "1"), memory=("512Mi", "1Gi"), timeout_seconds=MINUTE * 30)
     return training.output
 
 

@@ -25,6 +25,14 @@ DATA_MOUNT_PATH = "/data"  # where the PVC named by pvc_name is mounted in every
 # Keys of the Secret named by llm_secret_name, injected as environment variables of the same names.
 LLM_SECRET_KEYS = ("LLM_API_BASE", "LLM_API_KEY")
 LLM_SECRET_OPTIONAL_KEYS = ("LLM_MODEL",)
+MINUTE, HOUR = 60, 3600
+
+
+def set_limits(task, cpu: tuple[str, str], memory: tuple[str, str], timeout_seconds: int):
+    """Requests and limits (request, limit) and a deadline for a task's pod."""
+    task.set_cpu_request(cpu[0]).set_cpu_limit(cpu[1]).set_memory_request(memory[0]).set_memory_limit(memory[1])
+    kubernetes.set_timeout(task, timeout_seconds)
+    return task
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Turn course PDFs into a Socratic math tutor fine-tuning dataset.")
@@ -101,7 +109,7 @@ def socratic_sdg_pipeline(
         export_pvc_path: Also copy the dataset folder to this path on the PVC (e.g. /data/datasets/run-1) for a separate fine-tuning pipeline; empty = no copy.
     """
     shards_task = plan_shards(num_shards=convert_num_shards)
-    shards_task.set_cpu_request("100m").set_cpu_limit("500m").set_memory_request("256Mi").set_memory_limit("512Mi")
+    set_limits(shards_task, cpu=("100m", "500m"), memory=("256Mi", "512Mi"), timeout_seconds=MINUTE * 5)
     with dsl.ParallelFor(shards_task.output) as shard_index:
         convert_task = convert_documents(
             input_dir=convert_input_dir,
@@ -121,12 +129,12 @@ def socratic_sdg_pipeline(
         kubernetes.use_secret_as_env(
             convert_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
         )
-        convert_task.set_cpu_request("2").set_cpu_limit("4").set_memory_request("4Gi").set_memory_limit("8Gi")
+        set_limits(convert_task, cpu=("2", "4"), memory=("4Gi", "8Gi"), timeout_seconds=HOUR * 6)
 
     merge_task = merge_converted_shards(
         shards=dsl.Collected(convert_task.outputs["converted"]), max_failure_ratio=convert_max_failure_ratio
     )
-    merge_task.set_cpu_request("250m").set_cpu_limit("1").set_memory_request("512Mi").set_memory_limit("2Gi")
+    set_limits(merge_task, cpu=("250m", "1"), memory=("512Mi", "2Gi"), timeout_seconds=MINUTE * 30)
     converted = merge_task.outputs["converted"]
 
     chunk_task = chunk_documents(
@@ -136,7 +144,7 @@ def socratic_sdg_pipeline(
         min_tokens=chunk_min_tokens,
         merge_small_sections=chunk_merge_small_sections,
     )
-    chunk_task.set_cpu_request("500m").set_cpu_limit("2").set_memory_request("1Gi").set_memory_limit("4Gi")
+    set_limits(chunk_task, cpu=("500m", "2"), memory=("1Gi", "4Gi"), timeout_seconds=HOUR)
 
     generate_task = generate_conversations(
         chunks=chunk_task.outputs["chunks"],
@@ -158,7 +166,7 @@ def socratic_sdg_pipeline(
     )
     # A flow YAML mounted from a ConfigMap may live on the PVC as well.
     kubernetes.mount_pvc(generate_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-    generate_task.set_cpu_request("1").set_cpu_limit("2").set_memory_request("2Gi").set_memory_limit("4Gi")
+    set_limits(generate_task, cpu=("1", "2"), memory=("2Gi", "4Gi"), timeout_seconds=HOUR * 24)
     generate_task.set_env_variable("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network call at import
     generate_task.set_retry(num_retries=2, backoff_duration="60s")
 
@@ -168,7 +176,7 @@ def socratic_sdg_pipeline(
         require_question=filter_require_question,
     )
     kubernetes.mount_pvc(filter_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-    filter_task.set_cpu_request("500m").set_cpu_limit("1").set_memory_request("1Gi").set_memory_limit("2Gi")
+    set_limits(filter_task, cpu=("500m", "1"), memory=("1Gi", "2Gi"), timeout_seconds=HOUR * 2)
 
     export_task = export_dataset(
         converted=converted,
@@ -185,7 +193,7 @@ def socratic_sdg_pipeline(
         pvc_path=export_pvc_path,
     )
     kubernetes.mount_pvc(export_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-    export_task.set_cpu_request("250m").set_cpu_limit("1").set_memory_request("512Mi").set_memory_limit("2Gi")
+    set_limits(export_task, cpu=("250m", "1"), memory=("512Mi", "2Gi"), timeout_seconds=HOUR)
     return export_task.outputs["dataset"]
 
 

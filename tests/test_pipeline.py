@@ -42,6 +42,15 @@ def test_every_committed_pipeline_and_component_spec_is_fresh(tmp_path, monkeypa
         assert path.read_bytes() == committed.read_bytes(), f"{committed} is stale: run `make compile` and commit it"
 
 
+def test_parameters_reference_is_current():
+    from socratic_sdg.pipelines import PARAMETERS_DOC, parameters_reference
+
+    assert PARAMETERS_DOC.read_text() == parameters_reference(COMMITTED), "docs/parameters.md is stale: run `make compile`"
+    text = PARAMETERS_DOC.read_text()
+    for name in ("pvc_name", "convert_num_shards", "generate_max_concurrency", "export_pvc_path"):
+        assert f"`{name}`" in text
+
+
 def test_component_specs_load_for_reuse_without_our_python_code():
     from kfp import components
 
