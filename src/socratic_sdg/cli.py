@@ -19,8 +19,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .endpoint import EndpointError
     from .generate import GenerateError
     from .local_llm import LocalModelError
+    from socratic_sdg.pipelines.submit import SubmitError
 
-    return USER_ERRORS + (ChunkError, ConvertError, EndpointError, GenerateError, LocalModelError)
+    return USER_ERRORS + (ChunkError, ConvertError, EndpointError, GenerateError, LocalModelError, SubmitError)
 
 
 def _say(message: str) -> None:
@@ -177,6 +178,35 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    from socratic_sdg.pipelines import submit
+
+    options = submit.SubmitOptions(
+        namespace=args.namespace,
+        dspa=args.dspa,
+        host=args.host,
+        token=args.token,
+        context=args.context,
+        pipeline_file=args.pipeline_file,
+        compile=args.compile,
+        pipeline_name=args.pipeline_name,
+        version_name=args.version_name,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        params=submit.parse_param_flags(args.param),
+        params_file=args.params_file,
+        isvc=args.isvc,
+        ca_bundle=args.ca_bundle,
+        insecure_skip_tls_verify=args.insecure_skip_tls_verify,
+        dashboard_url=args.dashboard_url,
+        dry_run=args.dry_run,
+    )
+    result = submit.submit(options, progress=_say)
+    if result.run_id:
+        _say(f"run: {result.run_url}")
+    return 0
+
+
 def cmd_serve_local(args) -> int:
     from . import local_llm
 
@@ -293,6 +323,37 @@ def build_parser() -> argparse.ArgumentParser:
         SOCRATIC_SDG_IMAGE=quay.io/me/socratic-sdg@sha256:... socratic-sdg compile --output my-pipeline.yaml""")
     p.add_argument("--output", help="compile only the SDG pipeline, to this file")
     p.set_defaults(func=cmd_compile)
+
+    p = _add(sub, "submit", "Upload the compiled pipeline to a pipeline server (OpenShift AI or Kubeflow Pipelines) and start a run.", """
+        oc login --token=... --server=https://api.CLUSTER:6443 && oc project my-project
+        socratic-sdg submit --dry-run --param generate_max_chunks=20          # check login, server, parameters; change nothing
+        socratic-sdg submit --param generate_max_chunks=20                    # the pipeline server of the current project
+        socratic-sdg submit --params-file run.yaml --isvc granite             # + point the llm-endpoint Secret at an InferenceService
+        socratic-sdg submit --compile --param convert_pipeline=native         # compile now (SOCRATIC_SDG_IMAGE=... to use your image)
+        kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 &          # standalone KFP (kind): no login needed
+        socratic-sdg submit --host http://localhost:8080 --param generate_max_chunks=8""")
+    p.add_argument("-n", "--namespace", help="project of the pipeline server (default: the current `oc project`)")
+    p.add_argument("--dspa", default="dspa", help="pipeline server (DataSciencePipelinesApplication) whose route ds-pipeline-NAME is the API (default: dspa, the dashboard's name)")
+    p.add_argument("--host", help="pipeline server URL instead of the route lookup; no kubeconfig needed (standalone KFP: http://localhost:8080 with a port-forward; "
+                                      "a DSPA route also needs KFP_TOKEN=$(oc whoami -t), the kubeconfig token is never sent to a --host)")
+    p.add_argument("--token", help="bearer token (default: $KFP_TOKEN, then the token of your `oc login`); prefer KFP_TOKEN: flags show in the process list")
+    p.add_argument("--context", help="kubeconfig context (default: the current one; the kubeconfig is $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--pipeline-file", help="compiled pipeline YAML to upload (default: the committed pipelines/socratic_sdg_pipeline.yaml)")
+    p.add_argument("--compile", action="store_true", help="compile the pipeline now and upload that (honours SOCRATIC_SDG_IMAGE and SOCRATIC_SDG_CONVERT_IMAGE)")
+    p.add_argument("--pipeline-name", help="pipeline name on the server (default: the compiled name, socratic-sdg)")
+    p.add_argument("--version-name", help="name for a new pipeline version (default: NAME-<content hash>, and the same content reuses its version)")
+    p.add_argument("--experiment", default="socratic-sdg", help="experiment to run in, created if missing (default: socratic-sdg)")
+    p.add_argument("--run-name", help="run name (default: socratic-sdg <UTC date and time>)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a pipeline parameter (repeatable; names and types in docs/parameters.md); wins over --params-file")
+    p.add_argument("--params-file", help="YAML file mapping pipeline parameter names to values")
+    p.add_argument("--isvc", metavar="NAME", help="before the run, write this InferenceService's in-cluster URL (+ /v1) and name into the "
+                                                  "endpoint Secret (llm_secret_name) as LLM_API_BASE and LLM_MODEL; LLM_API_KEY is kept")
+    p.add_argument("--ca-bundle", help="CA file for the pipeline server's TLS certificate (default: system CAs or $REQUESTS_CA_BUNDLE)")
+    p.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the pipeline server's TLS certificate (test clusters only)")
+    p.add_argument("--dashboard-url", help="OpenShift AI dashboard URL for the printed run link (default: found from the cluster when readable)")
+    p.add_argument("--dry-run", action="store_true", help="find the server and the model, check the login and the parameters; upload and start nothing")
+    p.set_defaults(func=cmd_submit)
 
     p = _add(sub, "serve-local", "Serve the small local model with an OpenAI-compatible API (llama.cpp).", """
         socratic-sdg serve-local --port 8000
