@@ -5,18 +5,21 @@ import os
 from socratic_sdg import convert
 
 
-def crash_on_crash_me(options, cache_folder, tasks, results):
+def crash_on_crash_me(options, cache_folder, conn):
     """A worker that dies (as a segfaulting PDF library would) on files named *crash-me*."""
 
-    class CrashingQueue:
-        def get(self):
-            task = tasks.get()
+    class CrashingConnection:
+        def recv(self):
+            task = conn.recv()
             if task is not None and "crash-me" in task.path:
-                results.put(("started", os.getpid(), task.path, None))
+                conn.send(("started", task.path, None))
                 os._exit(3)
             return task
 
-    convert._worker_main(options, cache_folder, CrashingQueue(), results)
+        def send(self, message):
+            conn.send(message)
+
+    convert._worker_main(options, cache_folder, CrashingConnection())
 
 
 def long_pdf(source: str, target: str, copies: int) -> None:

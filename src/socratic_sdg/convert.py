@@ -328,50 +328,63 @@ class _Task:
     key: str
 
 
-def _worker_main(options: ConvertOptions, cache_folder: str, tasks, results) -> None:
-    """Convert files sent on ``tasks`` into the cache; report each outcome on ``results``."""
+def _worker_main(options: ConvertOptions, cache_folder: str, conn) -> None:
+    """Convert the files sent on ``conn`` into the cache; report each outcome back on it.
+
+    Each worker has its own pipe: a worker that dies mid-message can break only its own channel,
+    never a lock the other workers share.
+    """
     logging.basicConfig(level=logging.WARNING)
     try:
         converter = make_converter(options)
     except Exception as exc:  # e.g. missing models: the same for every file, fatal for the stage
-        results.put(("fatal", os.getpid(), None, str(exc)))
+        conn.send(("fatal", None, str(exc)))
         return
     cache = ConversionCache(Path(cache_folder))
-    results.put(("ready", os.getpid(), None, None))
+    conn.send(("ready", None, None))
     while True:
-        task = tasks.get()
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent went away
+            return
         if task is None:
             return
-        results.put(("started", os.getpid(), task.path, None))
+        conn.send(("started", task.path, None))
         try:
             markdown, document_json, pages = convert_one(converter, Path(task.path), options)
             cache.put(task.key, markdown, document_json, pages)
-            results.put(("done", os.getpid(), task.path, None))
+            conn.send(("done", task.path, None))
         except Exception as exc:
             kind = exc.kind if isinstance(exc, UnreadableDocument) else exc.__class__.__name__
-            results.put(("failed", os.getpid(), task.path, (kind, _one_line(exc))))
+            conn.send(("failed", task.path, (kind, _one_line(exc))))
 
 
 class _Worker:
-    def __init__(self, ctx, options: ConvertOptions, cache_folder: Path, results):
-        self.tasks = ctx.Queue()
-        self.process = ctx.Process(target=_worker_main, args=(options, str(cache_folder), self.tasks, results), daemon=True)
+    def __init__(self, ctx, options: ConvertOptions, cache_folder: Path):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_worker_main, args=(options, str(cache_folder), child), daemon=True)
         self.process.start()
+        child.close()  # the parent keeps only its end: EOF then means the worker is gone
         self.task: _Task | None = None
         self.started_at: float | None = None
 
     def give(self, task: _Task) -> None:
         self.task, self.started_at = task, None
-        self.tasks.put(task)
+        self.conn.send(task)
 
     def stop(self, kill: bool = False) -> None:
-        if kill:
-            self.process.kill()
+        if not kill:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
         else:
-            self.tasks.put(None)
+            self.process.kill()
         self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.kill()
+            self.process.join(timeout=10)
+        self.conn.close()
 
 
 def _worker_context():
@@ -386,57 +399,61 @@ def _worker_context():
 
 
 def _run_pool(tasks: list[_Task], options: ConvertOptions, cache_folder: Path, workers: int, on_outcome) -> None:
-    """Run tasks on ``workers`` processes; kill and replace a worker whose file exceeds the timeout."""
+    """Run tasks on ``workers`` processes; replace a worker that dies or whose file exceeds the timeout."""
+    from multiprocessing.connection import wait
+
     ctx = _worker_context()
-    results = ctx.Queue()
     pending = list(reversed(tasks))
-    pool = [_Worker(ctx, options, cache_folder, results) for _ in range(workers)]
-    by_pid = {w.process.pid: w for w in pool}
+    pool = [_Worker(ctx, options, cache_folder) for _ in range(workers)]
     outstanding = len(tasks)
+    deaths_at_start = 0
 
     def assign(worker: _Worker) -> None:
         worker.task = None
         if pending:
             worker.give(pending.pop())
 
-    def replace(worker: _Worker) -> None:
+    def give_up(worker: _Worker, failure: tuple[str, str]) -> None:
+        """Record the worker's file as failed and put a fresh worker in its place."""
+        nonlocal outstanding, deaths_at_start
+        if worker.task is not None:
+            outstanding -= 1
+            on_outcome(Path(worker.task.path), failure)
+        else:
+            deaths_at_start += 1
+            if deaths_at_start > 3 * workers:
+                raise ConvertError(f"the converter processes keep dying before converting anything ({failure[1]}); run with --workers 1 -v to see why")
+        worker.task = None
         worker.stop(kill=True)
-        pool.remove(worker)
-        fresh = _Worker(ctx, options, cache_folder, results)
-        pool.append(fresh)
-        by_pid[fresh.process.pid] = fresh
+        pool[pool.index(worker)] = _Worker(ctx, options, cache_folder)  # asks for work when ready
 
     failed = True
     try:
         while outstanding:
-            try:
-                event, pid, path, detail = results.get(timeout=0.2)
-            except queue.Empty:
-                event = None
-            if event == "fatal":
-                raise ConvertError(detail)
-            if event == "ready":
-                assign(by_pid[pid])
-            elif event == "started":
-                by_pid[pid].started_at = time.monotonic()
-            elif event in ("done", "failed"):
-                outstanding -= 1
-                on_outcome(Path(path), detail)
-                assign(by_pid[pid])
-            now = time.monotonic()
-            for worker in list(pool):
-                if worker.task is None:
+            for conn in wait([w.conn for w in pool], timeout=0.2):
+                worker = next(w for w in pool if w.conn is conn)
+                try:
+                    event, path, detail = conn.recv()
+                except (EOFError, OSError):
+                    worker.process.join(timeout=5)
+                    code = worker.process.exitcode
+                    give_up(worker, ("WorkerCrashed", f"the converter process died (exit code {code}) on this file"))
                     continue
-                overdue = options.timeout_seconds and worker.started_at and now - worker.started_at > options.timeout_seconds
-                crashed = not worker.process.is_alive()
-                if overdue or crashed:
-                    task = worker.task
+                if event == "fatal":
+                    raise ConvertError(detail)
+                if event == "ready":
+                    assign(worker)
+                elif event == "started":
+                    worker.started_at = time.monotonic()
+                elif event in ("done", "failed"):
                     outstanding -= 1
-                    if overdue:
-                        on_outcome(Path(task.path), ("Timeout", f"conversion took longer than {options.timeout_seconds:.0f}s; raise timeout_seconds or split the file"))
-                    else:
-                        on_outcome(Path(task.path), ("WorkerCrashed", f"the converter process died (exit code {worker.process.exitcode}) on this file"))
-                    replace(worker)  # the fresh worker asks for work when it is ready
+                    on_outcome(Path(path), detail)
+                    assign(worker)
+            if options.timeout_seconds:
+                now = time.monotonic()
+                for worker in list(pool):
+                    if worker.task is not None and worker.started_at and now - worker.started_at > options.timeout_seconds:
+                        give_up(worker, ("Timeout", f"conversion took longer than {options.timeout_seconds:.0f}s; raise timeout_seconds or split the file"))
         failed = False
     finally:
         for worker in pool:
