@@ -24,6 +24,7 @@ def sdg_then_train(
     convert_input_dir: str = "/data/pdfs",
     convert_pipeline: str = "standard",
     generate_max_chunks: int = 0,
+    filter_dedup: bool = True,
 ) -> int:
     """Socratic SDG, then the training step.
 
@@ -33,6 +34,7 @@ def sdg_then_train(
         convert_input_dir: Folder with the PDFs on the PVC.
         convert_pipeline: docling pipeline: standard, native or vlm-remote.
         generate_max_chunks: Generate from the first N chunks only (0 = all).
+        filter_dedup: Remove duplicate questions and conversations.
     """
     sdg = socratic_sdg_pipeline(
         pvc_name=pvc_name,
@@ -40,6 +42,7 @@ def sdg_then_train(
         convert_input_dir=convert_input_dir,
         convert_pipeline=convert_pipeline,
         generate_max_chunks=generate_max_chunks,
+        filter_dedup=filter_dedup,
     )
     training = validate_dataset(dataset=sdg.output)
     set_limits(training, cpu=("250m", "1"), memory=("512Mi", "1Gi"), timeout_seconds=MINUTE * 30)

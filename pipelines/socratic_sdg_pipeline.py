@@ -62,6 +62,15 @@ def socratic_sdg_pipeline(
     generate_max_chunks: int = 0,
     filter_rules_path: str = "",
     filter_require_question: bool = True,
+    filter_language: str = "",
+    filter_check_leakage: bool = True,
+    filter_dedup: bool = True,
+    filter_dedup_threshold: float = 0.8,
+    filter_judge: bool = False,
+    filter_judge_endpoint: str = "",
+    filter_judge_model: str = "",
+    filter_judge_max_concurrency: int = 8,
+    filter_judge_min_score: int = 3,
     export_validation_ratio: float = 0.1,
     export_seed: int = 42,
     export_format: str = "messages",
@@ -99,6 +108,15 @@ def socratic_sdg_pipeline(
         generate_max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
         filter_rules_path: Quality-filter rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
         filter_require_question: Reject conversations whose last tutor turn does not ask a question.
+        filter_language: Reject turns not in this language (e.g. en); empty = no language check.
+        filter_check_leakage: Reject tutor turns that state the hidden reference answer or solve the student's problem.
+        filter_dedup: Remove exact and near-duplicate student questions and conversations.
+        filter_dedup_threshold: Near-duplicate similarity (0-1) above which a question or conversation is a duplicate.
+        filter_judge: Also score accepted conversations with an LLM judge (more requests to the endpoint).
+        filter_judge_endpoint: Judge base URL; empty uses LLM_API_BASE from the Secret.
+        filter_judge_model: Judge model; empty uses LLM_MODEL from the Secret (or generate_model).
+        filter_judge_max_concurrency: Judge requests in flight at once.
+        filter_judge_min_score: Lowest judge score (1-5) accepted for guidance, actionability, grounding and tone.
         export_validation_ratio: Share of source chunks whose conversations go to validation.jsonl.
         export_seed: Seed of the grouped train/validation split.
         export_format: messages (chat format, for training_hub and dataset_download) or prompt_completion (TRL).
@@ -172,8 +190,22 @@ def socratic_sdg_pipeline(
 
     filter_task = filter_conversations(
         conversations=generate_task.outputs["conversations"],
+        chunks=chunk_task.outputs["chunks"],
         rules_path=filter_rules_path,
         require_question=filter_require_question,
+        language=filter_language,
+        check_leakage=filter_check_leakage,
+        dedup=filter_dedup,
+        dedup_threshold=filter_dedup_threshold,
+        judge=filter_judge,
+        judge_endpoint=filter_judge_endpoint,
+        judge_model=filter_judge_model,
+        judge_max_concurrency=filter_judge_max_concurrency,
+        judge_min_score=filter_judge_min_score,
+    )
+    # The optional LLM judge reads the same endpoint Secret as generation.
+    kubernetes.use_secret_as_env(
+        filter_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
     )
     kubernetes.mount_pvc(filter_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
     set_limits(filter_task, cpu=("500m", "1"), memory=("1Gi", "2Gi"), timeout_seconds=HOUR * 2)

@@ -40,7 +40,8 @@ def test_stages_one_by_one_on_plain_files(tmp_path, samples_dir, fake_llm, monke
     monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
     monkeypatch.setenv("LLM_MODEL", "fake-model")
     assert cli.main(["generate", "--input", str(work / "chunks.jsonl"), "--output-dir", str(work / "generated"), "--max-chunks", "3"]) == 0
-    assert cli.main(["filter", "--input", str(work / "generated" / "conversations.jsonl"), "--output-dir", str(work / "filtered")]) == 0
+    # the fake server answers every chunk with the same conversation: dedup would rightly keep one
+    assert cli.main(["filter", "--input", str(work / "generated" / "conversations.jsonl"), "--output-dir", str(work / "filtered"), "--no-dedup"]) == 0
     assert cli.main(["export", "--input", str(work / "filtered" / "accepted.jsonl"), "--output-dir", str(work / "dataset")]) == 0
 
     out = capsys.readouterr().out

@@ -10,6 +10,10 @@ from socratic_sdg.pipelines.local_run import LocalRunOptions, run_locally
 from socratic_sdg.records import read_jsonl
 
 
+# The fake server answers every chunk with the same conversation: dedup would rightly keep only one.
+FAKE_SERVER_PARAMETERS = {"filter_dedup": False}
+
+
 def _one_pdf(tmp_path, samples_dir, name="rbt-formula-cheat-sheet.pdf"):
     pdfs = tmp_path / "pdfs"
     pdfs.mkdir()
@@ -32,7 +36,7 @@ def test_pipeline_runs_end_to_end_under_the_kfp_local_runner(tmp_path, samples_d
     monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
     monkeypatch.setenv("LLM_MODEL", "fake-model")
     pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
-    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters={"generate_max_chunks": 4}))
+    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters=FAKE_SERVER_PARAMETERS | {"generate_max_chunks": 4}))
 
     summary = result.summary
     assert summary["documents"] == 1 and summary["chunks"] >= 4
@@ -82,7 +86,7 @@ def test_the_sdg_pipeline_nests_in_a_bigger_pipeline_and_feeds_the_next_step(tmp
     monkeypatch.setenv("LLM_MODEL", "fake-model")
     pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    task = sdg_then_train(convert_input_dir=str(pdfs), convert_pipeline="native", generate_max_chunks=3)
+    task = sdg_then_train(convert_input_dir=str(pdfs), convert_pipeline="native", generate_max_chunks=3, filter_dedup=False)
     assert task.output == 3  # the training step received and validated the 3 records
 
 

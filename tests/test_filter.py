@@ -1,8 +1,10 @@
-"""Tests for the quality filter stage (socratic_sdg.filter).
+"""Tests for the quality filter stage (socratic_sdg.filter): format and rules layers, run() and files.
 
 The rules are the product here: each leak case below is a way a generator really gives the answer
 away, and each guiding case is a reply that must survive even though it mentions numbers or the
 equation from the problem. A change to default_rules.yaml that breaks either list is a regression.
+The leakage, dedup and judge layers have their own files (test_filter_leakage.py, ...), and the
+labelled evaluation set is scored in test_filter_eval.py.
 """
 
 from __future__ import annotations
@@ -107,7 +109,11 @@ def test_leak_is_rejected_with_its_code(reply: str, code: str, rules, opts) -> N
 def test_leak_ending_with_a_question_is_still_a_leak(rules, opts) -> None:
     record = dialogue(PROBLEM, "The answer is 4, does that make sense?")
     assert quality_filter.ends_with_question(record["messages"][-1]["content"])
-    assert codes(record, rules, opts) == {"states_answer"}
+    # The wording (rules), the value x = 4 solved from the student's equation (leakage), and the only
+    # question being a comprehension check: three independent reasons, each explained.
+    assert codes(record, rules, opts) == {"states_answer", "leaks_answer_value", "no_guiding_question"}
+    rules_only = FilterOptions(check_leakage=False)
+    assert "states_answer" in codes(record, rules, rules_only)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,27 +134,42 @@ GUIDING = [
     "Do you think the answer is positive or negative?",
     "What do you think the answer to 12 ÷ 3 is?",
     "Is your answer to x + 3 = 7 reasonable?",
-    "Which of 3, 4, or 5 is the answer, and how could you check?",
     "What operation would undo the + 3 in 2x + 3 = 11?",
     "Step 1 is to look at the equation. Step 2: what could you do to both sides of 2x + 3 = 11?",
     "Here's a hint: what do you notice about the 3?",
     "Why do you think we divide by 2 here?",
     "The equation says 2x + 3 = 11. What is being done to x first?",
     "If you plug in 3, what do you get?",
-    "Try plugging in 4 and see whether it works. What happens?",
     "Does subtracting 3 give you 2x = 8? Why or why not?",
     "The problem gives you 24 cookies shared among 6 kids. What operation would tell you how many each kid gets?",
     "You said x = 5. What do you get when you put 5 into 2x + 3?",
     "Not quite. If x were 5, would 2(5) + 3 equal 11?",
     "In $2x + 3 = 11$, what is being done to $x$ first?",
-    "Look at the pattern 2, 4, 6, 8. What do you notice about how each number changes?",
     "What is the value of x that makes both sides equal?",
+]
+
+# Guiding in wording (the rules layer passes them), but they offer the correct value x = 4, which the
+# leakage layer finds by solving the student's own equation: a careful teacher calls that a leak.
+OFFERS_THE_ANSWER = [
+    "Which of 3, 4, or 5 is the answer, and how could you check?",
+    "Try plugging in 4 and see whether it works. What happens?",
 ]
 
 
 @pytest.mark.parametrize("reply", GUIDING)
 def test_guiding_reply_is_accepted(reply: str, rules, opts) -> None:
     assert quality_filter.check_record(dialogue(PROBLEM, reply), rules, opts) == []
+
+
+@pytest.mark.parametrize("reply", OFFERS_THE_ANSWER)
+def test_offering_the_correct_value_is_a_leak(reply: str, rules, opts) -> None:
+    assert quality_filter.check_record(dialogue(PROBLEM, reply), rules, FilterOptions(check_leakage=False)) == []
+    assert codes(dialogue(PROBLEM, reply), rules, opts) == {"leaks_answer_value"}
+
+
+def test_numbers_unrelated_to_the_answer_pass(rules, opts) -> None:
+    reply = "Look at the pattern 2, 4, 6, 8. What do you notice about how each number changes?"
+    assert codes(dialogue("What comes next in 2, 4, 6, 8? I need to find the rule.", reply), rules, opts) == set()
 
 
 def test_quality_summary_of_accepted_reply(tmp_path: Path) -> None:
@@ -212,7 +233,7 @@ def test_leak_in_earlier_tutor_turn_rejects_conversation(rules, opts) -> None:
         "Not really.",
         "What happens when you put 4 in place of x?",
     )
-    assert codes(record, rules, opts) == {"states_answer"}
+    assert codes(record, rules, opts) == {"states_answer", "leaks_answer_value"}
 
 
 def test_clean_multi_turn_with_system_prompt_is_accepted(rules, opts) -> None:
@@ -301,8 +322,10 @@ def test_template_leftover_in_user_turn_is_caught(rules, opts) -> None:
 
 
 def test_latex_braces_are_not_template_leftovers(rules, opts) -> None:
-    reply = "What do you notice about \\frac{x}{2} and \\text{LCM}? How could you use \\sqrt{16} here?"
+    reply = "What do you notice about \\frac{x}{2} and \\text{LCM}? How could you use \\sqrt{17} here?"
     assert codes(dialogue(PROBLEM, reply), rules, opts) == set()
+    # sqrt(16) is 4, the answer: a leak, not a template leftover.
+    assert codes(dialogue(PROBLEM, reply.replace("17", "16")), rules, opts) == {"leaks_answer_value"}
 
 
 def test_turn_length_bounds(rules) -> None:
@@ -330,7 +353,7 @@ def _mixed_input(tmp_path: Path) -> tuple[Path, list[str]]:
     records = [
         dialogue(PROBLEM, GOOD_REPLY, id="good1", metadata={"chunk_id": "c1"}),
         dialogue(PROBLEM, "The answer is 4, does that make sense?", id="leak1", metadata={"chunk_id": "c2"}),
-        dialogue(PROBLEM, "What happens if you subtract 3 from both sides first?", id="good2"),
+        dialogue("Solve 5x - 2 = 13 for x.", "What happens if you add 2 to both sides first?", id="good2"),
         {"id": "roles1", "messages": [{"role": "assistant", "content": GOOD_REPLY}]},
         dialogue(PROBLEM, "", id="empty1"),
         dialogue(PROBLEM, "What do you notice about {{ question }}? How could you start?", id="tmpl1"),
@@ -369,7 +392,9 @@ def test_run_partitions_every_line_exactly_once(tmp_path: Path) -> None:
         assert kept == original.get("metadata", {})
 
     by_id = {r.get("id", r.get("raw")): r["metadata"]["drop_reasons"] for r in rejected}
-    assert [d["code"] for d in by_id["leak1"]] == ["states_answer"]
+    # Rules first, then the leakage layer (x = 4 solved from the student's equation), each explained.
+    assert [d["code"] for d in by_id["leak1"]] == ["states_answer", "no_guiding_question", "leaks_answer_value"]
+    assert [d["layer"] for d in by_id["leak1"]] == ["rules", "rules", "leakage"]
     assert [d["code"] for d in by_id['{"id": "broken", "messages": [']] == ["invalid_json"]
     assert "line 4" in by_id['{"id": "broken", "messages": ['][0]["detail"]
     assert [d["code"] for d in by_id["[1, 2, 3]"]] == ["invalid_json"]
@@ -379,7 +404,8 @@ def test_run_partitions_every_line_exactly_once(tmp_path: Path) -> None:
     assert "template_leftover" in {d["code"] for d in by_id["tmpl1"]}
     assert "concludes_value" in {d["code"] for d in by_id["leak2"]}
     for reasons in by_id.values():
-        assert all(set(reason) == {"code", "detail"} and reason["detail"] for reason in reasons)
+        assert all(set(reason) == {"code", "layer", "detail"} and reason["detail"] for reason in reasons)
+        assert all(reason["layer"] in quality_filter.LAYERS for reason in reasons)
 
 
 def test_metrics_file_matches_result(tmp_path: Path) -> None:
@@ -409,7 +435,10 @@ def test_empty_input_writes_empty_outputs(tmp_path: Path) -> None:
     assert (result.total, result.accepted, result.rejected, result.reasons) == (0, 0, 0, {})
     assert Path(result.accepted_path).read_text() == "" and Path(result.rejected_path).read_text() == ""
     metrics = json.loads(Path(result.metrics_path).read_text())
-    assert metrics == {"total": 0, "accepted": 0, "rejected": 0, "reasons": {}, "acceptance_rate": 0.0}
+    assert {k: metrics[k] for k in ("total", "accepted", "rejected", "reasons", "acceptance_rate")} == {
+        "total": 0, "accepted": 0, "rejected": 0, "reasons": {}, "acceptance_rate": 0.0}
+    assert metrics["rejected_by_layer"] == {layer: 0 for layer in quality_filter.LAYERS}
+    assert metrics["layers"] == ["format", "rules", "leakage", "dedup"]
 
 
 def test_undecodable_line_is_rejected_not_fatal(tmp_path: Path) -> None:
@@ -465,16 +494,23 @@ def test_custom_rules_file_changes_the_outcome(tmp_path: Path) -> None:
     ]
     source = write_lines(tmp_path / "in.jsonl", lines)
 
-    default = quality_filter.run(source, tmp_path / "default", FilterOptions())
+    rules_only = {"check_leakage": False, "dedup": False}
+    default = quality_filter.run(source, tmp_path / "default", FilterOptions(**rules_only))
     assert [r["id"] for r in read_lines(Path(default.accepted_path))] == ["praise"]
 
-    result = quality_filter.run(source, tmp_path / "custom", FilterOptions(rules_path=str(custom)))
+    result = quality_filter.run(source, tmp_path / "custom", FilterOptions(rules_path=str(custom), **rules_only))
     assert [r["id"] for r in read_lines(Path(result.accepted_path))] == ["leak"]
     [rejected] = read_lines(Path(result.rejected_path))
     assert rejected["metadata"]["drop_reasons"][0]["code"] == "no_praise"
     assert "Great job" in rejected["metadata"]["drop_reasons"][0]["detail"]
     [accepted] = read_lines(Path(result.accepted_path))
     assert accepted["metadata"]["quality"]["green_flags"] == []  # custom green flags replace the defaults
+
+    # A custom rules file without a leakage section does not switch the leakage layer off: its data
+    # falls back to the packaged defaults, and the value x = 4 is still found.
+    with_leakage = quality_filter.run(source, tmp_path / "custom2", FilterOptions(rules_path=str(custom), dedup=False))
+    [leak] = [r for r in read_lines(Path(with_leakage.rejected_path)) if r["id"] == "leak"]
+    assert [d["code"] for d in leak["metadata"]["drop_reasons"]] == ["leaks_answer_value"]
 
 
 def test_custom_rules_support_macros_and_statement_scope(tmp_path: Path) -> None:
@@ -490,7 +526,7 @@ def test_custom_rules_support_macros_and_statement_scope(tmp_path: Path) -> None
         encoding="utf-8",
     )
     rules = quality_filter.load_rules(str(custom))
-    opts = FilterOptions()
+    opts = FilterOptions(check_leakage=False)
     assert codes(dialogue(PROBLEM, "I think it is 4. Why would that be?"), rules, opts) == {"says_number"}
     assert codes(dialogue(PROBLEM, "Do you think it is 4 or 5?"), rules, opts) == set()
 
@@ -559,7 +595,9 @@ def test_no_catastrophic_backtracking(junk: str, rules) -> None:
 
 def test_throughput_is_thousands_per_second(tmp_path: Path) -> None:
     replies = [GOOD_REPLY, "The answer is 4, does that make sense?", "What happens if you divide both sides by 2?"]
-    lines = [json.dumps(dialogue(PROBLEM, replies[i % 3], id=str(i))) for i in range(3000)]
+    # Distinct problems, so that dedup keeps them all (benchmarks/bench_filter.py measures properly).
+    lines = [json.dumps(dialogue(f"Solve 2x + {i} = {i + 8} for x. I'm stuck.", replies[i % 3], id=str(i)))
+             for i in range(3000)]
     source = write_lines(tmp_path / "in.jsonl", lines)
     start = time.perf_counter()
     result = quality_filter.run(source, tmp_path / "out", FilterOptions())

@@ -95,9 +95,42 @@ def cmd_generate(args) -> int:
 def cmd_filter(args) -> int:
     from . import filter as quality_filter
 
-    options = quality_filter.FilterOptions(rules_path=args.rules, require_question=not args.no_require_question)
+    options = quality_filter.FilterOptions(
+        rules_path=args.rules,
+        min_turn_chars=args.min_turn_chars,
+        max_turn_chars=args.max_turn_chars,
+        min_green_score=args.min_green_score,
+        language=args.language,
+        check_format=not args.no_format_checks,
+        check_rules=not args.no_rules,
+        require_question=not args.no_require_question,
+        check_leakage=not args.no_leakage,
+        leakage_use_problem=not args.no_solve_problem,
+        dedup=not args.no_dedup,
+        dedup_questions=not args.no_dedup_questions,
+        dedup_conversations=not args.no_dedup_conversations,
+        dedup_near=not args.exact_dedup_only,
+        dedup_question_threshold=args.dedup_question_threshold,
+        dedup_conversation_threshold=args.dedup_conversation_threshold,
+        judge=args.judge or bool(args.judge_endpoint),
+        judge_endpoint=args.judge_endpoint,
+        judge_model=args.judge_model,
+        judge_prompt_path=args.judge_prompt,
+        judge_max_concurrency=args.judge_max_concurrency,
+        judge_max_retries=args.judge_max_retries,
+        judge_timeout=args.judge_timeout,
+        judge_min_guidance=args.judge_min_guidance,
+        judge_min_actionability=args.judge_min_actionability,
+        judge_min_grounding=args.judge_min_grounding,
+        judge_min_tone=args.judge_min_tone,
+        judge_reject_wrong_answer=not args.judge_accept_wrong_answer,
+        judge_on_error=args.judge_on_error,
+        chunks_path=args.chunks,
+    )
     result = quality_filter.run(args.input, args.output_dir, options)
     _say(f"{result.accepted} accepted, {result.rejected} rejected of {result.total} -> {args.output_dir}")
+    for layer, count in (getattr(result, "layers", None) or {}).items():
+        _say(f"  layer {layer}: {count} rejected")
     for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
         _say(f"  {reason}: {count}")
     return 0
@@ -277,11 +310,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "filter", "Keep conversations where the tutor guides and never gives the answer away.", """
         socratic-sdg filter --input work/generated/conversations.jsonl --output-dir work/filtered
-        socratic-sdg filter --input dialogues.jsonl --output-dir work/filtered --rules my_rules.yaml""")
+        socratic-sdg filter --input dialogues.jsonl --output-dir work/filtered --rules my_rules.yaml
+        socratic-sdg filter --input work/generated/conversations.jsonl --output-dir work/filtered --chunks work/chunks.jsonl --judge""")
     p.add_argument("--input", required=True, help="JSONL with one {messages, metadata} record per line")
     p.add_argument("--output-dir", required=True, help="where accepted.jsonl, rejected.jsonl and filter_metrics.json go")
     p.add_argument("--rules", help="rules YAML (default: the packaged rules)")
-    p.add_argument("--no-require-question", action="store_true", help="accept tutor turns that do not end with a question")
+    p.add_argument("--chunks", help="chunks.jsonl: the source passages, for the judge's grounding score and problem-aware leakage")
+    layers = p.add_argument_group("layers")
+    layers.add_argument("--no-format-checks", action="store_true", help="skip the format layer (roles, lengths, template leftovers)")
+    layers.add_argument("--no-rules", action="store_true", help="skip the red/green rules")
+    layers.add_argument("--no-require-question", action="store_true", help="accept tutor turns that do not end with a question")
+    layers.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer (reference answer, sympy)")
+    layers.add_argument("--no-solve-problem", action="store_true", help="leakage: do not solve the student's own equation when there is no reference answer")
+    layers.add_argument("--min-turn-chars", type=int, default=20, help="shortest tutor turn (default 20)")
+    layers.add_argument("--max-turn-chars", type=int, default=2000, help="longest tutor turn (default 2000)")
+    layers.add_argument("--min-green-score", type=int, default=0, help="guiding moves (green flags) a final tutor turn needs (default 0)")
+    layers.add_argument("--language", help="reject turns not in this language (e.g. en); off by default")
+    dedup = p.add_argument_group("dedup")
+    dedup.add_argument("--no-dedup", action="store_true", help="keep duplicates")
+    dedup.add_argument("--no-dedup-questions", action="store_true", help="do not deduplicate student questions")
+    dedup.add_argument("--no-dedup-conversations", action="store_true", help="do not deduplicate whole conversations")
+    dedup.add_argument("--exact-dedup-only", action="store_true", help="exact duplicates only, no MinHash near-duplicates")
+    dedup.add_argument("--dedup-question-threshold", type=float, default=0.8, help="near-duplicate similarity for questions (default 0.8)")
+    dedup.add_argument("--dedup-conversation-threshold", type=float, default=0.8, help="near-duplicate similarity for conversations (default 0.8)")
+    judge = p.add_argument_group("LLM judge (optional; endpoint from LLM_API_BASE / LLM_API_KEY / LLM_MODEL)")
+    judge.add_argument("--judge", action="store_true", help="score accepted records with the LLM judge")
+    judge.add_argument("--judge-endpoint", help="judge base URL (switches the judge on; default $LLM_API_BASE)")
+    judge.add_argument("--judge-model", help="judge model (default $LLM_MODEL)")
+    judge.add_argument("--judge-prompt", help="rubric prompt YAML (default: the packaged one)")
+    judge.add_argument("--judge-max-concurrency", type=int, default=8)
+    judge.add_argument("--judge-max-retries", type=int, default=3)
+    judge.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request")
+    for score in ("guidance", "actionability", "grounding", "tone"):
+        judge.add_argument(f"--judge-min-{score}", type=int, default=3, help=f"lowest {score} score accepted (1-5, default 3)")
+    judge.add_argument("--judge-accept-wrong-answer", action="store_true", help="accept replies the judge says reveal a wrong answer")
+    judge.add_argument("--judge-on-error", default="reject", choices=["reject", "accept"], help="what a record the judge could not score becomes")
     p.set_defaults(func=cmd_filter)
 
     p = _add(sub, "export", "Write train.jsonl and validation.jsonl (chat messages format).", """

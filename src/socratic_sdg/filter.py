@@ -2,19 +2,31 @@
 
 The whole dataset exists to teach one behaviour: answer a student with a guiding question, never
 with the answer. A generator model leaks answers often, and one leaked sample teaches the opposite
-of what we want, so this stage is a cheap, strict gate in front of training:
+of what we want, so this stage is a strict, explainable gate in front of training. Layers, each
+over every tutor (assistant) turn of every conversation and each configurable:
 
-* **format layer** (code + ``format_flags`` in the rules file): the record is a well-formed
-  user/assistant dialogue ending on a tutor turn, with no prompt-template leftovers, speaker labels
-  or refusal boilerplate;
-* **rules layer** (``red_flags`` / ``green_flags`` in the rules file): no tutor turn states the
-  answer (a leak anywhere in the conversation rejects all of it, because every tutor turn is a
-  training target), and the final tutor turn ends with a question.
+1. **format** (code + ``format_flags`` in the rules file): a well-formed user/assistant dialogue
+   ending on a tutor turn; tutor turns within length bounds; no prompt-template leftovers, speaker
+   labels or refusal boilerplate; optionally, tutor turns in the expected language.
+2. **rules** (``red_flags`` / ``green_flags`` / ``weak_questions``): no tutor turn words an answer
+   ("the answer is", "so x =", a walkthrough to the result...); the final tutor turn ends with a
+   question that guides (not just "Does that make sense?").
+3. **leakage** (:mod:`.filter_leakage`, data in ``leakage:``): no tutor turn states the final result
+   of the hidden ``metadata.reference_answer`` (or of the student's own equation when there is no
+   reference), as a value, fraction, decimal, expression or final equation, unless the student
+   already stated it.
+4. **judge** (:mod:`.filter_judge`, optional, needs an endpoint): an LLM scores a rubric.
+5. **dedup** (:mod:`.filter_dedup`): exact and near-duplicate student questions and conversations;
+   the first accepted occurrence wins.
 
-Patterns live in YAML (``rules/default_rules.yaml``) rather than code so they can be tuned from
-rejected samples and swapped per pipeline run. Nothing is ever dropped silently: every input line
-lands in exactly one output file, and rejected records carry machine-readable reasons
-(``metadata.drop_reasons``) that also feed the per-code counts in ``filter_metrics.json``.
+A leak anywhere rejects the whole conversation, because every tutor turn is a training target.
+Nothing is ever dropped silently: every input line lands in exactly one output file; rejected
+records keep all their fields plus ``metadata.drop_reasons`` (``[{code, layer, detail}]``), accepted
+ones carry ``metadata.quality`` (the scores of every layer that ran); ``filter_metrics.json``
+counts records per reason and per layer.
+
+Records stream through in blocks (``block_size``): memory holds one block plus what dedup indexes
+(signatures of accepted records).
 """
 
 from __future__ import annotations
@@ -22,8 +34,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from . import filter_leakage as leakage_layer
 from .records import AtomicWriter, dumps, write_json
 
 ACCEPTED_FILE = "accepted.jsonl"
@@ -39,6 +53,7 @@ METRICS_FILE = "filter_metrics.json"
 
 ROLES = frozenset({"system", "user", "assistant"})
 SCOPES = frozenset({"turn", "statement"})
+LAYERS = ("format", "rules", "leakage", "judge", "dedup")
 
 # Drop-reason codes produced by code (the rules file adds its own, e.g. states_answer).
 INVALID_JSON = "invalid_json"
@@ -49,26 +64,70 @@ BAD_ROLES = "bad_roles"
 EMPTY_TURN = "empty_turn"
 TURN_TOO_SHORT = "turn_too_short"
 TURN_TOO_LONG = "turn_too_long"
+WRONG_LANGUAGE = "wrong_language"
 NO_GUIDING_QUESTION = "no_guiding_question"
 LOW_GREEN_SCORE = "low_green_score"
+LEAK_VALUE = leakage_layer.LEAK_VALUE
+LEAK_EXPRESSION = leakage_layer.LEAK_EXPRESSION
 
 
 @dataclass(frozen=True)
 class FilterOptions:
-    """Knobs for one filter run.
+    """Knobs for one filter run, grouped by layer. Every layer can be switched off.
 
     ``rules_path`` None means the packaged ``rules/default_rules.yaml``. The length bounds apply to
     tutor (assistant) turns only: a student may well write "help?", but a two-word tutor reply
     cannot guide and a 2000-character one is a lecture. ``min_green_score`` counts distinct
-    green-flag codes in the final tutor turn, on top of the question mark ``require_question``
-    already demands.
+    green-flag codes in the final tutor turn, on top of the question ``require_question`` demands.
+
+    The judge runs when ``judge`` is true, ``judge_endpoint`` is set or ``judge_complete`` (a
+    ``complete(messages) -> str`` callable, for tests or other clients) is given; its endpoint,
+    key and model default to ``LLM_API_BASE`` / ``LLM_API_KEY`` / ``LLM_MODEL``. ``chunks_path``
+    (chunks.jsonl) gives the judge the source passage of each record (by ``metadata.chunk_id``).
     """
 
     rules_path: str | None = None
+    # format
     min_turn_chars: int = 20
     max_turn_chars: int = 2000
+    check_format: bool = True  # pattern checks and length bounds; the dialogue structure is always checked
+    language: str | None = None  # e.g. "en": reject tutor turns written in another language
+    # rules
+    check_rules: bool = True
     require_question: bool = True
     min_green_score: int = 0
+    # leakage
+    check_leakage: bool = True
+    leakage_use_problem: bool = True  # without a reference answer, solve the student's equation
+    # judge (optional, needs an endpoint)
+    judge: bool = False
+    judge_endpoint: str | None = None
+    judge_model: str | None = None
+    judge_api_key: str | None = field(default=None, repr=False)
+    judge_prompt_path: str | None = None
+    judge_max_concurrency: int = 8
+    judge_max_retries: int = 3
+    judge_timeout: float = 60.0
+    judge_min_guidance: int = 3
+    judge_min_actionability: int = 3
+    judge_min_grounding: int = 3
+    judge_min_tone: int = 3
+    judge_reject_wrong_answer: bool = True
+    judge_on_error: str = "reject"
+    judge_complete: Callable[[list[dict[str, str]]], str] | None = field(default=None, repr=False, compare=False)
+    chunks_path: str | None = None
+    # dedup
+    dedup: bool = True
+    dedup_questions: bool = True
+    dedup_conversations: bool = True
+    dedup_near: bool = True
+    dedup_question_threshold: float = 0.8
+    dedup_conversation_threshold: float = 0.8
+    dedup_num_perm: int = 64
+    dedup_bands: int = 16
+    dedup_numbers_must_match: bool = True
+    # streaming
+    block_size: int = 512
 
     def __post_init__(self) -> None:
         if self.min_turn_chars < 0 or self.max_turn_chars < self.min_turn_chars:
@@ -78,12 +137,52 @@ class FilterOptions:
             )
         if self.min_green_score < 0:
             raise ValueError(f"FilterOptions.min_green_score must be >= 0, got {self.min_green_score}.")
+        if self.block_size < 1:
+            raise ValueError(f"FilterOptions.block_size must be >= 1, got {self.block_size}.")
+        if self.language is not None and not re.fullmatch(r"[a-z]{2,3}", self.language):
+            raise ValueError(f"FilterOptions.language must be a language code such as 'en', got {self.language!r}.")
+        if self.dedup:
+            self.dedup_options()  # validates thresholds and LSH shape
+        if self.judge_enabled:
+            self.judge_options()
+
+    @property
+    def judge_enabled(self) -> bool:
+        return bool(self.judge or self.judge_endpoint or self.judge_complete is not None)
+
+    def judge_options(self):
+        from .filter_judge import JudgeOptions
+
+        return JudgeOptions(
+            endpoint=self.judge_endpoint, model=self.judge_model, api_key=self.judge_api_key,
+            prompt_path=self.judge_prompt_path, max_concurrency=self.judge_max_concurrency,
+            max_retries=self.judge_max_retries, timeout=self.judge_timeout,
+            min_guidance=self.judge_min_guidance, min_actionability=self.judge_min_actionability,
+            min_grounding=self.judge_min_grounding, min_tone=self.judge_min_tone,
+            reject_wrong_answer=self.judge_reject_wrong_answer, on_error=self.judge_on_error,
+        )
+
+    def dedup_options(self):
+        from .filter_dedup import DedupOptions
+
+        return DedupOptions(
+            questions=self.dedup_questions, conversations=self.dedup_conversations, near=self.dedup_near,
+            question_threshold=self.dedup_question_threshold, conversation_threshold=self.dedup_conversation_threshold,
+            num_perm=self.dedup_num_perm, bands=self.dedup_bands, numbers_must_match=self.dedup_numbers_must_match,
+        )
+
+    def layers(self) -> list[str]:
+        """The layers this configuration runs, in order."""
+        enabled = {"format": True, "rules": self.check_rules, "leakage": self.check_leakage,
+                   "judge": self.judge_enabled, "dedup": self.dedup}
+        return [layer for layer in LAYERS if enabled[layer]]
 
 
 @dataclass
 class FilterResult:
     """What one run did. ``reasons`` counts records per drop-reason code; a record rejected for two
-    different codes counts under both, so the values may add up to more than ``rejected``."""
+    different codes counts under both, so the values may add up to more than ``rejected``.
+    ``layers`` counts, per layer, the records it rejected (again, a record may count under several)."""
 
     total: int
     accepted: int
@@ -92,6 +191,8 @@ class FilterResult:
     accepted_path: str
     rejected_path: str
     metrics_path: str
+    layers: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
 
     @property
     def acceptance_rate(self) -> float:
@@ -113,34 +214,85 @@ class Rule:
     explanation: str
     roles: frozenset[str] = frozenset({"assistant"})
     scope: str = "turn"
+    # Speed hint: the pattern can only match text containing one of these (lower-case) strings, so
+    # the regex is skipped when none occurs. Empty: always run the regex.
+    requires: tuple[str, ...] = ()
+    requires_set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # The same pattern compiled without IGNORECASE, for lower-cased text (Python's re is ~30% faster
+    # that way); None when the pattern has case-sensitive parts or upper-case letters.
+    lower_regex: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requires_set", frozenset(self.requires))
+        expanded = self.regex.pattern
+        if "(?-i" not in expanded and not re.search(r"[A-Z]", re.sub(r"\\.", "", expanded)):
+            try:
+                object.__setattr__(self, "lower_regex", re.compile(expanded, self.regex.flags & ~re.IGNORECASE))
+            except re.error:
+                pass
+
+    def find(self, text: str, lowered: str) -> re.Match[str] | None:
+        """Search ``text`` (``lowered`` is ``text.lower()``), through the faster variant if any."""
+        if self.lower_regex is not None and len(lowered) == len(text):
+            if self.lower_regex.search(lowered) is None:
+                return None
+        return self.regex.search(text)
+
+    def search(self, text: str, lowered: str, present: frozenset[str] | None = None) -> re.Match[str] | None:
+        """Search ``text``; ``present`` (from :meth:`Rules.present`) makes the hint check cheap."""
+        if self.requires:
+            if present is not None:
+                if present.isdisjoint(self.requires_set):
+                    return None
+            elif not any(literal in lowered for literal in self.requires):
+                return None
+        return self.regex.search(text)
 
 
 @dataclass(frozen=True)
 class Rules:
     """A parsed and compiled rules file. Build it once (``load_rules``) and reuse it for every record:
-    compiling ~40 regexes per record would dominate the run time."""
+    compiling ~60 regexes per record would dominate the run time."""
 
     source: str
     format_flags: tuple[Rule, ...] = ()
     red_flags: tuple[Rule, ...] = ()
     green_flags: tuple[Rule, ...] = ()
+    weak_questions: tuple[Rule, ...] = ()
+    leakage: leakage_layer.LeakageRules | None = None
+    languages: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Derived once so check_record does not re-partition the red flags for every turn.
     _red_turn: tuple[Rule, ...] = field(default=(), repr=False, compare=False)
     _red_statement: tuple[Rule, ...] = field(default=(), repr=False, compare=False)
+    _literals: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    _format_literals: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_red_turn", tuple(r for r in self.red_flags if r.scope == "turn"))
         object.__setattr__(self, "_red_statement", tuple(r for r in self.red_flags if r.scope == "statement"))
+        every = self.format_flags + self.red_flags + self.green_flags + self.weak_questions
+        object.__setattr__(self, "_literals", tuple(sorted({lit for rule in every for lit in rule.requires})))
+        object.__setattr__(self, "_format_literals", tuple(sorted({lit for rule in self.format_flags for lit in rule.requires})))
+
+    def present(self, lowered: str, *, format_only: bool = False) -> frozenset[str]:
+        """The ``requires`` strings that occur in a (lower-cased) text: computed once per turn."""
+        literals = self._format_literals if format_only else self._literals
+        return frozenset([literal for literal in literals if literal in lowered])
 
 
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _MACRO_RE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
-_TOP_KEYS = frozenset({"version", "macros", "format_flags", "red_flags", "green_flags"})
+_TOP_KEYS = frozenset({"version", "macros", "format_flags", "red_flags", "green_flags", "weak_questions",
+                       "leakage", "languages"})
 _ENTRY_KEYS = {
-    "format_flags": frozenset({"code", "pattern", "explanation", "roles"}),
-    "red_flags": frozenset({"code", "pattern", "explanation", "scope"}),
-    "green_flags": frozenset({"code", "pattern", "explanation"}),
+    "format_flags": frozenset({"code", "pattern", "explanation", "roles", "requires"}),
+    "red_flags": frozenset({"code", "pattern", "explanation", "scope", "requires"}),
+    "green_flags": frozenset({"code", "pattern", "explanation", "requires"}),
+    "weak_questions": frozenset({"code", "pattern", "explanation", "requires"}),
 }
+_LEAKAGE_PATTERNS = ("assert_before", "offer_before", "answer_nouns", "claim_before", "tag_question", "verification",
+                     "problem_cues")
+_LEAKAGE_KEYS = frozenset({"trivial_values", *_LEAKAGE_PATTERNS})
 
 
 def default_rules_path() -> Any:
@@ -148,14 +300,7 @@ def default_rules_path() -> Any:
     return resources.files("socratic_sdg") / "rules" / "default_rules.yaml"
 
 
-def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
-    """Read, validate and compile a rules file (None = the packaged default).
-
-    Every problem raises ValueError with one sentence naming the file and the offending entry, so a
-    typo in a hand-edited rules file fails the pipeline step up front instead of silently letting
-    leaks through.
-    """
-    source = default_rules_path() if path is None else Path(path)
+def _read_rules_yaml(source: Any) -> tuple[str, Any]:
     name = str(source)
     try:
         text = source.read_text(encoding="utf-8")
@@ -164,13 +309,38 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"Rules file {name} cannot be read: {exc}.") from exc
     try:
-        data = yaml.safe_load(text)
+        return name, yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
         if mark is not None:
             problem = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
         raise ValueError(f"Rules file {name} is not valid YAML: {problem}.") from exc
+
+
+_DEFAULT_DATA: dict[str, Any] | None = None
+
+
+def _default_data() -> dict[str, Any]:
+    """The packaged file's data sections (leakage, languages), for rules files that omit them."""
+    global _DEFAULT_DATA
+    if _DEFAULT_DATA is None:
+        name, data = _read_rules_yaml(default_rules_path())
+        _DEFAULT_DATA = {"name": name, "leakage": data.get("leakage"), "languages": data.get("languages")}
+    return _DEFAULT_DATA
+
+
+def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
+    """Read, validate and compile a rules file (None = the packaged default).
+
+    Every problem raises ValueError with one sentence naming the file and the offending entry, so a
+    typo in a hand-edited rules file fails the pipeline step up front instead of silently letting
+    leaks through. The pattern sections (format/red/green flags, weak questions) come from the file
+    as written; the data of the other layers (``leakage``, ``languages``) falls back to the packaged
+    defaults when the file has none, so a custom rules file never switches the leakage layer off.
+    """
+    source = default_rules_path() if path is None else Path(path)
+    name, data = _read_rules_yaml(source)
 
     if data is None:
         raise ValueError(f"Rules file {name} is empty; it needs at least a red_flags list.")
@@ -188,9 +358,16 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
     macros = _parse_macros(name, data.get("macros"))
     sections = {
         section: _parse_section(name, section, data.get(section), macros)
-        for section in ("format_flags", "red_flags", "green_flags")
+        for section in ("format_flags", "red_flags", "green_flags", "weak_questions")
     }
-    return Rules(source=name, **sections)
+    if data.get("leakage") is not None:
+        leakage = _parse_leakage(name, data["leakage"], macros)
+    else:
+        defaults = _default_data()
+        leakage = _parse_leakage(defaults["name"], defaults["leakage"], {})
+    raw_languages = data["languages"] if data.get("languages") is not None else _default_data()["languages"]
+    languages = _parse_languages(name, raw_languages)
+    return Rules(source=name, leakage=leakage, languages=languages, **sections)
 
 
 def _parse_macros(name: str, raw: Any) -> dict[str, str]:
@@ -222,6 +399,25 @@ def _expand(name: str, where: str, pattern: str, macros: Mapping[str, str], dept
     return _MACRO_RE.sub(substitute, pattern)
 
 
+def _compile(name: str, where: str, pattern: str, macros: Mapping[str, str]) -> re.Pattern[str]:
+    expanded = _expand(name, where, pattern, macros)
+    try:
+        regex = re.compile(expanded, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"Rules file {name}: {where} pattern is not a valid regex ({exc}).") from exc
+    if regex.search("") is not None and not where.startswith("leakage"):
+        raise ValueError(f"Rules file {name}: {where} pattern matches empty text, so it would flag everything.")
+    return regex
+
+
+def _parse_requires(name: str, where: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or not all(isinstance(item, str) and item for item in raw):
+        raise ValueError(f"Rules file {name}: {where} requires must be a non-empty list of strings.")
+    return tuple(item.lower() for item in raw)
+
+
 def _parse_section(name: str, section: str, raw: Any, macros: Mapping[str, str]) -> tuple[Rule, ...]:
     if raw is None:
         return ()
@@ -243,13 +439,7 @@ def _parse_section(name: str, section: str, raw: Any, macros: Mapping[str, str])
         code = entry["code"]
         if not _CODE_RE.match(code):
             raise ValueError(f"Rules file {name}: {where} code must be snake_case (a-z, 0-9, _).")
-        expanded = _expand(name, where, entry["pattern"], macros)
-        try:
-            regex = re.compile(expanded, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"Rules file {name}: {where} pattern is not a valid regex ({exc}).") from exc
-        if regex.search("") is not None:
-            raise ValueError(f"Rules file {name}: {where} pattern matches empty text, so it would flag everything.")
+        regex = _compile(name, where, entry["pattern"], macros)
 
         roles = frozenset({"assistant"})
         if section == "format_flags":
@@ -268,9 +458,40 @@ def _parse_section(name: str, section: str, raw: Any, macros: Mapping[str, str])
             raise ValueError(f"Rules file {name}: {where} scope must be one of {sorted(SCOPES)}, got {scope!r}.")
         rules.append(
             Rule(code=code, pattern=entry["pattern"], regex=regex, explanation=entry["explanation"].strip(),
-                 roles=roles, scope=scope)
+                 roles=roles, scope=scope, requires=_parse_requires(name, where, entry.get("requires")))
         )
     return tuple(rules)
+
+
+def _parse_leakage(name: str, raw: Any, macros: Mapping[str, str]) -> leakage_layer.LeakageRules:
+    if not isinstance(raw, dict):
+        raise ValueError(f"Rules file {name}: leakage must be a mapping of settings, got {type(raw).__name__}.")
+    unknown = sorted(set(map(str, raw)) - _LEAKAGE_KEYS)
+    if unknown:
+        raise ValueError(f"Rules file {name}: leakage has unknown key(s) {', '.join(unknown)}.")
+    missing = sorted(_LEAKAGE_KEYS - set(raw))
+    if missing:
+        raise ValueError(f"Rules file {name}: leakage needs {', '.join(missing)}.")
+    trivial = raw["trivial_values"]
+    if not isinstance(trivial, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in trivial):
+        raise ValueError(f"Rules file {name}: leakage.trivial_values must be a list of numbers.")
+    patterns = {}
+    for key in _LEAKAGE_PATTERNS:
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise ValueError(f"Rules file {name}: leakage.{key} must be a non-empty regex string.")
+        patterns[key] = _compile(name, f"leakage.{key}", raw[key], macros)
+    return leakage_layer.LeakageRules(trivial_values=frozenset(float(v) for v in trivial), **patterns)
+
+
+def _parse_languages(name: str, raw: Any) -> dict[str, frozenset[str]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+        isinstance(code, str) and isinstance(words, list) and words and all(isinstance(w, str) for w in words)
+        for code, words in raw.items()
+    ):
+        raise ValueError(f"Rules file {name}: languages must map a language code to a list of common words.")
+    return {code: frozenset(word.lower() for word in words) for code, words in raw.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,11 +503,16 @@ def _parse_section(name: str, section: str, raw: Any, macros: Mapping[str, str])
 _TRAILING_CLOSERS = "\"'\u201d\u2019\u00bb)]}*_`$\\ \t\r\n"
 # Sentence ends: whitespace after . ! ? (so "3.5" is not split), or a line break.
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?\uff1f])\s+|\n+")
+_WORD_RE = re.compile(r"[^\W\d_]+")
 
 
 def ends_with_question(text: str) -> bool:
     """True when the last meaningful character is a question mark (closers ignored)."""
     return text.rstrip(_TRAILING_CLOSERS).endswith(("?", "\uff1f"))
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in (part.strip() for part in _SENTENCE_SPLIT.split(text)) if s]
 
 
 def statements(text: str) -> list[str]:
@@ -295,7 +521,7 @@ def statements(text: str) -> list[str]:
     Red flags with ``scope: statement`` only look here: "x = 4." asserts the answer, while
     "What happens if x = 4?" is a fair experiment to propose.
     """
-    return [s for s in (part.strip() for part in _SENTENCE_SPLIT.split(text)) if s and not ends_with_question(s)]
+    return [s for s in sentences(text) if not ends_with_question(s)]
 
 
 def _snippet(text: str, limit: int = 80) -> str:
@@ -303,22 +529,36 @@ def _snippet(text: str, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
-def _reason(code: str, detail: str) -> dict[str, str]:
-    return {"code": code, "detail": detail}
+def _reason(code: str, layer: str, detail: str) -> dict[str, str]:
+    return {"code": code, "layer": layer, "detail": detail}
 
 
-def _matched(rule: Rule, where: str, match: re.Match[str]) -> dict[str, str]:
+def _matched(rule: Rule, layer: str, where: str, match: re.Match[str]) -> dict[str, str]:
     """A drop reason that quotes the offending text, so a reviewer sees why without re-running."""
-    return _reason(rule.code, f'{where}: "{_snippet(match.group(0))}" \u2014 {rule.explanation}')
+    return _reason(rule.code, layer, f'{where}: "{_snippet(match.group(0))}" \u2014 {rule.explanation}')
 
 
 def _where(index: int, role: str) -> str:
     return f"message {index + 1} ({role})"
 
 
-def _first_match(rule: Rule, texts: Sequence[str]) -> re.Match[str] | None:
+_VALUE_TAIL_RE = re.compile(r"[\d.,/]*(?:\s*[%°])?")
+
+
+def _with_value(match: re.Match[str]) -> str:
+    """The matched text, extended to the end of a number it cuts ("the sum is 6" -> "... 60")."""
+    end = match.end()
+    tail = _VALUE_TAIL_RE.match(match.string, end)
+    if tail and match.group(0)[-1:].isdigit():
+        end = tail.end()
+    return match.string[match.start():end].rstrip(".,")
+
+
+def _first_match(rule: Rule, texts: Sequence[str], present: frozenset[str]) -> re.Match[str] | None:
+    if rule.requires and present.isdisjoint(rule.requires_set):
+        return None
     for text in texts:
-        match = rule.regex.search(text)
+        match = rule.find(text, text.lower())
         if match:
             return match
     return None
@@ -347,21 +587,69 @@ def _role_problem(roles: Sequence[str]) -> str | None:
     return None
 
 
+def _language_problem(text: str, expected: str, languages: Mapping[str, frozenset[str]]) -> str | None:
+    """Why ``text`` looks written in another language than ``expected``, or None.
+
+    Counts common function words per language: a tutor turn of five or more words with clearly more
+    of another language's words than of the expected one's is in the wrong language. Scripts other
+    than Latin count as foreign for Latin-script languages.
+    """
+    words = _WORD_RE.findall(text.lower())
+    if len(words) < 5:
+        return None
+    letters = [ch for word in words for ch in word]
+    latin = sum(1 for ch in letters if ch < "\u0250")
+    if latin < 0.5 * len(letters):
+        return "most of its letters are not in the Latin script"
+    hits = {code: sum(1 for w in words if w in vocab) for code, vocab in languages.items()}
+    own = hits.get(expected, 0)
+    other_code, other = max(((c, h) for c, h in hits.items() if c != expected), key=lambda kv: kv[1], default=("", 0))
+    if other >= 2 and (own == 0 or other >= 2 * own + 2):
+        return f"{other} common '{other_code}' words against {own} '{expected}' ones"
+    return None
+
+
+class _Context:
+    """Per-record state shared by the layers: what the student said before each message (lazily)."""
+
+    def __init__(self, messages: Sequence[Mapping[str, Any]], rules: Rules):
+        self.messages = messages
+        self.rules = rules
+        self._states: list[leakage_layer.StudentState] = [leakage_layer.StudentState(rules.leakage)]
+        self._done = 0  # messages folded into _states[-1]
+
+    def student_before(self, index: int) -> leakage_layer.StudentState:
+        if self.rules.leakage is None:
+            return leakage_layer.StudentState()
+        if index < self._done:  # rare: an earlier message after a later one; rebuild
+            self._states = [leakage_layer.StudentState(self.rules.leakage)]
+            self._done = 0
+        state = self._states[-1]
+        if self._done < index:
+            state = leakage_layer._snapshot(state)
+            for message in self.messages[self._done:index]:
+                if message["role"] == "user":
+                    state.add(message["content"], self.rules.leakage)
+            self._states.append(state)
+            self._done = index
+        return state
+
+
 def _evaluate(
     record: Mapping[str, Any], rules: Rules, opts: FilterOptions
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """All drop reasons for one record, plus the quality summary of its final tutor turn."""
+    """Drop reasons from the per-record layers (format, rules, leakage), plus the quality summary."""
     reasons: list[dict[str, str]] = []
     quality: dict[str, Any] = {"green_flags": [], "green_score": 0, "ends_with_question": False}
 
     metadata = record.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        reasons.append(_reason(BAD_METADATA, f"metadata must be a JSON object, got {type(metadata).__name__}"))
+        reasons.append(_reason(BAD_METADATA, "format", f"metadata must be a JSON object, got {type(metadata).__name__}"))
 
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         got = "missing" if messages is None else ("an empty list" if messages == [] else type(messages).__name__)
-        reasons.append(_reason(NO_MESSAGES, f"messages must be a non-empty list of {{role, content}}, got {got}"))
+        reasons.append(_reason(NO_MESSAGES, "format", f"messages must be a non-empty list of {{role, content}}, got {got}"))
         return reasons, quality
 
     malformed = False
@@ -374,7 +662,7 @@ def _evaluate(
             malformed = True
             got = _snippet(json.dumps(message, ensure_ascii=False))
             reasons.append(_reason(
-                BAD_MESSAGE, f"message {index + 1} must be an object with string 'role' and 'content', got {got}"
+                BAD_MESSAGE, "format", f"message {index + 1} must be an object with string 'role' and 'content', got {got}"
             ))
     if malformed:
         return reasons, quality  # roles and contents cannot be trusted past this point
@@ -382,75 +670,164 @@ def _evaluate(
     roles = [message["role"] for message in messages]
     problem = _role_problem(roles)
     if problem:
-        reasons.append(_reason(BAD_ROLES, problem))
+        reasons.append(_reason(BAD_ROLES, "format", problem))
 
+    context = _Context(messages, rules)
+    exempted: list[str] = []
+    tutor_turns = 0
+    last_present: frozenset[str] = frozenset()
+    last_sentences: list[str] | None = None
     for index, message in enumerate(messages):
         role, content = message["role"], message["content"]
         where = _where(index, role)
         text = content.strip()
         if not text:
-            reasons.append(_reason(EMPTY_TURN, f"{where} is empty"))
+            reasons.append(_reason(EMPTY_TURN, "format", f"{where} is empty"))
             continue
 
+        lowered = content.lower()
+        present = rules.present(lowered, format_only=role != "assistant" or not opts.check_rules)
         seen: set[str] = set()  # several patterns may share a code; one reason per code per turn is enough
-        for rule in rules.format_flags:
-            if role in rule.roles and rule.code not in seen:
-                match = rule.regex.search(content)
-                if match:
-                    seen.add(rule.code)
-                    reasons.append(_matched(rule, where, match))
+        if opts.check_format:
+            for rule in rules.format_flags:
+                if role in rule.roles and rule.code not in seen:
+                    if rule.requires_set and present.isdisjoint(rule.requires_set):
+                        continue
+                    match = rule.regex.search(content)
+                    if match:
+                        seen.add(rule.code)
+                        reasons.append(_matched(rule, "format", where, match))
         if role != "assistant":
             continue
+        tutor_turns += 1
+        last_present = present
+        last_sentences = None
 
-        if len(text) < opts.min_turn_chars:
-            reasons.append(_reason(
-                TURN_TOO_SHORT, f"{where} has {len(text)} characters, fewer than the minimum {opts.min_turn_chars}"
-            ))
-        elif len(text) > opts.max_turn_chars:
-            reasons.append(_reason(
-                TURN_TOO_LONG, f"{where} has {len(text)} characters, more than the maximum {opts.max_turn_chars}"
-            ))
+        if opts.check_format:
+            if len(text) < opts.min_turn_chars:
+                reasons.append(_reason(
+                    TURN_TOO_SHORT, "format",
+                    f"{where} has {len(text)} characters, fewer than the minimum {opts.min_turn_chars}",
+                ))
+            elif len(text) > opts.max_turn_chars:
+                reasons.append(_reason(
+                    TURN_TOO_LONG, "format",
+                    f"{where} has {len(text)} characters, more than the maximum {opts.max_turn_chars}",
+                ))
+            if opts.language:
+                why = _language_problem(text, opts.language, rules.languages)
+                if why:
+                    reasons.append(_reason(
+                        WRONG_LANGUAGE, "format", f"{where} does not look written in '{opts.language}' ({why})"
+                    ))
 
-        sentences: list[str] | None = None
+        if not opts.check_rules:
+            continue
+        lowered = text.lower()
+        found: list[tuple[Rule, re.Match[str]]] = []
         for rule in rules._red_turn:
             if rule.code not in seen:
-                match = rule.regex.search(text)
+                if rule.requires_set and present.isdisjoint(rule.requires_set):
+                    continue
+                match = rule.find(text, lowered)
                 if match:
                     seen.add(rule.code)
-                    reasons.append(_matched(rule, where, match))
-        for rule in rules._red_statement:
-            if rule.code not in seen:
-                if sentences is None:
-                    sentences = statements(text)
-                match = _first_match(rule, sentences)
-                if match:
-                    seen.add(rule.code)
-                    reasons.append(_matched(rule, where, match))
+                    found.append((rule, match))
+        turn_sentences: list[str] | None = None
+        if rules._red_statement:
+            turn_statements: list[str] | None = None
+            for rule in rules._red_statement:
+                if rule.code not in seen:
+                    if rule.requires and present.isdisjoint(rule.requires_set):
+                        continue
+                    if turn_statements is None:
+                        turn_sentences = sentences(text)
+                        turn_statements = [s for s in turn_sentences if not ends_with_question(s)]
+                    match = _first_match(rule, turn_statements, present)
+                    if match:
+                        seen.add(rule.code)
+                        found.append((rule, match))
+        last_sentences = turn_sentences
+        for rule, match in found:
+            # The tutor repeating the student's own result ("Nice work getting x = 3!") is not a leak.
+            if rules.leakage is not None and leakage_layer.exempt_by_claims(_with_value(match), context.student_before(index)):
+                exempted.append(rule.code)
+                continue
+            reasons.append(_matched(rule, "rules", where, match))
+
+    quality["format"] = {"tutor_turns": tutor_turns, "language": opts.language}
 
     # The final tutor turn is the reply being graded: it must hand the thinking back to the student.
     final = messages[-1]["content"].strip()
-    if roles[-1] == "assistant" and final:
+    if opts.check_rules and roles[-1] == "assistant" and final:
         asks = ends_with_question(final)
-        green = sorted({rule.code for rule in rules.green_flags if rule.regex.search(final)})
-        quality = {"green_flags": green, "green_score": len(green), "ends_with_question": asks}
+        final_present = last_present
+        final_lower = final.lower()
+        green = sorted({rule.code for rule in rules.green_flags
+                        if not (rule.requires_set and final_present.isdisjoint(rule.requires_set))
+                        and rule.find(final, final_lower)})
+        quality.update({"green_flags": green, "green_score": len(green), "ends_with_question": asks})
+        quality["rules"] = {"green_flags": green, "exempted": sorted(set(exempted))}
         where = _where(len(messages) - 1, "assistant")
         if opts.require_question and not asks:
             reasons.append(_reason(
-                NO_GUIDING_QUESTION,
+                NO_GUIDING_QUESTION, "rules",
                 f'{where} ends with "{_snippet(final[-60:])}" instead of a question; '
                 "a Socratic reply must end by asking the student something",
             ))
+        elif opts.require_question and rules.weak_questions:
+            questions = [s for s in (last_sentences if last_sentences is not None else sentences(final))
+                         if ends_with_question(s)]
+            weak = [q for q in questions if any(rule.search(q, q.lower(), final_present) for rule in rules.weak_questions)]
+            if questions and len(weak) == len(questions):
+                reasons.append(_reason(
+                    NO_GUIDING_QUESTION, "rules",
+                    f'{where} only asks "{_snippet(weak[-1][-60:])}", a comprehension check rather than a question '
+                    "that guides the student's next step",
+                ))
         if len(green) < opts.min_green_score:
             reasons.append(_reason(
-                LOW_GREEN_SCORE,
+                LOW_GREEN_SCORE, "rules",
                 f"{where} matches {len(green)} guiding-move pattern(s) ({', '.join(green) or 'none'}), "
                 f"fewer than the required {opts.min_green_score}",
             ))
+
+    if opts.check_leakage and rules.leakage is not None and not problem:
+        reference = metadata.get("reference_answer") if isinstance(metadata, dict) else None
+        findings, leak_quality = _leakage(messages, reference if isinstance(reference, str) else None, rules, opts, context)
+        reasons.extend(findings)
+        quality["leakage"] = leak_quality
     return reasons, quality
 
 
+def _leakage(messages, reference, rules: Rules, opts: FilterOptions, context: _Context):
+    if not any(message["role"] == "assistant" and leakage_layer.may_state_values(message["content"])
+               for message in messages):
+        return [], {"targets": [], "target_source": None, "skipped": "no tutor turn states a number or expression"}
+    if leakage_layer.innocent(messages):
+        return [], {"targets": [], "target_source": None, "skipped": "the tutor only repeats the student's numbers"}
+    targets, source = leakage_layer.targets_for(messages, reference, rules.leakage, use_problem=opts.leakage_use_problem)
+    reasons = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant" or not targets:
+            continue
+        findings = leakage_layer.check_turn(message["content"], targets, lambda i=index: context.student_before(i),
+                                            rules.leakage)
+        for finding in findings:
+            origin = ("the hidden reference answer" if finding.target.source == "reference_answer"
+                      else "the solution of the student's own problem")
+            what = "expression" if finding.target.kind == "expr" else "result"
+            reasons.append(_reason(
+                finding.code, "leakage",
+                f'{_where(index, "assistant")}: "{_snippet(finding.sentence)}" states {finding.mention.text.strip()}, '
+                f"the final {what} of {origin} ({finding.target.describe()}), which the student has not given",
+            ))
+    return reasons, {"targets": [t.describe() for t in targets], "target_source": source}
+
+
 def check_record(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> list[dict[str, str]]:
-    """Drop reasons for one record (``[{"code", "detail"}, ...]``); an empty list means accept."""
+    """Drop reasons for one record from the per-record layers (format, rules, leakage); an empty
+    list means those layers accept it. The judge and dedup layers need a whole run (:func:`run`)."""
     return _evaluate(record, rules, opts)[0]
 
 
@@ -505,47 +882,149 @@ def _annotated(record: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def _blocks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    block: list[Any] = []
+    for item in items:
+        block.append(item)
+        if len(block) >= size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def load_passages(path: str | os.PathLike[str]) -> dict[str, str]:
+    """chunk_id -> text from a chunks.jsonl (for the judge's grounding score)."""
+    passages: dict[str, str] = {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"chunks file {path} does not exist or is not a file")
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                chunk = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from exc
+            if isinstance(chunk, dict) and isinstance(chunk.get("chunk_id"), str) and isinstance(chunk.get("text"), str):
+                passages[chunk["chunk_id"]] = chunk["text"]
+    return passages
+
+
+@dataclass
+class _Entry:
+    line_no: int
+    record: dict[str, Any] | None
+    raw: str
+    reasons: list[dict[str, str]]
+    quality: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        rid = self.record.get("id") if self.record is not None else None
+        return str(rid) if isinstance(rid, (str, int)) and str(rid) else f"line {self.line_no}"
+
+
 def run(
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     opts: FilterOptions | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> FilterResult:
     """Split ``input_path`` (JSONL dialogues) into accepted and rejected files under ``output_dir``.
 
-    Streams line by line, so memory does not grow with the input. Blank lines are not records and
-    are skipped; every other line lands in exactly one output, in input order. Outputs are written
-    through temp files and renamed into place, so a failed run never leaves half a dataset behind.
+    Streams in blocks of ``opts.block_size`` lines. Blank lines are not records and are skipped;
+    every other line lands in exactly one output, in input order. Outputs are written through temp
+    files and renamed into place, so a failed run (a broken rules file, an unusable judge endpoint)
+    never leaves half a dataset behind.
     """
     opts = opts or FilterOptions()
+    started = time.perf_counter()
     rules = load_rules(opts.rules_path)  # fail on a bad rules file before touching any output
+    if opts.language and opts.language not in rules.languages:
+        raise ValueError(f"language {opts.language!r} has no word list in the rules file "
+                         f"(available: {', '.join(sorted(rules.languages)) or 'none'}).")
     input_path = Path(input_path)
     if not input_path.is_file():
         raise FileNotFoundError(f"filter input {input_path} does not exist or is not a file")
+    passages = load_passages(opts.chunks_path) if (opts.judge_enabled and opts.chunks_path) else {}
+    judge = None
+    if opts.judge_enabled:
+        from .filter_judge import Judge
+
+        judge = Judge(opts.judge_options(), complete=opts.judge_complete)
+    dedup = None
+    if opts.dedup:
+        from .filter_dedup import Deduplicator
+
+        dedup = Deduplicator(opts.dedup_options())
+
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     accepted_path = out_dir / ACCEPTED_FILE
     rejected_path = out_dir / REJECTED_FILE
     metrics_path = out_dir / METRICS_FILE
+    layer_names = opts.layers()
 
     total = accepted = 0
     reason_counts: Counter[str] = Counter()
-    with AtomicWriter(accepted_path) as accepted_out, AtomicWriter(rejected_path) as rejected_out:
-        for line_no, text, best_effort in _lines(input_path):
-            total += 1
-            record, problem = _parse_line(line_no, text)
-            if record is None:
-                reason_counts[INVALID_JSON] += 1
-                raw = {"raw": best_effort, "metadata": {"drop_reasons": [_reason(INVALID_JSON, problem)]}}
-                rejected_out.write(dumps(raw) + "\n")
-                continue
-            reasons, quality = _evaluate(record, rules, opts)
-            if reasons:
-                reason_counts.update({reason["code"] for reason in reasons})
-                rejected_out.write(dumps(_annotated(record, "drop_reasons", reasons)) + "\n")
-            else:
-                accepted += 1
-                accepted_out.write(dumps(_annotated(record, "quality", quality)) + "\n")
+    layer_counts: Counter[str] = Counter()
+    try:
+        with AtomicWriter(accepted_path) as accepted_out, AtomicWriter(rejected_path) as rejected_out:
+            for block in _blocks(_lines(input_path), opts.block_size):
+                entries: list[_Entry] = []
+                for line_no, text, best_effort in block:
+                    record, problem = _parse_line(line_no, text)
+                    if record is None:
+                        entries.append(_Entry(line_no, None, best_effort, [_reason(INVALID_JSON, "format", problem)], {}))
+                        continue
+                    reasons, quality = _evaluate(record, rules, opts)
+                    quality["layers"] = layer_names
+                    entries.append(_Entry(line_no, record, "", reasons, quality))
 
+                if judge is not None:
+                    pending = [e for e in entries if e.record is not None and not e.reasons]
+                    if pending:
+                        outcomes = judge.judge_many([
+                            (e.record, passages.get(str((e.record.get("metadata") or {}).get("chunk_id", ""))))
+                            for e in pending
+                        ])
+                        for entry, outcome in zip(pending, outcomes):
+                            entry.reasons.extend(outcome.reasons)
+                            entry.quality["judge"] = outcome.quality
+
+                if dedup is not None:
+                    from .filter_dedup import DedupCandidate
+
+                    pending = [e for e in entries if e.record is not None and not e.reasons]
+                    if pending:
+                        results = dedup.check_block([DedupCandidate(e.name, e.record["messages"]) for e in pending])
+                        for entry, (reason, dedup_quality) in zip(pending, results):
+                            if reason is not None:
+                                entry.reasons.append(reason)
+                            entry.quality["dedup"] = dedup_quality
+
+                for entry in entries:
+                    total += 1
+                    if entry.reasons:
+                        reason_counts.update({reason["code"] for reason in entry.reasons})
+                        layer_counts.update({reason.get("layer", "format") for reason in entry.reasons})
+                        if entry.record is None:
+                            out = {"raw": entry.raw, "metadata": {"drop_reasons": entry.reasons}}
+                        else:
+                            out = _annotated(entry.record, "drop_reasons", entry.reasons)
+                        rejected_out.write(dumps(out) + "\n")
+                    else:
+                        accepted += 1
+                        accepted_out.write(dumps(_annotated(entry.record, "quality", entry.quality)) + "\n")
+                if progress is not None:
+                    progress(f"[filter] {total} records, {accepted} accepted")
+    finally:
+        if judge is not None:
+            judge.close()
+
+    seconds = time.perf_counter() - started
     result = FilterResult(
         total=total,
         accepted=accepted,
@@ -554,12 +1033,24 @@ def run(
         accepted_path=str(accepted_path),
         rejected_path=str(rejected_path),
         metrics_path=str(metrics_path),
+        layers={layer: layer_counts.get(layer, 0) for layer in LAYERS},
+        seconds=round(seconds, 3),
     )
-    write_json(metrics_path, {
+    metrics: dict[str, Any] = {
         "total": result.total,
         "accepted": result.accepted,
         "rejected": result.rejected,
         "reasons": result.reasons,
         "acceptance_rate": result.acceptance_rate,
-    })
+        "rejected_by_layer": result.layers,
+        "layers": layer_names,
+        "seconds": result.seconds,
+        "records_per_second": round(total / seconds, 1) if seconds > 0 and total else 0.0,
+        "rules": rules.source,
+    }
+    if judge is not None:
+        metrics["judge"] = dict(judge.stats)
+    if dedup is not None:
+        metrics["dedup"] = dedup.metrics()
+    write_json(metrics_path, metrics)
     return result

@@ -1,0 +1,372 @@
+"""The dedup layer: exact and near-duplicate student questions and conversations.
+
+500 excellent examples are worth little if they are 50 examples ten times: the model memorises the
+repeated ones and the split into train/validation leaks. This layer runs last, on records every
+other layer accepted, in input order; the first occurrence wins and each later duplicate is
+rejected naming the id it duplicates. (Only accepted records enter the index: a leaking first copy
+must not get its clean twin rejected.)
+
+* **Exact**: a 64-bit hash of the normalised text (case, spacing, punctuation and unicode forms
+  folded) of the student's first message and of the whole conversation (system turns excluded).
+* **Near**: MinHash signatures over character 5-grams of the same normalised text, indexed with
+  LSH (bands of rows; candidates are verified by the estimated Jaccard similarity against a
+  threshold). Numbers change the problem, so by default two texts are near-duplicates only if they
+  contain the same numbers: "solve 3x - 5 = 10" and "solve 3x - 7 = 10" are two problems.
+
+Everything is deterministic (fixed seeds, no Python ``hash()``), so a rerun makes the same
+decisions. Signatures are computed with numpy for a whole block of records at once; memory is the
+signatures of accepted records (num_perm * 4 bytes each, per index) plus the LSH buckets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DUPLICATE_CONVERSATION = "duplicate_conversation"
+NEAR_DUPLICATE_CONVERSATION = "near_duplicate_conversation"
+DUPLICATE_QUESTION = "duplicate_student_question"
+NEAR_DUPLICATE_QUESTION = "near_duplicate_student_question"
+DEDUP_CODES = frozenset({DUPLICATE_CONVERSATION, NEAR_DUPLICATE_CONVERSATION, DUPLICATE_QUESTION, NEAR_DUPLICATE_QUESTION})
+
+_TOKEN_RE = re.compile(r"[^\W_]+|[+\-*/^=<>%]")
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class DedupOptions:
+    questions: bool = True
+    conversations: bool = True
+    near: bool = True
+    question_threshold: float = 0.8
+    conversation_threshold: float = 0.8
+    num_perm: int = 64
+    bands: int = 16
+    shingle_chars: int = 5
+    numbers_must_match: bool = True
+    seed: int = 20240607
+    conversation_sample: int = 4  # keep 1 in N conversation shingles (by hash, so consistently across records)
+
+    def __post_init__(self) -> None:
+        if self.num_perm < 8 or self.bands < 1 or self.num_perm % self.bands:
+            raise ValueError(f"dedup needs num_perm >= 8 divisible by bands, got num_perm={self.num_perm}, bands={self.bands}.")
+        for name in ("question_threshold", "conversation_threshold"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"dedup {name} must be in (0, 1], got {value}.")
+        if self.shingle_chars < 2:
+            raise ValueError(f"dedup shingle_chars must be >= 2, got {self.shingle_chars}.")
+
+
+_MATH_FOLD = str.maketrans({"\u2212": "-", "\u2013": "-", "\u00d7": "*", "\u00b7": "*", "\u22c5": "*", "\u00f7": "/"})
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case word and operator tokens joined by single spaces: the text dedup compares."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_MATH_FOLD)
+    return " ".join(_TOKEN_RE.findall(text.casefold()))
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _numbers_key(norm: str) -> int:
+    return _hash64(" ".join(sorted(_NUMBER_RE.findall(norm))))
+
+
+def question_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    return next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
+
+
+def conversation_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    return "\n".join(f"{m.get('role')}: {m.get('content') or ''}" for m in messages if m.get("role") != "system")
+
+
+class _MinHasher:
+    """MinHash over character k-grams, multiply-shift hash family, vectorised over many texts."""
+
+    def __init__(self, num_perm: int, k: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.a = (rng.integers(1, 2**63 - 1, size=num_perm, dtype=np.int64).astype(np.uint64) << np.uint64(1)) | np.uint64(1)
+        self.b = rng.integers(0, 2**63 - 1, size=num_perm, dtype=np.int64).astype(np.uint64)
+        self.k = k
+        self.num_perm = num_perm
+        weights = rng.integers(1, 2**63 - 1, size=k, dtype=np.int64).astype(np.uint64) | np.uint64(1)
+        self.weights = weights
+
+    def _kgram_hashes(self, data: np.ndarray) -> np.ndarray:
+        """64-bit hashes of every k-gram starting at each position of a uint8 array (the last k-1
+        positions hash a partial window; callers drop them)."""
+        n = data.shape[0]
+        padded = np.concatenate([data, np.zeros(self.k, dtype=np.uint8)]).astype(np.uint64)
+        acc = np.zeros(n, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(self.k):
+                acc ^= padded[j:j + n] * self.weights[j]
+                acc = (acc << np.uint64(13)) | (acc >> np.uint64(51))
+            acc *= np.uint64(0x9E3779B97F4A7C15)
+            acc ^= acc >> np.uint64(29)
+        return acc
+
+    def signatures(self, texts: Sequence[str], sample: int = 1, max_elements: int = 1 << 21) -> list[np.ndarray | None]:
+        """One uint32 signature per text (None for texts shorter than k characters), computed for
+        all texts at once: k-gram hashes over the concatenated bytes, then per-text unique sets."""
+        encoded = [text.encode("utf-8") for text in texts]
+        lengths = np.array([len(b) for b in encoded], dtype=np.int64)
+        out: list[np.ndarray | None] = [None] * len(texts)
+        if not len(encoded) or lengths.sum() == 0:
+            return out
+        data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        hashes = self._kgram_hashes(data)
+        starts = np.zeros(len(encoded), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        shingle_sets: list[np.ndarray] = []
+        for index, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+            count = length - self.k + 1
+            if count <= 0:
+                shingle_sets.append(np.empty(0, dtype=np.uint64))
+                continue
+            sh = hashes[start:start + count]
+            if sample > 1 and count >= 32 * sample:
+                kept = sh[(sh % np.uint64(sample)) == 0]
+                sh = kept if kept.shape[0] >= 8 else sh
+            shingle_sets.append(np.unique(sh))
+        batch: list[int] = []
+        size = 0
+        limit = max(1, max_elements // self.num_perm)
+        for index, sh in enumerate(shingle_sets):
+            if sh.shape[0] == 0:
+                continue
+            if batch and size + sh.shape[0] > limit:
+                self._fill(out, batch, shingle_sets)
+                batch, size = [], 0
+            batch.append(index)
+            size += sh.shape[0]
+        if batch:
+            self._fill(out, batch, shingle_sets)
+        return out
+
+    def _fill(self, out: list, batch: list[int], shingle_sets: list[np.ndarray]) -> None:
+        arrays = [shingle_sets[i] for i in batch]
+        flat = np.concatenate(arrays)
+        offsets = np.zeros(len(arrays), dtype=np.int64)
+        np.cumsum([a.shape[0] for a in arrays[:-1]], out=offsets[1:])
+        with np.errstate(over="ignore"):
+            hashed = (self.a[:, None] * flat[None, :] + self.b[:, None]) >> np.uint64(32)
+        mins = np.minimum.reduceat(hashed, offsets, axis=1).T.astype(np.uint32)
+        for row, index in enumerate(batch):
+            out[index] = mins[row]
+
+
+class _NearIndex:
+    """LSH over MinHash signatures; remembers accepted records' signatures to verify candidates."""
+
+    def __init__(self, num_perm: int, bands: int, threshold: float, seed: int):
+        self.bands = bands
+        self.rows = num_perm // bands
+        self.threshold = threshold
+        rng = np.random.default_rng(seed + 1)
+        self.mix = rng.integers(1, 2**63 - 1, size=self.rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)
+        self.band_salt = [(i * 0x9E3779B97F4A7C15) & _MASK64 for i in range(bands)]
+        self.buckets: dict[int, int | list[int]] = {}
+        self.store = np.zeros((1024, num_perm), dtype=np.uint32)
+        self.numbers: list[int] = []
+        self.count = 0
+
+    def band_keys(self, signature: np.ndarray) -> list[int]:
+        return self.band_keys_many(signature[None, :])[0]
+
+    def band_keys_many(self, signatures: np.ndarray, salts: np.ndarray | None = None) -> list[list[int]]:
+        """LSH band keys for a (n, num_perm) array of signatures, one list of ``bands`` ints per row.
+        ``salts`` (one uint64 per row, e.g. a hash of the numbers in the text) are mixed into every
+        key, so that only rows with equal salts can ever collide."""
+        with np.errstate(over="ignore"):
+            combined = (signatures.reshape(signatures.shape[0], self.bands, self.rows).astype(np.uint64)
+                        * self.mix).sum(axis=2, dtype=np.uint64)
+            combined ^= np.array(self.band_salt, dtype=np.uint64)
+            if salts is not None:
+                combined ^= salts[:, None] * np.uint64(0xBF58476D1CE4E5B9)
+        return combined.tolist()
+
+    def query(self, signature: np.ndarray, keys: list[int], numbers: int | None) -> tuple[int, float] | None:
+        candidates: set[int] = set()
+        for key in keys:
+            hit = self.buckets.get(key)
+            if hit is None:
+                continue
+            if isinstance(hit, int):
+                candidates.add(hit)
+            else:
+                candidates.update(hit)
+        if not candidates:
+            return None
+        order = sorted(candidates)
+        if numbers is not None:
+            order = [c for c in order if self.numbers[c] == numbers]
+            if not order:
+                return None
+        rows = self.store[order]
+        similarity = (rows == signature).mean(axis=1)
+        best = None
+        for slot, sim in zip(order, similarity.tolist()):
+            if sim >= self.threshold:
+                best = (slot, sim)
+                break  # the earliest accepted record wins
+        return best
+
+    def add(self, signature: np.ndarray, keys: list[int], numbers: int) -> int:
+        slot = self.count
+        if slot >= self.store.shape[0]:
+            grown = np.zeros((self.store.shape[0] * 2, self.store.shape[1]), dtype=np.uint32)
+            grown[:slot] = self.store
+            self.store = grown
+        self.store[slot] = signature
+        self.numbers.append(numbers)
+        self.count += 1
+        for key in keys:
+            hit = self.buckets.get(key)
+            if hit is None:
+                self.buckets[key] = slot
+            elif isinstance(hit, int):
+                self.buckets[key] = [hit, slot]
+            elif len(hit) < 32:
+                hit.append(slot)
+        return slot
+
+
+@dataclass
+class DedupCandidate:
+    """One record offered to the deduplicator: its display name and messages."""
+
+    name: str
+    messages: Sequence[Mapping[str, Any]]
+
+
+class Deduplicator:
+    """Stateful across a run: call :meth:`check_block` with blocks of records in input order."""
+
+    def __init__(self, options: DedupOptions | None = None):
+        self.options = options or DedupOptions()
+        opts = self.options
+        self.hasher = _MinHasher(opts.num_perm, opts.shingle_chars, opts.seed)
+        self.exact_questions: dict[int, str] = {}
+        self.exact_conversations: dict[int, str] = {}
+        self.near_questions = _NearIndex(opts.num_perm, opts.bands, opts.question_threshold, opts.seed)
+        self.near_conversations = _NearIndex(opts.num_perm, opts.bands, opts.conversation_threshold, opts.seed + 7)
+        self.question_names: list[str] = []
+        self.conversation_names: list[str] = []
+        self.counts = {code: 0 for code in sorted(DEDUP_CODES)}
+
+    def check_block(self, items: Sequence[DedupCandidate]) -> list[tuple[dict[str, str] | None, dict[str, Any]]]:
+        """For each item, in order: (drop reason or None, dedup quality). Kept items join the index."""
+        opts = self.options
+        questions = [normalize_text(question_text(item.messages)) for item in items] if opts.questions else []
+        conversations = [normalize_text(conversation_text(item.messages)) for item in items] if opts.conversations else []
+        q_sigs = self.hasher.signatures(questions) if (opts.questions and opts.near) else []
+        c_sigs = self.hasher.signatures(conversations, sample=opts.conversation_sample) if (opts.conversations and opts.near) else []
+        salted = opts.numbers_must_match
+        q_numbers = [_numbers_key(q) for q in questions] if (q_sigs and salted) else None
+        c_numbers = [_numbers_key(c) for c in conversations] if (c_sigs and salted) else None
+        q_keys = _keys_for(self.near_questions, q_sigs, q_numbers)
+        c_keys = _keys_for(self.near_conversations, c_sigs, c_numbers)
+        results = []
+        for index, item in enumerate(items):
+            reason, quality, commit = self._check_one(
+                item.name,
+                questions[index] if opts.questions else None,
+                conversations[index] if opts.conversations else None,
+                q_sigs[index] if q_sigs else None,
+                c_sigs[index] if c_sigs else None,
+                q_keys[index] if q_keys else None,
+                c_keys[index] if c_keys else None,
+                q_numbers[index] if q_numbers else None,
+                c_numbers[index] if c_numbers else None,
+            )
+            if reason is None:
+                commit()
+            else:
+                self.counts[reason["code"]] += 1
+            results.append((reason, quality))
+        return results
+
+    def _check_one(self, name: str, question: str | None, conversation: str | None,
+                   q_sig: np.ndarray | None, c_sig: np.ndarray | None,
+                   q_keys: list[int] | None = None, c_keys: list[int] | None = None,
+                   q_numbers: int | None = None, c_numbers: int | None = None):
+        opts = self.options
+        quality: dict[str, Any] = {}
+        c_key = q_key = None
+        if conversation is not None:
+            c_key = _hash64(conversation)
+            if c_key in self.exact_conversations:
+                return _dup(DUPLICATE_CONVERSATION, self.exact_conversations[c_key], "the whole conversation", 1.0), quality, None
+        if question is not None and question:
+            q_key = _hash64(question)
+            if q_key in self.exact_questions:
+                return _dup(DUPLICATE_QUESTION, self.exact_questions[q_key], "the student's first message", 1.0), quality, None
+        if c_sig is not None:
+            if c_keys is None:
+                c_keys = self.near_conversations.band_keys(c_sig)
+            if c_numbers is None:
+                c_numbers = _numbers_key(conversation)
+            hit = self.near_conversations.query(c_sig, c_keys, c_numbers if opts.numbers_must_match else None)
+            if hit is not None:
+                return _dup(NEAR_DUPLICATE_CONVERSATION, self.conversation_names[hit[0]], "the whole conversation", hit[1]), quality, None
+        if q_sig is not None:
+            if q_keys is None:
+                q_keys = self.near_questions.band_keys(q_sig)
+            if q_numbers is None:
+                q_numbers = _numbers_key(question)
+            hit = self.near_questions.query(q_sig, q_keys, q_numbers if opts.numbers_must_match else None)
+            if hit is not None:
+                return _dup(NEAR_DUPLICATE_QUESTION, self.question_names[hit[0]], "the student's first message", hit[1]), quality, None
+
+        def commit() -> None:
+            if c_key is not None:
+                self.exact_conversations.setdefault(c_key, name)
+            if q_key is not None:
+                self.exact_questions.setdefault(q_key, name)
+            if c_sig is not None:
+                self.near_conversations.add(c_sig, c_keys, c_numbers)
+                self.conversation_names.append(name)
+            if q_sig is not None:
+                self.near_questions.add(q_sig, q_keys, q_numbers)
+                self.question_names.append(name)
+
+        quality["unique"] = True
+        return None, quality, commit
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "indexed_questions": len(self.exact_questions),
+            "indexed_conversations": len(self.exact_conversations),
+            "duplicates": dict(self.counts),
+        }
+
+
+def _keys_for(index: _NearIndex, signatures: list[np.ndarray | None], numbers: list[int] | None) -> list[list[int] | None]:
+    present = [i for i, sig in enumerate(signatures) if sig is not None]
+    keys: list[list[int] | None] = [None] * len(signatures)
+    if present:
+        salts = np.array([numbers[i] for i in present], dtype=np.uint64) if numbers is not None else None
+        for slot, row in zip(present, index.band_keys_many(np.stack([signatures[i] for i in present]), salts)):
+            keys[slot] = row
+    return keys
+
+
+def _dup(code: str, original: str, what: str, similarity: float) -> dict[str, str]:
+    if code in (DUPLICATE_CONVERSATION, DUPLICATE_QUESTION):
+        detail = f"{what} is identical (after normalising case, spacing and punctuation) to that of {original}, kept earlier"
+    else:
+        detail = (f"{what} is a near-duplicate of {original}'s (estimated Jaccard similarity {similarity:.2f} "
+                  "on character 5-grams), kept earlier")
+    return {"code": code, "layer": "dedup", "detail": detail, "duplicate_of": original}
