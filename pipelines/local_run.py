@@ -62,6 +62,7 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
             # No layout models on a laptop unless the user has them: read the PDFs' text layer.
             "convert_pipeline": "standard" if os.environ.get("DOCLING_ARTIFACTS_PATH") else "native",
             "convert_cache_dir": str(output_root / "cache" / "convert"),
+            "generate_checkpoint_dir": str(output_root / "checkpoints" / "generate"),
             **options.parameters,
         }
         task = socratic_sdg_pipeline(**parameters)

@@ -60,6 +60,13 @@ def socratic_sdg_pipeline(
     generate_max_concurrency: int = 8,
     generate_conversations_per_chunk: int = 1,
     generate_max_chunks: int = 0,
+    generate_checkpoint_dir: str = "/data/checkpoints/generate",
+    generate_save_freq: int = 16,
+    generate_seed: int = 42,
+    generate_runtime_params: str = "",
+    generate_columns: str = "",
+    generate_num_retries: int = 3,
+    generate_request_timeout: float = 120.0,
     filter_rules_path: str = "",
     filter_require_question: bool = True,
     filter_language: str = "",
@@ -106,6 +113,13 @@ def socratic_sdg_pipeline(
         generate_max_concurrency: Requests in flight at once against the endpoint.
         generate_conversations_per_chunk: Conversations generated per chunk.
         generate_max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
+        generate_checkpoint_dir: Folder on the PVC where generation appends its progress, in a subfolder per chunks file and settings: a retried task or a rerun with the same inputs resumes instead of starting over (empty = no checkpoint kept).
+        generate_save_freq: Fsync the checkpoint every N finished rows (and at least every second).
+        generate_seed: Seed of the student persona and request-type sampling.
+        generate_runtime_params: sdg_hub runtime_params as JSON, e.g. {"generate_tutor_reply": {"max_tokens": 300}}.
+        generate_columns: JSON object of constant values for flow columns that chunks do not provide.
+        generate_num_retries: Retries per request (backoff with jitter, Retry-After honoured) before its row is recorded as failed.
+        generate_request_timeout: Seconds per request to the endpoint.
         filter_rules_path: Quality-filter rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
         filter_require_question: Reject conversations whose last tutor turn does not ask a question.
         filter_language: Reject turns not in this language (e.g. en); empty = no language check.
@@ -172,6 +186,13 @@ def socratic_sdg_pipeline(
         max_concurrency=generate_max_concurrency,
         conversations_per_chunk=generate_conversations_per_chunk,
         max_chunks=generate_max_chunks,
+        checkpoint_pvc_path=generate_checkpoint_dir,
+        save_freq=generate_save_freq,
+        seed=generate_seed,
+        runtime_params=generate_runtime_params,
+        columns=generate_columns,
+        num_retries=generate_num_retries,
+        request_timeout=generate_request_timeout,
     )
     kubernetes.use_secret_as_env(
         generate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS}

@@ -12,7 +12,7 @@ from fake_openai import TUTOR
 from socratic_sdg import cli
 from socratic_sdg.records import read_jsonl
 
-COMMANDS = ["convert", "chunk", "generate", "filter", "export", "validate", "run", "compile", "submit", "serve-local"]
+COMMANDS = ["convert", "chunk", "generate", "filter", "export", "validate", "run", "compile", "submit", "flows", "serve-local"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

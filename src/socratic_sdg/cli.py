@@ -86,9 +86,31 @@ def cmd_generate(args) -> int:
         max_concurrency=args.max_concurrency,
         conversations_per_chunk=args.conversations_per_chunk,
         max_chunks=args.max_chunks,
+        checkpoint_dir=args.checkpoint_dir,
+        save_freq=args.save_freq,
+        seed=args.seed,
+        runtime_params=generate.load_runtime_params(args.runtime_params) if args.runtime_params else None,
+        columns=generate.parse_columns(args.column) if args.column else None,
+        num_retries=args.num_retries,
+        request_timeout=args.request_timeout,
+        transport=args.transport,
+        domain=args.domain,
     )
     result = generate.run(args.input, args.output_dir, options, endpoint, progress=_say)
-    _say(json.dumps(result.metrics(), indent=2))
+    for line in result.summary_lines():
+        _say(line)
+    return 0
+
+
+def cmd_flows(args) -> int:
+    from . import flow_catalog
+
+    if args.action == "show":
+        if not args.flow_id:
+            raise ValueError("`socratic-sdg flows show` needs a flow id; `socratic-sdg flows` lists them")
+        _say(flow_catalog.format_flow(flow_catalog.show_flow(args.flow_id)))
+    else:
+        _say(flow_catalog.format_flows(flow_catalog.list_flows(tag=args.tag)))
     return 0
 
 
@@ -296,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "generate", "Generate Socratic conversations from chunks with an sdg_hub flow.", """
         export LLM_API_BASE=http://localhost:8000/v1 LLM_MODEL=my-model LLM_API_KEY=...
         socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --max-chunks 10
-        socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --flow-yaml my_flow/flow.yaml""")
+        socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --flow-yaml my_flow/flow.yaml
+        socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --flow-id socratic-multi-turn \\
+            --conversations-per-chunk 4 --checkpoint-dir work/checkpoint     # rerun the same command to resume""")
     p.add_argument("--input", required=True, help="chunks.jsonl")
     p.add_argument("--output-dir", required=True, help="where conversations.jsonl, failed.jsonl and generate_metrics.json go")
     p.add_argument("--flow-id", default="socratic-single-turn", help="flow id (default: socratic-single-turn)")
@@ -306,7 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     p.add_argument("--conversations-per-chunk", type=int, default=1)
     p.add_argument("--max-chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
+    p.add_argument("--checkpoint-dir", help="append progress here (a PVC path on the cluster); run again with the same folder to resume")
+    p.add_argument("--save-freq", type=int, default=16, help="fsync the checkpoint every N finished rows (default 16; also every second)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the persona and request-type sampling (default 42)")
+    p.add_argument("--runtime-params", help="sdg_hub runtime_params: JSON text or a .json/.yaml file (e.g. per-block max_tokens)")
+    p.add_argument("--column", action="append", default=[], metavar="NAME=VALUE", help="fill a flow's required column with a constant (repeatable)")
+    p.add_argument("--num-retries", type=int, default=3, help="retries per request before its row fails (default 3)")
+    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--transport", default="direct", choices=["direct", "litellm"], help="direct HTTP (default, ~10x less CPU) or litellm as sdg_hub does")
+    p.add_argument("--domain", default="mathematics", help="the domain column some flows require (default mathematics)")
     p.set_defaults(func=cmd_generate)
+
+    p = _add(sub, "flows", "List the sdg_hub flows (this package's and sdg_hub's registry) or show one.", """
+        socratic-sdg flows
+        socratic-sdg flows --tag socratic-tutoring
+        socratic-sdg flows show socratic-multi-turn""")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("flow_id", nargs="?", help="with show: the flow id")
+    p.add_argument("--tag", help="only flows with this tag")
+    p.set_defaults(func=cmd_flows)
 
     p = _add(sub, "filter", "Keep conversations where the tutor guides and never gives the answer away.", """
         socratic-sdg filter --input work/generated/conversations.jsonl --output-dir work/filtered

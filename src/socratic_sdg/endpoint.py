@@ -46,19 +46,28 @@ class EndpointConfig:
         return cls(api_base=api_base, model=model, api_key=api_key)
 
 
-def list_models(config: EndpointConfig, timeout: float = 15.0) -> list[str]:
+def _fetch_models(config: EndpointConfig, timeout: float = 15.0) -> list[dict]:
+    """The endpoint's /models entries, as dicts (vLLM adds ``max_model_len``); clear errors otherwise."""
     import openai
 
     client = openai.OpenAI(base_url=config.api_base, api_key=config.api_key, timeout=timeout, max_retries=1)
     try:
-        return [m.id for m in client.models.list()]
+        return [m.model_dump() for m in client.models.list()]
     except openai.AuthenticationError as exc:
         raise EndpointError(
             f"the endpoint {config.api_base} refused the API key (HTTP {exc.status_code}); check LLM_API_KEY in the Secret"
         ) from None
+    except openai.PermissionDeniedError as exc:
+        raise EndpointError(
+            f"the endpoint {config.api_base} denied access with this API key (HTTP {exc.status_code}); check LLM_API_KEY in the Secret"
+        ) from None
     except openai.NotFoundError:
         raise EndpointError(
             f"{config.api_base}/models does not exist (HTTP 404); LLM_API_BASE should be the OpenAI base URL, usually ending in /v1"
+        ) from None
+    except openai.APITimeoutError:
+        raise EndpointError(
+            f"the model endpoint at {config.api_base} did not answer within {timeout:.0f}s; check LLM_API_BASE and that the model server is up"
         ) from None
     except openai.APIConnectionError:
         raise EndpointError(
@@ -66,14 +75,34 @@ def list_models(config: EndpointConfig, timeout: float = 15.0) -> list[str]:
         ) from None
     except openai.APIStatusError as exc:
         raise EndpointError(f"the model endpoint {config.api_base} answered HTTP {exc.status_code} to /models; is it an OpenAI-compatible server?") from None
+    except (ValueError, TypeError):  # a body that is not the OpenAI list shape
+        raise EndpointError(f"the model endpoint {config.api_base} answered /models with something that is not a model list; is it an OpenAI-compatible server?") from None
+
+
+def list_models(config: EndpointConfig, timeout: float = 15.0) -> list[str]:
+    return [m["id"] for m in _fetch_models(config, timeout)]
+
+
+def _find(config: EndpointConfig, models: list[dict]) -> dict:
+    for model in models:
+        if model.get("id") == config.model:
+            return model
+    raise EndpointError(
+        f"the endpoint {config.api_base} does not serve a model named {config.model!r} "
+        f"(it serves: {', '.join(m.get('id', '?') for m in models) or 'none'}); set LLM_MODEL to one of those"
+    )
+
+
+def check_model(config: EndpointConfig) -> dict:
+    """Fail fast, before any generation: the endpoint answers and serves the configured model.
+
+    Returns the model's /models entry (vLLM's has ``max_model_len``, the context the model serves).
+    """
+    return _find(config, _fetch_models(config))
 
 
 def check(config: EndpointConfig) -> list[str]:
     """Fail fast, before any generation: the endpoint answers and serves the configured model."""
-    models = list_models(config)
-    if config.model not in models:
-        raise EndpointError(
-            f"the endpoint {config.api_base} does not serve a model named {config.model!r} "
-            f"(it serves: {', '.join(models) or 'none'}); set LLM_MODEL to one of those"
-        )
-    return models
+    models = _fetch_models(config)
+    _find(config, models)
+    return [m["id"] for m in models]

@@ -1,138 +1,334 @@
 """Stage 3, generate: chunks -> Socratic tutoring conversations through an sdg_hub flow.
 
-The flow (one of this package's, by id, or any sdg_hub flow YAML) runs over micro-batches of rows so
-that one failing request costs its batch a retry row by row, not the whole run: a row that still
-fails is recorded in ``failed.jsonl`` with the reason and every input row ends up in exactly one of
-``conversations.jsonl`` or ``failed.jsonl``.
+The flow (one of this package's, by id, or any sdg_hub flow by registry id or YAML path) runs on the
+generation engine (``generation_engine``): every row streams through the flow's blocks on its own,
+with ``max_concurrency`` requests in flight for the whole run, bounded Retry-After-aware retries,
+and a request that still fails failing only its row. Every finished row is appended durably to a
+checkpoint (``generation_checkpoint``); a restarted run with the same checkpoint folder skips what
+is done and never writes a record twice. Input rows are (chunk, sample) pairs; the chunk fills the
+flow's required columns, and the flow's ``diversity.yaml`` (student persona, request type) is
+sampled per row with the seed.
+
+Outputs in ``output_dir``, each written atomically, in input order:
+
+* ``conversations.jsonl``: ``{"id", "messages", "metadata"}`` per conversation; ids are derived from
+  the flow id, the chunk id and text, and the sample index (stable across runs and resumes);
+* ``failed.jsonl``: one line per input row (chunk x sample) that produced no conversation, with
+  ``kind`` and ``reason``; every input row is in exactly one of the two files;
+* ``generate_metrics.json``: rows, requests, retries, failures by kind, tokens, wall time, req/s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import os
+import random
+import signal
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a cost map at import otherwise
 # sdg_hub logs every block at INFO with large tables; this stage prints its own progress.
-# Set LOG_LEVEL=INFO to see sdg_hub's block-by-block report again.
+# Set LOG_LEVEL=INFO to see sdg_hub's logs again.
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from .endpoint import EndpointConfig, check as check_endpoint  # noqa: E402
+from .endpoint import EndpointConfig, check_model  # noqa: E402
+from .flow_catalog import flow_fingerprint, icl_defaults, load_diversity, loadable_flow_path, resolve_flow  # noqa: E402
+from .flow_catalog import package_flows as package_flows  # noqa: E402,F401  (re-exported)
+from .generation_checkpoint import Checkpoint  # noqa: E402
+from .generation_errors import EndpointUnavailable, GenerateError  # noqa: E402,F401  (re-exported)
 from .records import content_id, read_jsonl, write_json, write_jsonl  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FLOW_ID = "socratic-single-turn"
-
-
-class GenerateError(RuntimeError):
-    """A user-fixable problem with the generation stage as a whole."""
+TEMP_CHECKPOINT = ".generate-checkpoint"  # in output_dir when no checkpoint_dir is given; removed when done
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
     flow_id: str = DEFAULT_FLOW_ID
     flow_yaml_path: str | None = None  # wins over flow_id (e.g. a flow mounted from a ConfigMap)
-    max_concurrency: int = 8
+    max_concurrency: int = 8  # LLM requests in flight at once, for the whole run
     conversations_per_chunk: int = 1
     max_chunks: int = 0  # 0 = all chunks; a small number makes a quick trial run
-    batch_size: int = 16
+    batch_size: int = 0  # most rows per call of a non-LLM block (rows ready at once are coalesced); 0 = no limit
     domain: str = "mathematics"
-    num_retries: int = 3  # per request, by litellm, before the row is given up
+    num_retries: int = 3  # retries per request after the first attempt (backoff with jitter)
     request_timeout: float = 120.0  # seconds per request
     check_endpoint: bool = True
+    checkpoint_dir: str | None = None  # progress folder (a PVC path on a cluster); same folder = resume
+    save_freq: int = 16  # finished rows between checkpoint writes (also written at least every second)
+    seed: int = 42  # persona / request-type sampling and per-request sampling seeds
+    runtime_params: dict | None = None  # per-block overrides, e.g. {"generate_tutor_reply": {"max_tokens": 120}}
+    columns: dict | None = None  # constant values for input columns a flow requires (override defaults)
+    retry_backoff: float = 1.0  # seconds before the first retry (doubles, jittered, capped at 30 s)
+    max_retry_wait: float = 60.0  # cap on a server's Retry-After
+    max_total_retries: int = 0  # retries for the whole run; 0 = automatic (a quarter of the requests, at least 50)
+    max_consecutive_failures: int = 0  # endpoint failures in a row that stop the run; 0 = automatic
+    retry_failed: bool = True  # on resume, retry rows that failed for a transient reason
+    transport: str = "direct"  # "direct": HTTP to the OpenAI-compatible endpoint (10x less CPU); "litellm": as sdg_hub does
 
 
-def package_flows() -> dict[str, Path]:
-    """This package's flows by their metadata id."""
-    import yaml
+@dataclass
+class GenerateResult:
+    input_rows: int
+    output_rows: int
+    failed_rows: int
+    execution_time_seconds: float
+    flow_id: str
+    model: str
+    stats: dict = field(default_factory=dict)
 
-    flows = {}
-    root = resources.files("socratic_sdg") / "flows"
-    for flow_yaml in sorted(Path(str(root)).glob("*/flow.yaml")):
-        flow_id = yaml.safe_load(flow_yaml.read_text())["metadata"]["id"]
-        flows[flow_id] = flow_yaml
-    return flows
+    def metrics(self) -> dict:
+        return {
+            "input_rows": self.input_rows,
+            "output_rows": self.output_rows,
+            "failed_rows": self.failed_rows,
+            "execution_time_seconds": round(self.execution_time_seconds, 3),
+            "flow_id": self.flow_id,
+            "model": self.model,
+            **self.stats,
+        }
+
+    def kfp_metrics(self) -> dict[str, float]:
+        """The numeric metrics, flat (``metrics.log_metric(name, value)`` for each in a KFP component)."""
+        flat: dict[str, float] = {}
+        for key, value in self.metrics().items():
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)):
+                flat[key] = value
+            elif isinstance(value, dict):
+                flat.update({f"{key}_{k}": v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return flat
+
+    def summary_lines(self) -> list[str]:
+        """A short human summary for the CLI."""
+        s = self.metrics()
+        lines = [
+            f"conversations      {s['output_rows']} from {s['input_rows']} rows ({s['failed_rows']} failed"
+            + (f", {s.get('rows_resumed', 0)} resumed from the checkpoint" if s.get("rows_resumed") else "")
+            + ")",
+            f"requests           {s.get('requests', 0)} ({s.get('retries', 0)} retries, {s.get('requests_failed', 0)} failed)"
+            + (f"  failures: {', '.join(f'{k} {v}' for k, v in s.get('failures_by_kind', {}).items())}" if s.get("failures_by_kind") else ""),
+            f"tokens             {s.get('prompt_tokens', 0)} prompt + {s.get('completion_tokens', 0)} completion",
+            f"throughput         {s.get('requests_per_second', 0):.2f} requests/s, {s.get('mean_in_flight', 0):.1f} of {s.get('max_concurrency', 0)} in flight on average",
+            f"wall time          {s['execution_time_seconds']:.1f}s",
+        ]
+        if s.get("rows_failed_by_kind"):
+            lines.append("failed rows        " + ", ".join(f"{k} {v}" for k, v in s["rows_failed_by_kind"].items()))
+        return lines
+
+
+def load_runtime_params(value: str | dict | None) -> dict | None:
+    """runtime_params from a CLI flag or pipeline parameter: a dict, JSON text, or a JSON/YAML file path.
+
+    Shape: ``{block_name: {param: value}}``, e.g. ``{"generate_tutor_reply": {"max_tokens": 120}}``.
+    """
+    if value in (None, "", {}):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        path = Path(text)
+        if not text.startswith("{") and path.suffix in (".json", ".yaml", ".yml"):
+            if not path.is_file():
+                raise GenerateError(f"runtime params file {path} not found")
+            text = path.read_text(encoding="utf-8")
+        try:
+            import yaml
+
+            value = yaml.safe_load(text)  # JSON is YAML
+        except Exception as exc:
+            raise GenerateError(f"runtime params are not valid JSON/YAML ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
+        raise GenerateError('runtime params must map block names to parameters, e.g. {"generate_tutor_reply": {"max_tokens": 120}}')
+    return value
+
+
+def parse_columns(pairs: list[str] | dict | str | None) -> dict | None:
+    """Constant input columns from ``NAME=VALUE`` strings (CLI ``--column``), a dict or a JSON object
+    text (pipeline parameter, e.g. ``{"rubric": "..."}``)."""
+    if not pairs:
+        return None
+    if isinstance(pairs, str):
+        try:
+            pairs = json.loads(pairs)
+        except json.JSONDecodeError:
+            raise GenerateError(f"columns {pairs[:80]!r} are not a JSON object like {{\"NAME\": \"VALUE\"}}") from None
+        if not isinstance(pairs, dict):
+            raise GenerateError('columns must be a JSON object like {"NAME": "VALUE"}')
+    if isinstance(pairs, dict):
+        return {str(k): str(v) for k, v in pairs.items()} or None
+    columns = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise GenerateError(f"--column {pair!r} is not NAME=VALUE")
+        columns[name.strip()] = value
+    return columns
 
 
 def resolve_flow_path(options: GenerateOptions) -> Path:
-    if options.flow_yaml_path:
-        path = Path(options.flow_yaml_path)
-        if not path.is_file():
-            raise GenerateError(f"flow YAML {path} not found; check --flow-yaml (or generate_flow_yaml_path)")
-        return path
-    ours = package_flows()
-    if options.flow_id in ours:
-        return ours[options.flow_id]
-    from sdg_hub import FlowRegistry
-
-    try:
-        return Path(FlowRegistry.get_flow_path_safe(options.flow_id))
-    except Exception:
-        raise GenerateError(
-            f"no flow with id {options.flow_id!r}; this package ships {', '.join(ours)}, "
-            "and `socratic-sdg flows` lists sdg_hub's built-in ones"
-        ) from None
+    return resolve_flow(options.flow_id, options.flow_yaml_path)
 
 
 def _load_flow(path: Path, endpoint: EndpointConfig, options: GenerateOptions):
     from sdg_hub import Flow
 
-    flow = Flow.from_yaml(str(path))
-    flow.set_model_config(
-        model=endpoint.litellm_model,
-        api_base=endpoint.api_base,
-        api_key=endpoint.api_key,
-        num_retries=options.num_retries,
-        timeout=options.request_timeout,
-    )
+    try:
+        flow = Flow.from_yaml(str(loadable_flow_path(path)))
+    except Exception as exc:
+        raise GenerateError(f"cannot load the flow {path}: {' '.join(str(exc).split())[:400]}") from None
+    if flow.is_model_config_required():
+        flow.set_model_config(
+            model=endpoint.litellm_model,
+            api_base=endpoint.api_base,
+            api_key=endpoint.api_key,
+            num_retries=0,  # the engine retries (bounded, jittered, Retry-After-aware)
+            timeout=options.request_timeout,
+        )
     return flow
 
 
-def chunk_rows(chunks: list[dict], options: GenerateOptions) -> list[dict]:
-    """One input row per (chunk, sample) with the columns flows commonly require."""
-    rows = []
+# --- input rows -------------------------------------------------------------------------------
+
+
+def _sample_diversity(axes: dict[str, list], seed: int, chunk_id: str, sample: int) -> dict[str, str]:
+    """The diversity columns of one conversation: for each axis, a seeded permutation of its options
+    per chunk, indexed by the sample, so the conversations of one chunk differ as long as options last."""
+    columns: dict[str, str] = {}
+    for axis, options in axes.items():
+        order = list(range(len(options)))
+        random.Random(content_id(seed, chunk_id, axis)).shuffle(order)
+        option = options[order[sample % len(order)]]
+        if isinstance(option, dict):
+            columns.update({str(k): str(v).strip() for k, v in option.items()})
+        else:
+            columns[axis] = str(option).strip()
+    return columns
+
+
+def _diversity_columns(axes: dict[str, list] | None) -> tuple[str, ...]:
+    """The columns the diversity axes fill (recorded in each conversation's metadata)."""
+    columns: list[str] = []
+    for axis, options in (axes or {}).items():
+        for option in options:
+            for column in option.keys() if isinstance(option, dict) else [axis]:
+                if str(column) not in columns:
+                    columns.append(str(column))
+    return tuple(columns)
+
+
+def chunk_rows(
+    chunks: list[dict],
+    options: GenerateOptions,
+    diversity: dict[str, list] | None = None,
+    required_columns: list[str] | tuple[str, ...] = (),
+) -> list[dict]:
+    """One input row per (chunk, sample) with the columns the flow needs.
+
+    Filled from the chunk (``document``/``text``, ``document_outline``, ``domain``), the flow's
+    diversity axes, the bundled ICL example for ``icl_*`` columns the flow requires, and
+    ``options.columns`` (which win). Duplicate chunks (same id and text) are kept once.
+    """
+    icl = icl_defaults() if any(c.startswith("icl_") for c in required_columns) else {}
+    constants = {k: str(v) for k, v in (options.columns or {}).items()}
+    rows, seen = [], set()
     for chunk in chunks:
+        if "chunk_id" not in chunk or "text" not in chunk:
+            raise GenerateError("every chunk needs chunk_id and text; is the input a chunks.jsonl from `socratic-sdg chunk`?")
+        text = str(chunk["text"])
         outline = " > ".join(chunk.get("headings") or []) or chunk.get("source", "")
         for sample in range(options.conversations_per_chunk):
-            rows.append(
-                {
-                    "row_id": content_id(chunk["chunk_id"], sample),
-                    "chunk_id": chunk["chunk_id"],
-                    "doc_id": chunk.get("doc_id", ""),
-                    "source": chunk.get("source", ""),
-                    "sample_index": sample,
-                    "document": chunk["text"],
-                    "document_outline": outline,
-                    "domain": options.domain,
-                }
-            )
+            row_id = content_id(chunk["chunk_id"], sample, text)
+            if row_id in seen:
+                continue
+            seen.add(row_id)
+            row = {
+                "row_id": row_id,
+                "chunk_id": chunk["chunk_id"],
+                "doc_id": chunk.get("doc_id", ""),
+                "source": chunk.get("source", ""),
+                "sample_index": sample,
+                "document": text,
+                "text": text,
+                "document_outline": outline,
+                "domain": options.domain,
+            }
+            row.update({k: v for k, v in icl.items() if k in required_columns})
+            if diversity:
+                row.update(_sample_diversity(diversity, options.seed, chunk["chunk_id"], sample))
+            row.update(constants)
+            rows.append(row)
     return rows
 
 
-def _check_columns(flow, rows: list[dict]) -> None:
-    required = list(getattr(flow.metadata.dataset_requirements, "required_columns", None) or [])
+def _check_columns(flow, rows: list[dict], required: list[str]) -> None:
     missing = [c for c in required if rows and c not in rows[0]]
     if missing:
         raise GenerateError(
-            f"the flow {flow.metadata.name!r} needs column(s) {', '.join(missing)} that chunks do not provide "
-            "(chunks give document, document_outline, domain); pick another flow or add them to its YAML"
+            f"the flow {flow.metadata.id or flow.metadata.name!r} needs column(s) {', '.join(missing)} that the generation "
+            "stage cannot fill from chunks (it fills document, text, document_outline, domain, icl_* and the flow's "
+            "diversity axes); give each a value with --column NAME=VALUE (pipeline: generate_columns) or pick another flow"
         )
 
 
-def to_conversation(row: dict, flow_id: str, model: str) -> dict | None:
-    """Map one flow output row to a ``{id, messages, metadata}`` record (None when it has no dialogue)."""
+def _check_max_tokens(steps, model_entry: dict) -> None:
+    limit = model_entry.get("max_model_len")
+    if not isinstance(limit, int):
+        return
+    for step in steps:
+        if step.mode != "llm":
+            continue
+        wanted = step.kwargs.get("max_completion_tokens") or step.kwargs.get("max_tokens")
+        if isinstance(wanted, int) and wanted > limit:  # vLLM refuses that (HTTP 400); it lowers smaller values itself
+            raise GenerateError(
+                f"block {step.name!r} asks for max_tokens={wanted} but the model serves a context of {limit} tokens "
+                f"(max_model_len), so every request would be refused; lower it with runtime_params "
+                f'{{"{step.name}": {{"max_tokens": {max(16, limit // 4)}}}}}'
+            )
+
+
+# --- output records ---------------------------------------------------------------------------
+
+_METADATA_SKIP = {"row_id", "chunk_id", "doc_id", "source", "sample_index", "document", "text", "document_outline", "domain"}
+
+
+def _turns(row: dict) -> list[dict] | None:
+    if isinstance(row.get("messages"), list):
+        return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    if isinstance(row.get("student_turn_1"), str):
+        messages, turn = [], 1
+        while isinstance(row.get(f"student_turn_{turn}"), str):
+            messages.append({"role": "user", "content": row[f"student_turn_{turn}"].strip()})
+            tutor = row.get(f"tutor_turn_{turn}")
+            if not isinstance(tutor, str):
+                return None
+            messages.append({"role": "assistant", "content": tutor.strip()})
+            turn += 1
+        return messages
     student = row.get("student_message", row.get("question"))
     tutor = row.get("tutor_reply", row.get("response"))
-    if isinstance(row.get("messages"), list):
-        messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    elif isinstance(student, str) and isinstance(tutor, str):
-        messages = [{"role": "user", "content": student.strip()}, {"role": "assistant", "content": tutor.strip()}]
-    else:
+    if isinstance(student, str) and isinstance(tutor, str):
+        return [{"role": "user", "content": student.strip()}, {"role": "assistant", "content": tutor.strip()}]
+    return None
+
+
+def to_conversation(row: dict, flow_id: str, model: str, index: int = 0, diversity_columns: tuple[str, ...] = ()) -> dict | None:
+    """Map one flow output row to a ``{id, messages, metadata}`` record (None when it has no dialogue).
+
+    ``index`` numbers the conversations one input row produced (flows that expand rows make several).
+    """
+    messages = _turns(row)
+    if not messages or any(not isinstance(m["content"], str) or not m["content"].strip() for m in messages):
         return None
     metadata = {
         "chunk_id": row["chunk_id"],
@@ -144,31 +340,82 @@ def to_conversation(row: dict, flow_id: str, model: str) -> dict | None:
     }
     if isinstance(row.get("reference_answer"), str):
         metadata["reference_answer"] = row["reference_answer"].strip()
-    return {"id": content_id(flow_id, row["row_id"]), "messages": messages, "metadata": metadata}
+    persona = {c: row[c] for c in diversity_columns if isinstance(row.get(c), str)}
+    if persona:
+        metadata["diversity"] = persona
+    return {"id": content_id(flow_id, row["row_id"], index), "messages": messages, "metadata": metadata}
 
 
-def _reason(exc: BaseException) -> str:
-    return (" ".join(str(exc).split()) or exc.__class__.__name__)[:300]
+def _row_entry(row: dict, outputs: list[dict], failure: tuple[str, str, str] | None, truncated: list[str], flow_id: str, model: str, diversity_columns) -> dict:
+    conversations = []
+    for index, output in enumerate(outputs):
+        conversation = to_conversation(output, flow_id, model, index, diversity_columns)
+        if conversation is not None:
+            if truncated:
+                conversation["metadata"]["truncated"] = truncated
+            conversations.append(conversation)
+    base = {"row_id": row["row_id"], "chunk_id": row["chunk_id"], "sample_index": row["sample_index"]}
+    if conversations:
+        entry = {**base, "status": "done", "conversations": conversations}
+        if failure:
+            entry["partial_failure"] = {"kind": failure[0], "reason": failure[1]}
+        return entry
+    if failure is None:
+        failure = ("no_conversation", "the flow produced no conversation (missing or empty turns) for this row", "")
+    kind, reason, block = failure
+    return {**base, "status": "failed", "kind": kind, "reason": reason, "block": block}
 
 
-@dataclass
-class GenerateResult:
-    input_rows: int
-    output_rows: int
-    failed_rows: int
-    execution_time_seconds: float
-    flow_id: str
-    model: str
+# --- the run ----------------------------------------------------------------------------------
 
-    def metrics(self) -> dict:
-        return {
-            "input_rows": self.input_rows,
-            "output_rows": self.output_rows,
-            "failed_rows": self.failed_rows,
-            "execution_time_seconds": round(self.execution_time_seconds, 3),
-            "flow_id": self.flow_id,
-            "model": self.model,
-        }
+
+def _run_coroutine(coroutine_factory):
+    """asyncio.run, also when called from a thread that already runs an event loop (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine_factory())
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = asyncio.run(coroutine_factory())
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="socratic-sdg-generate")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+@contextlib.contextmanager
+def _terminate_gracefully():
+    """SIGTERM (a pod being stopped) ends the run like Ctrl-C, so finished rows still reach the checkpoint."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _transport(options: GenerateOptions, endpoint: EndpointConfig):
+    from .generation_transport import DirectTransport, LitellmTransport
+
+    if options.transport == "direct":
+        return DirectTransport(endpoint.api_base, endpoint.api_key, endpoint.model)
+    if options.transport == "litellm":
+        return LitellmTransport()
+    raise GenerateError(f"transport must be 'direct' or 'litellm', got {options.transport!r}")
 
 
 def run(
@@ -179,72 +426,174 @@ def run(
     progress: Callable[[str], None] | None = None,
 ) -> GenerateResult:
     """Generate conversations for the chunks in ``input_path`` (chunks.jsonl) into ``output_dir``."""
-    import pandas as pd
+    from .generation_engine import TERMINAL_ROW_KINDS, FlowRunner, LLMGateway, RequestPolicy, build_steps, run_rows
 
     started = time.monotonic()
+    if options.max_concurrency < 1:
+        raise GenerateError(f"max_concurrency must be at least 1, got {options.max_concurrency}")
     endpoint = endpoint or EndpointConfig.from_env()
-    if options.check_endpoint:
-        check_endpoint(endpoint)
     flow_path = resolve_flow_path(options)
     flow = _load_flow(flow_path, endpoint, options)
     flow_id = flow.metadata.id or options.flow_id
     chunks = list(read_jsonl(input_path))
     if options.max_chunks:
         chunks = chunks[: options.max_chunks]
-    rows = chunk_rows(chunks, options)
-    _check_columns(flow, rows)
-
-    conversations: list[dict] = []
-    failed: list[dict] = []
-
-    def generate_rows(batch: list[dict]) -> list[dict]:
-        from sdg_hub.core.utils.error_handling import EmptyDatasetError
-
-        try:
-            out = flow.generate(pd.DataFrame(batch), max_concurrency=options.max_concurrency)
-        except EmptyDatasetError:
-            return []  # the flow's own filters dropped every row: not an error
-        return out.to_dict(orient="records")
-
-    def record_outputs(batch: list[dict], outputs: list[dict]) -> None:
-        produced = set()
-        for row in outputs:
-            conversation = to_conversation(row, flow_id, endpoint.model)
-            if conversation is None:
-                continue
-            produced.add(row["row_id"])
-            conversations.append(conversation)
-        for row in batch:
-            if row["row_id"] not in produced:
-                failed.append({"row_id": row["row_id"], "chunk_id": row["chunk_id"], "reason": "the flow produced no conversation for this row"})
-
-    for start in range(0, len(rows), options.batch_size):
-        batch = rows[start : start + options.batch_size]
-        try:
-            record_outputs(batch, generate_rows(batch))
-        except Exception as exc:
-            # One request failing fails sdg_hub's whole generate(): retry the batch row by row so
-            # only the rows that really fail are lost.
-            log.warning("batch %d failed (%s); retrying its rows one by one", start // options.batch_size, _reason(exc))
-            for row in batch:
-                try:
-                    record_outputs([row], generate_rows([row]))
-                except Exception as row_exc:
-                    failed.append({"row_id": row["row_id"], "chunk_id": row["chunk_id"], "error": row_exc.__class__.__name__, "reason": _reason(row_exc)})
-        if progress:
-            done = min(start + options.batch_size, len(rows))
-            progress(f"[generate {done}/{len(rows)}] {len(conversations)} conversations, {len(failed)} failed, {time.monotonic() - started:.0f}s")
+    diversity = load_diversity(flow_path)
+    required = list(getattr(flow.metadata.dataset_requirements, "required_columns", None) or [])
+    rows = chunk_rows(chunks, options, diversity, required)
+    _check_columns(flow, rows, required)
+    diversity_columns = _diversity_columns(diversity)
+    steps = build_steps(flow, options.runtime_params)
+    transport = _transport(options, endpoint)
+    if options.check_endpoint:
+        _check_max_tokens(steps, check_model(endpoint))
 
     out = Path(output_dir)
-    write_jsonl(out / "conversations.jsonl", conversations)
-    write_jsonl(out / "failed.jsonl", failed)
-    result = GenerateResult(
-        input_rows=len(rows),
-        output_rows=len(conversations),
-        failed_rows=len(failed),
-        execution_time_seconds=time.monotonic() - started,
-        flow_id=flow_id,
-        model=endpoint.model,
+    out.mkdir(parents=True, exist_ok=True)
+    temporary = not options.checkpoint_dir
+    checkpoint = Checkpoint(
+        options.checkpoint_dir or out / TEMP_CHECKPOINT,
+        manifest={
+            "flow_id": flow_id,
+            "flow_sha": flow_fingerprint(flow_path),
+            "model": endpoint.model,
+            "seed": options.seed,
+            "domain": options.domain,
+            "runtime_params": json.dumps(options.runtime_params or {}, sort_keys=True),
+            "columns": json.dumps(options.columns or {}, sort_keys=True),
+        },
+        save_freq=options.save_freq,
+        discard_mismatch=temporary,
     )
-    write_json(out / "generate_metrics.json", result.metrics())
+    entries = checkpoint.open()
+    try:
+        def finished(row: dict) -> bool:
+            entry = entries.get(row["row_id"])
+            if entry is None:
+                return False
+            return entry["status"] == "done" or entry.get("kind") in TERMINAL_ROW_KINDS or not options.retry_failed
+
+        todo = [row for row in rows if not finished(row)]
+        resumed = len(rows) - len(todo)
+        if progress and resumed:
+            progress(f"[generate] resuming from {checkpoint.directory}: {resumed} of {len(rows)} rows already done")
+
+        llm_steps = sum(1 for s in steps if s.mode == "llm")
+        expected_requests = max(1, len(todo) * llm_steps)
+        policy = RequestPolicy(
+            max_concurrency=options.max_concurrency,
+            num_retries=max(0, options.num_retries),
+            request_timeout=options.request_timeout,
+            backoff_base=options.retry_backoff,
+            max_retry_after=options.max_retry_wait,
+            retry_budget=options.max_total_retries or max(50, expected_requests // 4),
+            max_consecutive_failures=options.max_consecutive_failures or max(20, 2 * options.max_concurrency),
+            seed=options.seed,
+        )
+        counts = Counter()
+        gateway_box: dict = {}
+        last_report = [time.monotonic()]
+
+        async def main():
+            gateway = LLMGateway(policy, transport, api_base=endpoint.api_base)
+            gateway_box["gateway"] = gateway
+            runner = FlowRunner(steps, gateway, seed=options.seed, max_group=options.batch_size)
+
+            async def on_row_done(row: dict, result) -> None:
+                entry = _row_entry(row, result.outputs, result.failure, result.truncated, flow_id, endpoint.model, diversity_columns)
+                checkpoint.add(entry)
+                counts[entry["status"]] += 1
+                counts["conversations"] += len(entry.get("conversations", []))
+                if checkpoint.due():
+                    await asyncio.to_thread(checkpoint.write, checkpoint.take_pending())
+                now = time.monotonic()
+                if progress and now - last_report[0] >= 5.0:
+                    last_report[0] = now
+                    elapsed = now - started
+                    progress(
+                        f"[generate {counts['done'] + counts['failed']}/{len(todo)}] {counts['conversations']} conversations, "
+                        f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
+                        f"{gateway.limiter.active} in flight, {elapsed:.0f}s"
+                    )
+
+            return await run_rows(runner, todo, on_row_done, max_active_rows=max(16, 4 * options.max_concurrency))
+
+        try:
+            with _terminate_gracefully():
+                report = _run_coroutine(main)
+        except EndpointUnavailable as exc:
+            checkpoint.flush()
+            where = "" if temporary else f" (progress saved in {checkpoint.directory})"
+            raise EndpointUnavailable(f"{exc}{where}") from None
+        checkpoint.flush()
+
+        conversations: list[dict] = []
+        failed: list[dict] = []
+        seen_ids: set[str] = set()
+        rows_failed_by_kind: Counter = Counter()
+        for row in rows:
+            entry = entries.get(row["row_id"])
+            if entry is None:  # cannot happen after a complete run; never lose a row silently
+                entry = {"status": "failed", "kind": "not_run", "reason": "the row was not processed", "block": ""}
+            if entry["status"] == "done":
+                for conversation in entry["conversations"]:
+                    if conversation["id"] not in seen_ids:
+                        seen_ids.add(conversation["id"])
+                        conversations.append(conversation)
+            else:
+                rows_failed_by_kind[entry["kind"]] += 1
+                failed.append(
+                    {
+                        "row_id": row["row_id"],
+                        "chunk_id": row["chunk_id"],
+                        "sample_index": row["sample_index"],
+                        "kind": entry["kind"],
+                        "reason": entry["reason"],
+                        "block": entry.get("block", ""),
+                    }
+                )
+        write_jsonl(out / "conversations.jsonl", conversations)
+        write_jsonl(out / "failed.jsonl", failed)
+
+        gateway = gateway_box.get("gateway")
+        request_stats = gateway.stats.as_dict() if gateway else {}
+        wall = time.monotonic() - started
+        engine_seconds = report.wall_seconds if report else 0.0
+        stats = {
+            "rows_done": len(rows) - len(failed),
+            "rows_resumed": resumed,
+            "rows_generated_this_run": counts["done"] + counts["failed"],
+            "rows_failed_by_kind": dict(sorted(rows_failed_by_kind.items())),
+            **request_stats,
+            "max_concurrency": options.max_concurrency,
+            "rows_per_block_call": round(report.rows_per_block_call, 2) if report else 0.0,
+            "generation_seconds": round(engine_seconds, 3),
+            "requests_per_second": round(request_stats.get("requests", 0) / engine_seconds, 3) if engine_seconds > 0 else 0.0,
+            "mean_in_flight": round(report.mean_in_flight, 3) if report else 0.0,
+            "max_in_flight": report.max_in_flight if report else 0,
+            "wall_time_seconds": round(wall, 3),
+            "checkpoint_dir": None if temporary else str(checkpoint.directory),
+        }
+        result = GenerateResult(
+            input_rows=len(rows),
+            output_rows=len(conversations),
+            failed_rows=len(failed),
+            execution_time_seconds=wall,
+            flow_id=flow_id,
+            model=endpoint.model,
+            stats=stats,
+        )
+        write_json(out / "generate_metrics.json", result.metrics())
+        if progress:
+            progress(
+                f"[generate {len(rows)}/{len(rows)}] {len(conversations)} conversations, {len(failed)} failed, "
+                f"{stats['requests_per_second']:.1f} req/s, {wall:.0f}s"
+            )
+    except BaseException:
+        checkpoint.close()
+        raise
+    if temporary:
+        checkpoint.remove()
+    else:
+        checkpoint.close()
     return result

@@ -1,0 +1,11 @@
+"""Errors of the generation stage (a module of its own so the flow catalog and the engine share them)."""
+
+from __future__ import annotations
+
+
+class GenerateError(RuntimeError):
+    """A user-fixable problem with the generation stage as a whole; the message says what and how to fix it."""
+
+
+class EndpointUnavailable(GenerateError):
+    """The endpoint failed so many requests in a row that the run stopped (its progress is checkpointed)."""

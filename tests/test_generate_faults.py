@@ -1,0 +1,192 @@
+"""Generation against a flaky endpoint: every input row ends up generated or failed with a reason,
+exactly once; retries are bounded; the request accounting matches what the server saw."""
+
+import json
+import time
+
+import pytest
+from fake_openai import STUDENT, TUTOR, FakeOpenAI, Fault
+
+from socratic_sdg import generate
+from socratic_sdg.endpoint import EndpointConfig
+from socratic_sdg.generation_errors import EndpointUnavailable
+from socratic_sdg.records import read_jsonl, write_jsonl
+
+FAST = dict(retry_backoff=0.02, request_timeout=0.6, check_endpoint=True)
+
+
+def _chunks(n: int) -> list[dict]:
+    return [
+        {"chunk_id": f"chunk-{i}", "doc_id": "doc", "source": "calc.pdf", "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).", "headings": ["Gradients"]}
+        for i in range(n)
+    ]
+
+
+def _endpoint(server: FakeOpenAI) -> EndpointConfig:
+    return EndpointConfig(api_base=server.api_base, model="fake-model", api_key="k")
+
+
+def _outputs(out):
+    conversations = list(read_jsonl(out / "conversations.jsonl"))
+    failed = list(read_jsonl(out / "failed.jsonl"))
+    metrics = json.loads((out / "generate_metrics.json").read_text())
+    return conversations, failed, metrics
+
+
+def _accounted_once(rows: int, conversations: list[dict], failed: list[dict]) -> None:
+    ids = [c["id"] for c in conversations]
+    assert len(ids) == len(set(ids)), "duplicate conversation ids"
+    generated = [(c["metadata"]["chunk_id"], c["metadata"]["sample_index"]) for c in conversations]
+    lost = [(f["chunk_id"], f["sample_index"]) for f in failed]
+    assert len(generated) == len(set(generated)) and not set(generated) & set(lost)
+    assert len(generated) + len(lost) == rows
+    assert all(f["reason"] and f["kind"] for f in failed)
+
+
+@pytest.mark.parametrize("transport", ["direct", "litellm"])
+def test_faults_fail_only_their_rows_and_every_row_is_accounted_for_once(tmp_path, transport):
+    with FakeOpenAI(latency=0.01) as server:
+        server.faults = [
+            Fault("Section 1:", "status", 500, times=1),  # transient: retried, then fine
+            Fault("Section 2:", "429", retry_after=0.3, times=1),  # rate limited with Retry-After
+            Fault("Section 3:", "hang", hang_seconds=3, times=1),  # no answer before the client timeout
+            Fault("Section 4:", "empty", times=1),  # HTTP 200 with an empty body
+            Fault("Section 5:", "malformed", times=1),  # HTTP 200, truncated JSON
+            Fault("Section 6:", "no_content", times=1),  # a completion without choices
+            Fault("Section 7:", "reset", times=1),  # connection dropped
+            Fault("Section 8:", "status", 503),  # always down for this row
+            Fault("Section 9:", "status", 400),  # refused: retrying cannot help
+        ]
+        write_jsonl(tmp_path / "chunks.jsonl", _chunks(11))
+        options = generate.GenerateOptions(max_concurrency=4, num_retries=2, transport=transport, **FAST)
+        started = time.monotonic()
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
+        elapsed = time.monotonic() - started
+        conversations, failed, metrics = _outputs(tmp_path / "out")
+
+    _accounted_once(11, conversations, failed)
+    assert {c["metadata"]["chunk_id"] for c in conversations} == {f"chunk-{i}" for i in (0, 1, 2, 3, 4, 5, 6, 7, 10)}
+    assert all([m["role"] for m in c["messages"]] == ["user", "assistant"] for c in conversations)
+    assert all(c["messages"][0]["content"].startswith(STUDENT) and c["messages"][1]["content"] == TUTOR for c in conversations)
+    by_chunk = {f["chunk_id"]: f for f in failed}
+    assert by_chunk["chunk-8"]["kind"] == "server_error" and "503" in by_chunk["chunk-8"]["reason"]
+    assert by_chunk["chunk-9"]["kind"] == "bad_request" and "400" in by_chunk["chunk-9"]["reason"]
+    assert (result.output_rows, result.failed_rows) == (9, 2)
+
+    # each transient fault hit the first request of its row once (the later prompts of a row differ
+    # but also contain the chunk text, so each of the three requests of rows 1-7 is hit once)
+    errors = metrics["errors_by_kind"]
+    assert errors["rate_limited"] == 3 and errors["timeout"] == 3
+    assert errors["bad_response"] == 9  # empty body, malformed JSON, no choices
+    assert errors["connection"] + errors.get("server_error", 0) == 3 + 3 + 3  # reset, transient 500, and row 8's 503 x3
+    assert metrics["failures_by_kind"] == {"bad_request": 1, "server_error": 1}
+    # retries: 7 rows x 3 requests x 1, plus row 8's first request twice (num_retries=2); none for the 400
+    assert metrics["retries"] == 21 + 2
+    assert metrics["requests"] == server.requests == 9 * 3 + 21 + 3 + 1
+    assert metrics["rate_limit_pauses"] == 3
+    # the tokens counted are exactly those the server reported in the answers it completed
+    assert (metrics["prompt_tokens"], metrics["completion_tokens"]) == (server.prompt_tokens, server.completion_tokens)
+    assert metrics["requests_succeeded"] == server.completed == 27
+    assert elapsed < 20
+
+
+def test_retry_after_is_honoured(tmp_path):
+    with FakeOpenAI() as server:
+        server.faults = [Fault("Section 0:", "429", retry_after=0.5, times=1)]
+        write_jsonl(tmp_path / "chunks.jsonl", _chunks(1))
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(**FAST), _endpoint(server))
+        calls = [(t, json.dumps(body["messages"])) for t, body in server.calls]
+    first = calls[0]
+    retry = next(t for t, prompt in calls[1:] if prompt == first[1])
+    assert retry - first[0] >= 0.5
+
+
+def test_the_run_wide_retry_budget_stops_a_retry_storm(tmp_path):
+    with FakeOpenAI() as server:
+        server.faults = [Fault("", "status", 500)]  # everything fails
+        write_jsonl(tmp_path / "chunks.jsonl", _chunks(12))
+        options = generate.GenerateOptions(max_concurrency=4, num_retries=3, max_total_retries=5, max_consecutive_failures=1000, **FAST)
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
+        conversations, failed, metrics = _outputs(tmp_path / "out")
+    assert result.failed_rows == 12 and not conversations
+    _accounted_once(12, conversations, failed)
+    assert metrics["retries"] == 5 and metrics["retries_denied"] in (11, 12)  # at most one row used all its 3 retries
+    assert server.requests == 12 + 5  # one attempt per row, plus the 5 retries the budget allowed
+    assert any("retry budget" in f["reason"] for f in failed)
+
+
+def test_a_dead_endpoint_stops_the_run_and_a_rerun_resumes(tmp_path):
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(30))
+    checkpoint = tmp_path / "ckpt"
+    with FakeOpenAI(latency=0.01) as server:
+        options = generate.GenerateOptions(max_concurrency=2, num_retries=1, max_consecutive_failures=6, checkpoint_dir=str(checkpoint), save_freq=1, **FAST)
+        # the endpoint breaks down (every row from 10 on fails): the run stops instead of failing them all
+        server.fail_when.update({"Section 1": 503, "Section 2": 503})
+        with pytest.raises(EndpointUnavailable, match=r"failed 6 requests in a row.*server_error.*resume"):
+            generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
+        stopped_after = server.requests
+        assert stopped_after < 30 * 3
+        assert not (tmp_path / "out" / "conversations.jsonl").exists()
+        done_before = sum(1 for e in read_jsonl(checkpoint / "generate_rows.jsonl") if e["status"] == "done")
+        assert done_before >= 1
+
+        server.fail_when.clear()
+        server.faults = []
+        server.reset_stats()
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
+        conversations, failed, metrics = _outputs(tmp_path / "out")
+    _accounted_once(30, conversations, failed)
+    assert result.failed_rows == 0 and result.output_rows == 30
+    assert metrics["rows_resumed"] == done_before
+    assert server.requests == 3 * (30 - done_before)  # rows already done were not generated again
+
+
+def test_requests_in_flight_never_exceed_max_concurrency_and_stay_near_it(tmp_path):
+    with FakeOpenAI(latency=0.03) as server:
+        write_jsonl(tmp_path / "chunks.jsonl", _chunks(40))
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(max_concurrency=6, **FAST), _endpoint(server))
+        assert server.max_in_flight <= 6
+    metrics = result.metrics()
+    assert metrics["max_in_flight"] == 6
+    assert metrics["mean_in_flight"] > 4.5  # the pipe stays full (only the last rows drain it)
+
+
+def test_a_flow_filter_that_drops_rows_is_not_an_error(tmp_path):
+    flow = tmp_path / "flow" / "flow.yaml"
+    flow.parent.mkdir()
+    (flow.parent / "prompts").mkdir()
+    (flow.parent / "prompts" / "q.yaml").write_text("- role: user\n  content: 'Ask about: {{document}}'\n")
+    flow.write_text(
+        """
+metadata:
+  id: filter-test
+  name: Filter test
+  dataset_requirements: {required_columns: [document]}
+blocks:
+  - block_type: PromptBuilderBlock
+    block_config: {block_name: q_prompt, input_cols: [document], output_cols: q_prompt, prompt_config_path: prompts/q.yaml, format_as_messages: true}
+  - block_type: LLMChatBlock
+    block_config: {block_name: gen_q, input_cols: q_prompt, output_cols: raw_q, max_tokens: 50, async_mode: true}
+  - block_type: LLMResponseExtractorBlock
+    block_config: {block_name: ex_q, input_cols: raw_q, extract_content: true, field_prefix: q_}
+  - block_type: RenameColumnsBlock
+    block_config: {block_name: name_q, input_cols: {q_content: question}}
+  - block_type: ColumnValueFilterBlock
+    block_config: {block_name: keep_even, input_cols: [document], filter_value: ["Section 0: x", "Section 2: x"], operation: contains}
+  - block_type: DuplicateColumnsBlock
+    block_config: {block_name: answer_is_question, input_cols: {question: response}}
+"""
+    )
+    chunks = [{"chunk_id": f"c{i}", "text": f"Section {i}: x"} for i in range(4)]
+    write_jsonl(tmp_path / "chunks.jsonl", chunks)
+    with FakeOpenAI() as server:
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=str(flow), **FAST), _endpoint(server))
+        conversations, failed, _ = _outputs(tmp_path / "out")
+        assert {c["metadata"]["chunk_id"] for c in conversations} == {"c0", "c2"}
+        assert [(f["chunk_id"], f["kind"], f["block"]) for f in failed] == [("c1", "filtered", "keep_even"), ("c3", "filtered", "keep_even")]
+        assert result.flow_id == "filter-test"
+
+        # every row filtered out: still a normal, complete run
+        write_jsonl(tmp_path / "none.jsonl", [{"chunk_id": "z", "text": "Section 7: x"}])
+        result = generate.run(tmp_path / "none.jsonl", tmp_path / "out2", generate.GenerateOptions(flow_yaml_path=str(flow), **FAST), _endpoint(server))
+        assert (result.output_rows, result.failed_rows) == (0, 1)

@@ -1,0 +1,218 @@
+"""The flows: this package's Socratic flows, sdg_hub's registry, column mapping, diversity controls."""
+
+import json
+
+import pytest
+from fake_openai import QUESTIONS, REFERENCE, STUDENT, STUDENT_ATTEMPT, STUDENT_FRUSTRATED, TUTOR, TUTOR_FOLLOWUP, FakeOpenAI
+
+from socratic_sdg import flow_catalog, generate
+from socratic_sdg.endpoint import EndpointConfig
+from socratic_sdg.records import read_jsonl, write_jsonl
+
+FAST = dict(retry_backoff=0.02, request_timeout=5.0)
+
+
+def _chunks(n: int) -> list[dict]:
+    return [
+        {"chunk_id": f"chunk-{i}", "doc_id": "doc", "source": "calc.pdf", "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).", "headings": ["Calculus", "Gradients"]}
+        for i in range(n)
+    ]
+
+
+def _endpoint(server: FakeOpenAI) -> EndpointConfig:
+    return EndpointConfig(api_base=server.api_base, model="fake-model")
+
+
+def test_multi_turn_flow_builds_three_exchanges_with_a_hidden_reference(tmp_path, fake_llm):
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_id="socratic-multi-turn", **FAST), _endpoint(fake_llm))
+    conversations = list(read_jsonl(tmp_path / "out" / "conversations.jsonl"))
+    assert result.output_rows == 2 and fake_llm.requests == 2 * 7
+    expected = [STUDENT, TUTOR, STUDENT_ATTEMPT, TUTOR_FOLLOWUP, STUDENT_FRUSTRATED, TUTOR_FOLLOWUP]
+    for conversation in conversations:
+        assert [m["role"] for m in conversation["messages"]] == ["user", "assistant"] * 3
+        contents = [m["content"] for m in conversation["messages"]]
+        assert contents[0].startswith(STUDENT) and contents[1:] == expected[1:]
+        assert conversation["metadata"]["reference_answer"] == REFERENCE  # kept aside, never a message
+        assert REFERENCE not in json.dumps(conversation["messages"])
+        assert conversation["metadata"]["flow_id"] == "socratic-multi-turn"
+    # the tutor sees the conversation so far as real chat turns; the student simulator sees a transcript
+    last_tutor = [json.loads(p) for p in fake_llm.prompts if "Socratic" in p and STUDENT_FRUSTRATED in p][0]
+    assert [m["role"] for m in last_tutor[-5:]] == ["user", "assistant", "user", "assistant", "user"]
+    assert last_tutor[-1]["content"] == STUDENT_FRUSTRATED
+
+
+def test_personas_and_request_types_are_sampled_with_the_seed(tmp_path, fake_llm):
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(3))
+
+    def run(seed, out):
+        options = generate.GenerateOptions(conversations_per_chunk=4, seed=seed, **FAST)
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / out, options, _endpoint(fake_llm))
+        return [c["metadata"]["diversity"] for c in read_jsonl(tmp_path / out / "conversations.jsonl")]
+
+    first, again, other = run(7, "a"), run(7, "b"), run(8, "c")
+    assert first == again and first != other
+    for chunk in range(3):  # the four conversations of a chunk cover the four request types
+        assert {d["request_type"] for d in first[4 * chunk : 4 * chunk + 4]} == {"just_tell_me", "wrong_attempt", "concept_question", "frustration"}
+    assert len({(d["student_level"], d["tone"], d["misconception"]) for d in first}) > 6
+    # the sampled persona reaches the student prompt
+    student_prompts = [p for p in fake_llm.prompts if "realistic messages from math students" in p]
+    assert any(first[0]["misconception"] in p and first[0]["student_level"] in p for p in student_prompts)
+
+
+def test_package_flows_are_registered_with_sdg_hub_and_listed(tmp_path):
+    from sdg_hub import FlowRegistry
+
+    flow_catalog.register_package_flows()
+    found = {f["id"] for f in FlowRegistry.search_flows(tag="socratic-tutoring")}
+    assert {"socratic-single-turn", "socratic-multi-turn"} <= found
+    assert FlowRegistry.get_flow_path("socratic-multi-turn").endswith("socratic_multi_turn/flow.yaml")
+
+    ours = flow_catalog.list_flows(tag="socratic-tutoring")
+    assert [f["id"] for f in ours] == ["socratic-multi-turn", "socratic-single-turn"]
+    assert all(f["source"] == "socratic-sdg" and "document" in f["required_columns"] and "student_level" in f["required_columns"] for f in ours)
+    everything = flow_catalog.list_flows()
+    assert {f["source"] for f in everything} == {"socratic-sdg", "sdg_hub"} and len(everything) > 5
+    table = flow_catalog.format_flows(ours)
+    assert table.splitlines()[0].split() == ["ID", "NAME", "TAGS", "REQUIRED", "COLUMNS"] and "socratic-multi-turn" in table
+
+    shown = flow_catalog.show_flow("socratic-multi-turn")
+    assert shown["llm_requests_per_row"] == 7 and shown["diversity"]["request_type"] == 4
+    assert "tutor_turn_3" in shown["output_columns"] and "tutor_turn_3_prompt" in [b["name"] for b in shown["blocks"]]
+    assert "LLM requests/row: 7" in flow_catalog.format_flow(shown)
+    with pytest.raises(generate.GenerateError, match="no flow with id 'nope'"):
+        flow_catalog.show_flow("nope")
+
+
+def test_every_package_flow_yaml_is_valid_for_sdg_hub():
+    from sdg_hub import Flow
+
+    for flow_id, path in generate.package_flows().items():
+        flow = Flow.from_yaml(str(path))
+        assert flow.metadata.id == flow_id
+        assert "id:" in path.read_text()  # explicit, so sdg_hub never rewrites the file
+        required = flow.metadata.dataset_requirements.required_columns
+        rows = generate.chunk_rows(_chunks(1), generate.GenerateOptions(), flow_catalog.load_diversity(path), required)
+        assert not set(required) - set(rows[0])
+
+
+def test_an_sdg_hub_registry_flow_runs_with_chunks_mapped_onto_its_columns(tmp_path, fake_llm):
+    """doc_direct_qa (sdg_hub's knowledge flow): ICL columns filled from the bundled example; each row
+    expands into two questions, each answered and judged; one judged unfaithful is filtered out."""
+    flow_catalog.register_package_flows()
+    from sdg_hub import FlowRegistry
+
+    flow_id = next(f["id"] for f in FlowRegistry.list_flows() if FlowRegistry.get_flow_path(f["id"]).endswith("enhanced_multi_summary_qa/doc_direct_qa/flow.yaml"))
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(3))
+    fake_llm.unfaithful = QUESTIONS[1]
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_id=flow_id, **FAST), _endpoint(fake_llm))
+    conversations = list(read_jsonl(tmp_path / "out" / "conversations.jsonl"))
+    assert (result.output_rows, result.failed_rows, result.flow_id) == (3, 0, flow_id)
+    assert all(c["messages"][0]["content"] == QUESTIONS[0] for c in conversations)
+    assert fake_llm.requests == 3 * (1 + 2 + 2)  # question list, then an answer and a verdict per question
+    icl = flow_catalog.icl_defaults()
+    assert icl["icl_query_1"] in fake_llm.prompts[0] and "mathematics textbook" in fake_llm.prompts[0]
+
+    # nothing filtered: two conversations per row, with distinct stable ids
+    fake_llm.unfaithful = None
+    again = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out2", generate.GenerateOptions(flow_id=flow_id, **FAST), _endpoint(fake_llm))
+    records = list(read_jsonl(tmp_path / "out2" / "conversations.jsonl"))
+    assert again.output_rows == 6 and len({r["id"] for r in records}) == 6
+    assert {r["id"] for r in conversations} < {r["id"] for r in records}
+
+
+def _custom_flow(tmp_path, required: str) -> str:
+    folder = tmp_path / "custom"
+    (folder / "prompts").mkdir(parents=True)
+    (folder / "prompts" / "p.yaml").write_text("- role: user\n  content: 'Rubric {{rubric}}. Ask about: {{document}}'\n")
+    (folder / "flow.yaml").write_text(
+        f"""
+metadata:
+  id: custom-rubric
+  name: Custom rubric flow
+  dataset_requirements: {{required_columns: [{required}]}}
+blocks:
+  - block_type: PromptBuilderBlock
+    block_config: {{block_name: p, input_cols: [document, rubric], output_cols: p_prompt, prompt_config_path: prompts/p.yaml, format_as_messages: true}}
+  - block_type: LLMChatBlock
+    block_config: {{block_name: gen_question, input_cols: p_prompt, output_cols: raw, max_tokens: 40, async_mode: true}}
+  - block_type: LLMResponseExtractorBlock
+    block_config: {{block_name: ex, input_cols: raw, extract_content: true, field_prefix: q_}}
+  - block_type: RenameColumnsBlock
+    block_config: {{block_name: rn, input_cols: {{q_content: question}}}}
+  - block_type: DuplicateColumnsBlock
+    block_config: {{block_name: dup, input_cols: {{question: response}}}}
+"""
+    )
+    return str(folder / "flow.yaml")
+
+
+def test_a_column_the_stage_cannot_fill_is_named_and_can_be_given(tmp_path, fake_llm):
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
+    flow = _custom_flow(tmp_path, "document, rubric")
+    with pytest.raises(generate.GenerateError, match=r"'custom-rubric' needs column\(s\) rubric.*--column NAME=VALUE"):
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=flow, **FAST), _endpoint(fake_llm))
+    assert fake_llm.requests == 0
+
+    options = generate.GenerateOptions(flow_yaml_path=flow, columns={"rubric": "be kind"}, **FAST)
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
+    assert result.output_rows == 2 and all("Rubric be kind." in p for p in fake_llm.prompts)
+
+
+def test_runtime_params_and_seeds_reach_the_requests(tmp_path, fake_llm):
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
+    options = generate.GenerateOptions(runtime_params={"generate_tutor_reply": {"max_tokens": 42, "temperature": 0.1}}, seed=5, **FAST)
+    generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
+    bodies = [body for _, body in fake_llm.calls]
+    tutor = [b for b in bodies if "Socratic" in json.dumps(b["messages"])]
+    assert tutor and all(b["max_tokens"] == 42 and b["temperature"] == 0.1 for b in tutor)
+    others = [b for b in bodies if b not in tutor]
+    assert all(b["max_tokens"] != 42 for b in others)
+    assert all(b["model"] == "fake-model" and isinstance(b["seed"], int) for b in bodies)
+    assert len({b["seed"] for b in bodies}) == len(bodies)  # a seed per row and block
+
+    with pytest.raises(generate.GenerateError, match=r"runtime_params name block\(s\) nope"):
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(runtime_params={"nope": {}}, **FAST), _endpoint(fake_llm))
+
+
+@pytest.mark.parametrize("mode", ["inline", "thread"])
+def test_a_block_that_raises_fails_only_the_row_it_raises_on(mode):
+    """Rows reaching a block together are run together; when the call raises, they are re-run one by
+    one so that only the guilty row fails (custom/agent blocks run in a worker thread)."""
+    import asyncio
+
+    from socratic_sdg.generation_engine import BlockFailure, Segment, Step
+
+    calls = []
+
+    def block(frame, **kwargs):
+        calls.append(len(frame))
+        if (frame["document"] == "bad").any():
+            raise ValueError("cannot parse this one")
+        return frame.assign(length=frame["document"].str.len())
+
+    segment = Segment([Step(block=block, name="measure", mode=mode, kwargs={})], interval=0.05)
+
+    async def main():
+        rows = [{"row_id": f"r{i}", "document": "bad" if i == 2 else "x" * i} for i in range(5)]
+        return await asyncio.gather(*(segment.submit(r["row_id"], [r]) for r in rows))
+
+    results = asyncio.run(main())
+    assert isinstance(results[2], BlockFailure) and results[2].kind == "block_error" and "cannot parse this one" in results[2].reason
+    assert [r[0]["length"] for i, r in enumerate(results) if i != 2] == [0, 1, 3, 4]
+    assert calls[0] == 5 and sorted(calls[1:]) == [1, 1, 1, 1, 1]  # one call for all, then one per row
+
+
+def test_a_flow_yaml_without_id_is_used_as_is_and_never_rewritten(tmp_path, fake_llm):
+    """sdg_hub would add an id to the file itself (comments lost; a ConfigMap mount is read-only):
+    the stage loads a copy with the id sdg_hub would derive, and leaves the file alone."""
+    from sdg_hub.core.utils.flow_identifier import get_flow_identifier
+
+    flow = _custom_flow(tmp_path, "document, rubric")
+    text = "# my flow, with comments\n" + open(flow).read().replace("  id: custom-rubric\n", "")
+    open(flow, "w").write(text)
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(1))
+    options = generate.GenerateOptions(flow_yaml_path=flow, columns={"rubric": "r"}, **FAST)
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
+    assert result.output_rows == 1 and result.flow_id == get_flow_identifier("Custom rubric flow")
+    assert open(flow).read() == text
