@@ -170,6 +170,16 @@ _OPEN, _CLOSE = frozenset("(["), frozenset(")]")
 NUM, FUNC, CONST, VAR, WORD, OP, OTHER = range(7)
 
 
+def classify_name(name: str) -> tuple[int, str]:
+    """The token kind of a name (function, constant, variable or word); both tokenizers share it."""
+    low = name.lower()
+    if low in FUNCS:
+        return FUNC, low
+    if low == "pi" or name == "π" or name == "e":
+        return CONST, name
+    return (VAR if len(name) == 1 else WORD), name
+
+
 class Token(NamedTuple):
     kind: int
     text: str
@@ -190,15 +200,7 @@ def tokenize(text: str) -> list[Token]:
         if group == "num":
             kind = NUM
         elif group == "name":
-            low = value.lower()
-            if low in FUNCS:
-                kind, value = FUNC, low
-            elif low == "pi" or value == "π" or value == "e":
-                kind = CONST
-            elif len(value) == 1:
-                kind = VAR
-            else:
-                kind = WORD
+            kind, value = classify_name(value)
         elif group == "op":
             kind = OP
         else:
@@ -978,16 +980,7 @@ def _tokenize_runs(norm: str, windows: list[tuple[int, int]] | None = None) -> l
             if num:
                 value, kind = num, NUM
             elif name:
-                value = name
-                low = name.lower()
-                if low in FUNCS:
-                    kind, value = FUNC, low
-                elif low == "pi" or name == "π" or name == "e":
-                    kind = CONST
-                elif len(name) == 1:
-                    kind = VAR
-                else:
-                    kind = WORD
+                kind, value = classify_name(name)
             elif op:
                 value, kind = op, OP
             else:
