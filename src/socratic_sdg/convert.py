@@ -168,7 +168,7 @@ def _pdf_format_option(options: ConvertOptions):
 
     from docling.datamodel.pipeline_options import PdfPipelineOptions
 
-    artifacts = options.artifacts_path or os.environ.get("DOCLING_ARTIFACTS_PATH")
+    artifacts = options.artifacts_path
     if not artifacts or not Path(artifacts).is_dir() or not any(Path(artifacts).iterdir()):
         raise ConvertError(
             f"the standard pipeline needs docling's models in a local folder, and {artifacts or 'DOCLING_ARTIFACTS_PATH (unset)'} "
@@ -190,7 +190,6 @@ def _vlm_remote_format_option(options: ConvertOptions):
     from docling.document_converter import PdfFormatOption
     from docling.pipeline.vlm_pipeline import VlmPipeline
 
-    options = options.resolved()
     api_base, model = (options.vlm_api_base or "").rstrip("/"), options.vlm_model
     if not api_base or not model:
         raise ConvertError("the vlm-remote pipeline needs an endpoint and a vision model: set LLM_API_BASE and VLM_MODEL (or --vlm-model)")
@@ -210,13 +209,15 @@ def make_converter(options: ConvertOptions):
     from docling.datamodel.base_models import InputFormat
     from docling.document_converter import DocumentConverter
 
+    options = options.resolved()  # one place reads the environment defaults
+
     converter = DocumentConverter(
         allowed_formats=[InputFormat.PDF, InputFormat.MD, InputFormat.HTML, InputFormat.DOCX],
         format_options={InputFormat.PDF: _pdf_format_option(options)},
     )
     if options.pipeline == "standard":
         # Load the models now: a missing model or runtime is one error for the stage, not one per file.
-        artifacts = options.artifacts_path or os.environ.get("DOCLING_ARTIFACTS_PATH")
+        artifacts = options.artifacts_path
         try:
             converter.initialize_pipeline(InputFormat.PDF)
         except ModuleNotFoundError as exc:
