@@ -8,7 +8,7 @@ from .chunk_documents import chunk_documents
 from .convert_documents import convert_documents, merge_converted_shards, plan_shards
 from .export_dataset import export_dataset
 from .filter_conversations import filter_conversations
-from .generate_conversations import generate_conversations
+from .generate_conversations import generate_conversations, merge_generated_shards
 from .image import CONVERT_IMAGE, RUNTIME_IMAGE
 from .validate_dataset import validate_dataset
 
@@ -21,6 +21,7 @@ __all__ = [
     "filter_conversations",
     "generate_conversations",
     "merge_converted_shards",
+    "merge_generated_shards",
     "plan_shards",
     "validate_dataset",
 ]

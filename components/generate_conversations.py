@@ -1,3 +1,5 @@
+from typing import List
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
@@ -22,6 +24,15 @@ def generate_conversations(
     columns: str = "",
     num_retries: int = 3,
     request_timeout: float = 120.0,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    target_examples: int = 0,
+    max_requests: int = 0,
+    rules_path: str = "",
+    require_question: bool = True,
+    language: str = "",
+    check_leakage: bool = True,
+    dedup: bool = True,
 ):
     """Generate Socratic conversations from chunks with an sdg_hub flow.
 
@@ -34,22 +45,32 @@ def generate_conversations(
         flow_id: Flow id (this package's or sdg_hub's registry).
         flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over flow_id.
         model: Model name on the endpoint; empty uses LLM_MODEL.
-        max_concurrency: Requests in flight at once.
+        max_concurrency: Requests in flight at once against the endpoint, for all shards together.
         conversations_per_chunk: Conversations generated per chunk.
         max_chunks: Use only the first N chunks (0 = all).
-        checkpoint_pvc_path: Folder (on the PVC) for progress; a subfolder per chunks file and settings, so a retried or rerun task with the same inputs resumes.
+        checkpoint_pvc_path: Folder (on the PVC) for progress; a subfolder per chunks file, settings and shard, so a retried or rerun task with the same inputs resumes.
         save_freq: Fsync the checkpoint every N finished rows.
         seed: Seed of the persona and request-type sampling.
         runtime_params: sdg_hub runtime_params as JSON (e.g. per-block max_tokens).
         columns: JSON object of constant values for flow columns chunks do not provide.
         num_retries: Retries per request before its row fails.
         request_timeout: Seconds per request.
+        shard_index: This task's shard (chunks at positions shard_index + k * num_shards).
+        num_shards: Generation tasks in the run; max_concurrency, target_examples and max_requests are shared among them.
+        target_examples: Stop starting rows once this many conversations pass the quality filter's deterministic layers (0 = all rows), for all shards together.
+        max_requests: Hard cap on requests to the endpoint, for all shards together (0 = none).
+        rules_path: Quality-filter rules the target is counted with (empty = packaged rules).
+        require_question: As the filter: the last tutor turn must ask a question.
+        language: As the filter: tutor turns in this language (empty = no check).
+        check_leakage: As the filter: reject tutor turns that state the answer.
+        dedup: As the filter: duplicates do not count towards the target.
     """
     import hashlib
     import os
 
     from socratic_sdg import generate as stage
     from socratic_sdg.endpoint import EndpointConfig
+    from socratic_sdg.filter import FilterOptions
     from socratic_sdg.records import content_id
 
     os.makedirs(conversations.path, exist_ok=True)
@@ -58,7 +79,7 @@ def generate_conversations(
     if checkpoint_pvc_path:
         with open(chunks_file, "rb") as handle:
             chunks_hash = hashlib.sha256(handle.read()).hexdigest()
-        settings = [flow_id, flow_yaml_path, model, conversations_per_chunk, max_chunks, seed, runtime_params, columns]
+        settings = [flow_id, flow_yaml_path, model, conversations_per_chunk, max_chunks, seed, runtime_params, columns, shard_index, num_shards]
         checkpoint_dir = os.path.join(checkpoint_pvc_path, content_id(chunks_hash, settings))
     options = stage.GenerateOptions(
         flow_id=flow_id,
@@ -73,9 +94,41 @@ def generate_conversations(
         columns=stage.parse_columns(columns) if columns else None,
         num_retries=num_retries,
         request_timeout=request_timeout,
-    )
+        target_examples=target_examples,
+        max_requests=max_requests,
+        target_filter=FilterOptions(
+            rules_path=rules_path or None, require_question=require_question, language=language or None,
+            check_leakage=check_leakage, dedup=dedup,
+        ),
+    ).for_shard(shard_index, num_shards)
     endpoint = EndpointConfig.from_env(model=model or None)
     result = stage.run(chunks_file, conversations.path, options, endpoint, progress=print)
+    for name, value in result.kfp_metrics().items():
+        metrics.log_metric(name, value)
+    for line in result.summary_lines():
+        print(line)
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def merge_generated_shards(
+    shards: Input[List[Dataset]],
+    chunks: Input[Dataset],
+    conversations: Output[Dataset],
+    metrics: Output[Metrics],
+):
+    """Merge the generation shards into one folder, in chunk order: the same ids and order as one task.
+
+    Args:
+        shards: The conversations folders of every generation shard.
+        chunks: Output of chunk_documents (gives the order).
+        conversations: One folder as an unsharded generation would write it.
+        metrics: The shards' requests, tokens and failures added up.
+    """
+    import os
+
+    from socratic_sdg import generate as stage
+
+    result = stage.merge([shard.path for shard in shards], conversations.path, os.path.join(chunks.path, "chunks.jsonl"))
     for name, value in result.kfp_metrics().items():
         metrics.log_metric(name, value)
     for line in result.summary_lines():

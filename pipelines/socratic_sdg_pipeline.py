@@ -16,6 +16,7 @@ from socratic_sdg.components import (
     filter_conversations,
     generate_conversations,
     merge_converted_shards,
+    merge_generated_shards,
     plan_shards,
 )
 
@@ -58,6 +59,9 @@ def socratic_sdg_pipeline(
     generate_flow_yaml_path: str = "",
     generate_model: str = "",
     generate_max_concurrency: int = 8,
+    generate_num_shards: int = 1,
+    generate_target_examples: int = 0,
+    generate_max_requests: int = 0,
     generate_conversations_per_chunk: int = 1,
     generate_max_chunks: int = 0,
     generate_checkpoint_dir: str = "/data/checkpoints/generate",
@@ -110,7 +114,10 @@ def socratic_sdg_pipeline(
         generate_flow_id: sdg_hub flow id: socratic-single-turn, or any flow from the sdg_hub registry.
         generate_flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over generate_flow_id.
         generate_model: Model name served by the endpoint; empty uses LLM_MODEL from the Secret.
-        generate_max_concurrency: Requests in flight at once against the endpoint.
+        generate_max_concurrency: Requests in flight at once against the endpoint, for all generation shards together (size it to what the endpoint serves).
+        generate_num_shards: Generation tasks run side by side, each on every n-th chunk with its share of generate_max_concurrency, generate_target_examples and generate_max_requests; merged back in chunk order.
+        generate_target_examples: Stop starting new rows once this many conversations pass the quality filter's rules, leakage check and dedup (0 = generate from every chunk); the filter stage still has the last word.
+        generate_max_requests: Hard cap on requests to the endpoint for the whole run (0 = none).
         generate_conversations_per_chunk: Conversations generated per chunk.
         generate_max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
         generate_checkpoint_dir: Folder on the PVC where generation appends its progress, in a subfolder per chunks file and settings: a retried task or a rerun with the same inputs resumes instead of starting over (empty = no checkpoint kept).
@@ -178,39 +185,57 @@ def socratic_sdg_pipeline(
     )
     set_limits(chunk_task, cpu=("500m", "2"), memory=("1Gi", "4Gi"), timeout_seconds=HOUR)
 
-    generate_task = generate_conversations(
-        chunks=chunk_task.outputs["chunks"],
-        flow_id=generate_flow_id,
-        flow_yaml_path=generate_flow_yaml_path,
-        model=generate_model,
-        max_concurrency=generate_max_concurrency,
-        conversations_per_chunk=generate_conversations_per_chunk,
-        max_chunks=generate_max_chunks,
-        checkpoint_pvc_path=generate_checkpoint_dir,
-        save_freq=generate_save_freq,
-        seed=generate_seed,
-        runtime_params=generate_runtime_params,
-        columns=generate_columns,
-        num_retries=generate_num_retries,
-        request_timeout=generate_request_timeout,
+    generate_shards_task = plan_shards(num_shards=generate_num_shards)
+    set_limits(generate_shards_task, cpu=("100m", "500m"), memory=("256Mi", "512Mi"), timeout_seconds=MINUTE * 5)
+    with dsl.ParallelFor(generate_shards_task.output) as generate_shard_index:
+        generate_task = generate_conversations(
+            chunks=chunk_task.outputs["chunks"],
+            flow_id=generate_flow_id,
+            flow_yaml_path=generate_flow_yaml_path,
+            model=generate_model,
+            max_concurrency=generate_max_concurrency,
+            conversations_per_chunk=generate_conversations_per_chunk,
+            max_chunks=generate_max_chunks,
+            checkpoint_pvc_path=generate_checkpoint_dir,
+            save_freq=generate_save_freq,
+            seed=generate_seed,
+            runtime_params=generate_runtime_params,
+            columns=generate_columns,
+            num_retries=generate_num_retries,
+            request_timeout=generate_request_timeout,
+            shard_index=generate_shard_index,
+            num_shards=generate_num_shards,
+            target_examples=generate_target_examples,
+            max_requests=generate_max_requests,
+            rules_path=filter_rules_path,
+            require_question=filter_require_question,
+            language=filter_language,
+            check_leakage=filter_check_leakage,
+            dedup=filter_dedup,
+        )
+        kubernetes.use_secret_as_env(
+            generate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS}
+        )
+        kubernetes.use_secret_as_env(
+            generate_task,
+            secret_name=llm_secret_name,
+            secret_key_to_env={k: k for k in LLM_SECRET_OPTIONAL_KEYS},
+            optional=True,
+        )
+        # The checkpoint (and a flow YAML mounted from a ConfigMap) live on the PVC.
+        kubernetes.mount_pvc(generate_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
+        set_limits(generate_task, cpu=("1", "2"), memory=("2Gi", "4Gi"), timeout_seconds=HOUR * 24)
+        generate_task.set_env_variable("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network call at import
+        generate_task.set_retry(num_retries=2, backoff_duration="60s")  # resumes from the checkpoint
+
+    merge_generated_task = merge_generated_shards(
+        shards=dsl.Collected(generate_task.outputs["conversations"]), chunks=chunk_task.outputs["chunks"]
     )
-    kubernetes.use_secret_as_env(
-        generate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS}
-    )
-    kubernetes.use_secret_as_env(
-        generate_task,
-        secret_name=llm_secret_name,
-        secret_key_to_env={k: k for k in LLM_SECRET_OPTIONAL_KEYS},
-        optional=True,
-    )
-    # A flow YAML mounted from a ConfigMap may live on the PVC as well.
-    kubernetes.mount_pvc(generate_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-    set_limits(generate_task, cpu=("1", "2"), memory=("2Gi", "4Gi"), timeout_seconds=HOUR * 24)
-    generate_task.set_env_variable("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network call at import
-    generate_task.set_retry(num_retries=2, backoff_duration="60s")
+    set_limits(merge_generated_task, cpu=("250m", "1"), memory=("512Mi", "2Gi"), timeout_seconds=HOUR)
+    conversations = merge_generated_task.outputs["conversations"]
 
     filter_task = filter_conversations(
-        conversations=generate_task.outputs["conversations"],
+        conversations=conversations,
         chunks=chunk_task.outputs["chunks"],
         rules_path=filter_rules_path,
         require_question=filter_require_question,
@@ -234,7 +259,7 @@ def socratic_sdg_pipeline(
     export_task = export_dataset(
         converted=converted,
         chunks=chunk_task.outputs["chunks"],
-        conversations=generate_task.outputs["conversations"],
+        conversations=conversations,
         filtered=filter_task.outputs["filtered"],
         validation_ratio=export_validation_ratio,
         seed=export_seed,

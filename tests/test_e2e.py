@@ -77,6 +77,19 @@ def test_sharded_conversion_gives_the_same_chunks_as_one_task(tmp_path, samples_
     assert result.summary["chunks"] == sum(1 for _ in read_jsonl(sample_chunks))
 
 
+def test_sharded_generation_gives_the_same_records_as_one_task(tmp_path, samples_dir, fake_llm, monkeypatch):
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
+    ids = {}
+    for shards in (1, 3):
+        parameters = FAKE_SERVER_PARAMETERS | {"generate_max_chunks": 5, "generate_num_shards": shards, "generate_max_concurrency": 3}
+        result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / f"out-{shards}"), parameters=parameters))
+        assert result.summary["generated"] == 5 and result.summary["generation_failed"] == 0
+        ids[shards] = sorted(r["id"] for r in _dataset_records(result.dataset_dir))
+    assert len(ids[1]) == 5 and ids[3] == ids[1]
+
+
 def test_the_sdg_pipeline_nests_in_a_bigger_pipeline_and_feeds_the_next_step(tmp_path, samples_dir, fake_llm, monkeypatch):
     from kfp import local
 

@@ -110,9 +110,25 @@ def test_conversion_fans_out_over_shards_and_is_collected(compiled):
     assert chunk["inputs"]["artifacts"]["converted"]["taskOutputArtifact"]["producerTask"] == "merge-converted-shards"
 
 
+def test_generation_fans_out_over_shards_and_is_merged_before_the_filter(compiled):
+    spec = compiled[1][0]
+    tasks = spec["root"]["dag"]["tasks"]
+    loop = next(name for name, task in tasks.items() if name.startswith("for-loop") and "generate-conversations" in spec["components"][task["componentRef"]["name"]]["dag"]["tasks"])
+    assert tasks[loop]["parameterIterator"]["items"]["inputParameter"].endswith("plan-shards-2-Output")
+    generate = spec["components"][tasks[loop]["componentRef"]["name"]]["dag"]["tasks"]["generate-conversations"]
+    parameters = generate["inputs"]["parameters"]
+    assert parameters["num_shards"]["componentInputParameter"] == "pipelinechannel--generate_num_shards"
+    assert parameters["max_concurrency"]["componentInputParameter"] == "pipelinechannel--generate_max_concurrency"  # the total, shared in the task
+    assert parameters["target_examples"]["componentInputParameter"] == "pipelinechannel--generate_target_examples"
+    merge = tasks["merge-generated-shards"]
+    assert merge["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == loop
+    for consumer in ("filter-conversations", "export-dataset"):
+        assert tasks[consumer]["inputs"]["artifacts"]["conversations"]["taskOutputArtifact"]["producerTask"] == "merge-generated-shards"
+
+
 def test_every_task_runs_the_project_image_without_pip_installs(compiled):
     executors = compiled[1][0]["deploymentSpec"]["executors"]
-    assert len(executors) == 7
+    assert len(executors) == 9
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == (CONVERT_IMAGE if name == "exec-convert-documents" else RUNTIME_IMAGE), name

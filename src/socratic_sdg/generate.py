@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -30,8 +32,8 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a cost map at import otherwise
@@ -40,16 +42,20 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from .endpoint import EndpointConfig, check_model  # noqa: E402
+from .filter import FilterOptions  # noqa: E402
 from .flow_catalog import flow_fingerprint, icl_defaults, load_diversity, loadable_flow_path, resolve_flow  # noqa: E402
 from .flow_catalog import package_flows as package_flows  # noqa: E402,F401  (re-exported)
 from .generation_checkpoint import Checkpoint  # noqa: E402
 from .generation_errors import EndpointUnavailable, GenerateError  # noqa: E402,F401  (re-exported)
-from .records import content_id, read_jsonl, write_json, write_jsonl  # noqa: E402
+from .records import AtomicWriter, content_id, dumps, read_json, read_jsonl, write_json  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FLOW_ID = "socratic-single-turn"
 TEMP_CHECKPOINT = ".generate-checkpoint"  # in output_dir when no checkpoint_dir is given; removed when done
+CONVERSATIONS_FILE = "conversations.jsonl"
+FAILED_FILE = "failed.jsonl"
+METRICS_FILE = "generate_metrics.json"
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,44 @@ class GenerateOptions:
     max_consecutive_failures: int = 0  # endpoint failures in a row that stop the run; 0 = automatic
     retry_failed: bool = True  # on resume, retry rows that failed for a transient reason
     transport: str = "direct"  # "direct": HTTP to the OpenAI-compatible endpoint (10x less CPU); "litellm": as sdg_hub does
+    # Stop early: no new row starts once target_examples conversations passed the filter's deterministic
+    # layers and dedup (judged with target_filter, None = the filter's defaults), or once max_requests
+    # requests were sent (also a hard cap: a request beyond it is not sent). 0 = no limit.
+    target_examples: int = 0
+    max_requests: int = 0
+    target_filter: FilterOptions | None = None
+    # Fan-out: this run generates from chunks at positions shard_index, shard_index + num_shards, ...
+    shard_index: int = 0
+    num_shards: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise GenerateError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise GenerateError(f"shard_index must be in 0..num_shards-1, got shard {self.shard_index} of {self.num_shards}")
+        if self.target_examples < 0 or self.max_requests < 0:
+            raise GenerateError("target_examples and max_requests must be 0 (no limit) or positive")
+
+    def for_shard(self, shard_index: int, num_shards: int) -> GenerateOptions:
+        """The options of one of ``num_shards`` generation tasks: its share of the run-wide budgets.
+
+        ``max_concurrency``, ``target_examples`` and ``max_requests`` are totals for the endpoint and
+        the dataset; each shard gets an even share (the remainder to the first shards), so the shards
+        together never send more requests at once than the endpoint is sized for.
+        """
+        def share(total: int, floor: int = 0) -> int:
+            if not total:
+                return 0
+            return max(floor, total // num_shards + (1 if shard_index < total % num_shards else 0))
+
+        return replace(
+            self,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            max_concurrency=share(self.max_concurrency, floor=1),
+            target_examples=share(self.target_examples, floor=1),
+            max_requests=share(self.max_requests, floor=1),
+        )
 
 
 @dataclass
@@ -97,6 +141,20 @@ class GenerateResult:
             "model": self.model,
             **self.stats,
         }
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> GenerateResult:
+        """The result back from ``generate_metrics.json``."""
+        stats = dict(metrics)
+        return cls(
+            input_rows=stats.pop("input_rows"),
+            output_rows=stats.pop("output_rows"),
+            failed_rows=stats.pop("failed_rows"),
+            execution_time_seconds=stats.pop("execution_time_seconds"),
+            flow_id=stats.pop("flow_id"),
+            model=stats.pop("model"),
+            stats=stats,
+        )
 
     def kfp_metrics(self) -> dict[str, float]:
         """The numeric metrics, flat (``metrics.log_metric(name, value)`` for each in a KFP component)."""
@@ -125,6 +183,11 @@ class GenerateResult:
         ]
         if s.get("rows_failed_by_kind"):
             lines.append("failed rows        " + ", ".join(f"{k} {v}" for k, v in s["rows_failed_by_kind"].items()))
+        if s.get("stopped_early"):
+            lines.append(
+                f"stopped early      {s['stopped_early']} reached: {s.get('rows_not_started', 0)} rows not started "
+                f"({s.get('prefilter_accepted', 0)} conversations pass the filter's deterministic layers)"
+            )
         return lines
 
 
@@ -227,22 +290,28 @@ def _diversity_columns(axes: dict[str, list] | None) -> tuple[str, ...]:
     return tuple(columns)
 
 
-def chunk_rows(
-    chunks: list[dict],
+def iter_chunk_rows(
+    chunks: Iterable[dict],
     options: GenerateOptions,
     diversity: dict[str, list] | None = None,
     required_columns: list[str] | tuple[str, ...] = (),
-) -> list[dict]:
-    """One input row per (chunk, sample) with the columns the flow needs.
+) -> Iterator[dict]:
+    """One input row per (chunk, sample) with the columns the flow needs, streamed.
 
-    Filled from the chunk (``document``/``text``, ``document_outline``, ``domain``), the flow's
-    diversity axes, the bundled ICL example for ``icl_*`` columns the flow requires, and
-    ``options.columns`` (which win). Duplicate chunks (same id and text) are kept once.
+    Only the first ``options.max_chunks`` chunks (0 = all) and, of those, this shard's (positions
+    ``shard_index + k * num_shards``). Filled from the chunk (``document``/``text``,
+    ``document_outline``, ``domain``), the flow's diversity axes, the bundled ICL example for
+    ``icl_*`` columns the flow requires, and ``options.columns`` (which win). Duplicate chunks (same
+    id and text) are kept once.
     """
     icl = icl_defaults() if any(c.startswith("icl_") for c in required_columns) else {}
     constants = {k: str(v) for k, v in (options.columns or {}).items()}
-    rows, seen = [], set()
-    for chunk in chunks:
+    seen = set()
+    for position, chunk in enumerate(chunks):
+        if options.max_chunks and position >= options.max_chunks:
+            break
+        if position % options.num_shards != options.shard_index:
+            continue
         if "chunk_id" not in chunk or "text" not in chunk:
             raise GenerateError("every chunk needs chunk_id and text; is the input a chunks.jsonl from `socratic-sdg chunk`?")
         text = str(chunk["text"])
@@ -267,8 +336,12 @@ def chunk_rows(
             if diversity:
                 row.update(_sample_diversity(diversity, options.seed, chunk["chunk_id"], sample))
             row.update(constants)
-            rows.append(row)
-    return rows
+            yield row
+
+
+def chunk_rows(chunks: Iterable[dict], options: GenerateOptions, diversity: dict[str, list] | None = None, required_columns=()) -> list[dict]:
+    """:func:`iter_chunk_rows` as a list."""
+    return list(iter_chunk_rows(chunks, options, diversity, required_columns))
 
 
 def _check_columns(flow, rows: list[dict], required: list[str]) -> None:
@@ -425,23 +498,25 @@ def run(
     endpoint: EndpointConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GenerateResult:
-    """Generate conversations for the chunks in ``input_path`` (chunks.jsonl) into ``output_dir``."""
+    """Generate conversations for the chunks in ``input_path`` (chunks.jsonl) into ``output_dir``.
+
+    Streams: the chunks are read as rows are started, finished rows go to the checkpoint on disk,
+    and the outputs are written from it one row at a time, so memory does not grow with the input.
+    """
     from .generation_engine import TERMINAL_ROW_KINDS, FlowRunner, LLMGateway, RequestPolicy, build_steps, run_rows
 
     started = time.monotonic()
-    if options.max_concurrency < 1:
-        raise GenerateError(f"max_concurrency must be at least 1, got {options.max_concurrency}")
     endpoint = endpoint or EndpointConfig.from_env()
     flow_path = resolve_flow_path(options)
     flow = _load_flow(flow_path, endpoint, options)
     flow_id = flow.metadata.id or options.flow_id
-    chunks = list(read_jsonl(input_path))
-    if options.max_chunks:
-        chunks = chunks[: options.max_chunks]
     diversity = load_diversity(flow_path)
     required = list(getattr(flow.metadata.dataset_requirements, "required_columns", None) or [])
-    rows = chunk_rows(chunks, options, diversity, required)
-    _check_columns(flow, rows, required)
+
+    def rows() -> Iterator[dict]:
+        return iter_chunk_rows(read_jsonl(input_path), options, diversity, required)
+
+    _check_columns(flow, list(itertools.islice(rows(), 1)), required)
     diversity_columns = _diversity_columns(diversity)
     steps = build_steps(flow, options.runtime_params)
     transport = _transport(options, endpoint)
@@ -473,13 +548,25 @@ def run(
                 return False
             return entry["status"] == "done" or entry.get("kind") in TERMINAL_ROW_KINDS or not options.retry_failed
 
-        todo = [row for row in rows if not finished(row)]
-        resumed = len(rows) - len(todo)
+        total_rows = todo_rows = 0
+        for row in rows():
+            total_rows += 1
+            todo_rows += not finished(row)
+        resumed = total_rows - todo_rows
         if progress and resumed:
-            progress(f"[generate] resuming from {checkpoint.directory}: {resumed} of {len(rows)} rows already done")
+            progress(f"[generate] resuming from {checkpoint.directory}: {resumed} of {total_rows} rows already done")
+
+        tracker = None
+        if options.target_examples:
+            from .generation_target import AcceptanceTracker
+
+            tracker = AcceptanceTracker(options.target_filter)
+            for entry in checkpoint.iter_entries():  # what a resumed run already has counts
+                if entry.get("status") == "done":
+                    tracker.add(entry["conversations"])
 
         llm_steps = sum(1 for s in steps if s.mode == "llm")
-        expected_requests = max(1, len(todo) * llm_steps)
+        expected_requests = max(1, todo_rows * llm_steps)
         policy = RequestPolicy(
             max_concurrency=options.max_concurrency,
             num_retries=max(0, options.num_retries),
@@ -489,10 +576,23 @@ def run(
             retry_budget=options.max_total_retries or max(50, expected_requests // 4),
             max_consecutive_failures=options.max_consecutive_failures or max(20, 2 * options.max_concurrency),
             seed=options.seed,
+            max_requests=options.max_requests,
         )
         counts = Counter()
         gateway_box: dict = {}
+        stop_reason: list[str] = []
         last_report = [time.monotonic()]
+
+        def should_start(active_rows: int) -> bool:
+            gateway = gateway_box["gateway"]
+            if tracker is not None and tracker.accepted >= options.target_examples:
+                stop_reason.append("target_examples")
+                return False
+            # a new row may need llm_steps requests, and so may each row still in the flow
+            if options.max_requests and gateway.stats.requests + (active_rows + 1) * llm_steps > options.max_requests:
+                stop_reason.append("max_requests")
+                return False
+            return True
 
         async def main():
             gateway = LLMGateway(policy, transport, api_base=endpoint.api_base)
@@ -504,19 +604,23 @@ def run(
                 checkpoint.add(entry)
                 counts[entry["status"]] += 1
                 counts["conversations"] += len(entry.get("conversations", []))
+                if tracker is not None and entry["status"] == "done":
+                    tracker.add(entry["conversations"])
                 if checkpoint.due():
                     await asyncio.to_thread(checkpoint.write, checkpoint.take_pending())
                 now = time.monotonic()
                 if progress and now - last_report[0] >= 5.0:
                     last_report[0] = now
                     elapsed = now - started
+                    target = f", {tracker.accepted}/{options.target_examples} pass the filter" if tracker else ""
                     progress(
-                        f"[generate {counts['done'] + counts['failed']}/{len(todo)}] {counts['conversations']} conversations, "
+                        f"[generate {counts['done'] + counts['failed']}/{todo_rows}] {counts['conversations']} conversations{target}, "
                         f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
                         f"{gateway.limiter.active} in flight, {elapsed:.0f}s"
                     )
 
-            return await run_rows(runner, todo, on_row_done, max_active_rows=max(16, 4 * options.max_concurrency))
+            todo = (row for row in rows() if not finished(row))
+            return await run_rows(runner, todo, on_row_done, max_active_rows=max(16, 4 * options.max_concurrency), should_start=should_start)
 
         try:
             with _terminate_gracefully():
@@ -527,23 +631,28 @@ def run(
             raise EndpointUnavailable(f"{exc}{where}") from None
         checkpoint.flush()
 
-        conversations: list[dict] = []
-        failed: list[dict] = []
+        stopped_early = stop_reason[0] if report and report.stopped_early and stop_reason else None
+        output_rows = failed_rows = not_started = 0
         seen_ids: set[str] = set()
         rows_failed_by_kind: Counter = Counter()
-        for row in rows:
-            entry = entries.get(row["row_id"])
-            if entry is None:  # cannot happen after a complete run; never lose a row silently
-                entry = {"status": "failed", "kind": "not_run", "reason": "the row was not processed", "block": ""}
-            if entry["status"] == "done":
-                for conversation in entry["conversations"]:
-                    if conversation["id"] not in seen_ids:
-                        seen_ids.add(conversation["id"])
-                        conversations.append(conversation)
-            else:
-                rows_failed_by_kind[entry["kind"]] += 1
-                failed.append(
-                    {
+        with AtomicWriter(out / CONVERSATIONS_FILE) as conversations_out, AtomicWriter(out / FAILED_FILE) as failed_out:
+            for row in rows():
+                entry = entries.get(row["row_id"])
+                if entry is None and stopped_early:
+                    not_started += 1  # never started: the target or the request budget was reached first
+                    continue
+                if entry is None:  # cannot happen after a complete run; never lose a row silently
+                    entry = {"status": "failed", "kind": "not_run", "reason": "the row was not processed", "block": ""}
+                if entry["status"] == "done":
+                    for conversation in checkpoint.read_entry(row["row_id"])["conversations"]:
+                        if conversation["id"] not in seen_ids:
+                            seen_ids.add(conversation["id"])
+                            conversations_out.write(dumps(conversation) + "\n")
+                            output_rows += 1
+                else:
+                    failed_rows += 1
+                    rows_failed_by_kind[entry["kind"]] += 1
+                    failed = {
                         "row_id": row["row_id"],
                         "chunk_id": row["chunk_id"],
                         "sample_index": row["sample_index"],
@@ -551,21 +660,25 @@ def run(
                         "reason": entry["reason"],
                         "block": entry.get("block", ""),
                     }
-                )
-        write_jsonl(out / "conversations.jsonl", conversations)
-        write_jsonl(out / "failed.jsonl", failed)
+                    failed_out.write(dumps(failed) + "\n")
 
         gateway = gateway_box.get("gateway")
         request_stats = gateway.stats.as_dict() if gateway else {}
         wall = time.monotonic() - started
         engine_seconds = report.wall_seconds if report else 0.0
         stats = {
-            "rows_done": len(rows) - len(failed),
+            "rows_done": total_rows - failed_rows - not_started,
             "rows_resumed": resumed,
             "rows_generated_this_run": counts["done"] + counts["failed"],
             "rows_failed_by_kind": dict(sorted(rows_failed_by_kind.items())),
+            "rows_not_started": not_started,
+            "stopped_early": stopped_early,
+            "target_examples": options.target_examples,
+            "max_requests": options.max_requests,
+            "prefilter_accepted": tracker.accepted if tracker else None,
             **request_stats,
             "max_concurrency": options.max_concurrency,
+            "num_shards": options.num_shards,
             "rows_per_block_call": round(report.rows_per_block_call, 2) if report else 0.0,
             "generation_seconds": round(engine_seconds, 3),
             "requests_per_second": round(request_stats.get("requests", 0) / engine_seconds, 3) if engine_seconds > 0 else 0.0,
@@ -575,19 +688,20 @@ def run(
             "checkpoint_dir": None if temporary else str(checkpoint.directory),
         }
         result = GenerateResult(
-            input_rows=len(rows),
-            output_rows=len(conversations),
-            failed_rows=len(failed),
+            input_rows=total_rows,
+            output_rows=output_rows,
+            failed_rows=failed_rows,
             execution_time_seconds=wall,
             flow_id=flow_id,
             model=endpoint.model,
             stats=stats,
         )
-        write_json(out / "generate_metrics.json", result.metrics())
+        write_json(out / METRICS_FILE, result.metrics())
         if progress:
             progress(
-                f"[generate {len(rows)}/{len(rows)}] {len(conversations)} conversations, {len(failed)} failed, "
-                f"{stats['requests_per_second']:.1f} req/s, {wall:.0f}s"
+                f"[generate {total_rows}/{total_rows}] {output_rows} conversations, {failed_rows} failed, "
+                + (f"{not_started} not started ({stopped_early} reached), " if stopped_early else "")
+                + f"{stats['requests_per_second']:.1f} req/s, {wall:.0f}s"
             )
     except BaseException:
         checkpoint.close()
@@ -596,4 +710,75 @@ def run(
         checkpoint.remove()
     else:
         checkpoint.close()
+    return result
+
+
+# --- fan-out ----------------------------------------------------------------------------------
+
+# How each run-wide metric of the shards combines: the slowest shard's time, the first shard's
+# labels; everything else (counts, tokens, concurrency, failures by kind) adds up.
+_SLOWEST = frozenset({"execution_time_seconds", "wall_time_seconds", "generation_seconds"})
+_RECOMPUTED = frozenset({"requests_per_second", "mean_request_seconds", "rows_per_block_call", "checkpoint_dir", "stopped_early"})
+
+
+def _combine_metrics(parts: Sequence[dict]) -> dict:
+    combined: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if key in _RECOMPUTED:
+                continue
+            if key in _SLOWEST:
+                combined[key] = max(combined.get(key, 0.0), value)
+            elif isinstance(value, dict):
+                into = combined.setdefault(key, {})
+                for k, v in value.items():
+                    into[k] = into.get(k, 0) + v
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                combined[key] = combined.get(key, 0) + value
+            else:
+                combined.setdefault(key, value)
+    seconds = combined.get("generation_seconds", 0.0)
+    succeeded = sum(p.get("requests_succeeded", 0) for p in parts)
+    combined["requests_per_second"] = round(combined.get("requests", 0) / seconds, 3) if seconds else 0.0
+    combined["mean_request_seconds"] = (
+        round(sum(p.get("mean_request_seconds", 0.0) * p.get("requests_succeeded", 0) for p in parts) / succeeded, 4) if succeeded else 0.0
+    )
+    combined["stopped_early"] = next((p["stopped_early"] for p in parts if p.get("stopped_early")), None)
+    combined["checkpoint_dirs"] = [p["checkpoint_dir"] for p in parts if p.get("checkpoint_dir")]
+    combined["num_shards"] = len(parts)
+    return combined
+
+
+def merge(shard_dirs: Sequence[str | os.PathLike[str]], output_dir: str | os.PathLike[str], chunks_path: str | os.PathLike[str]) -> GenerateResult:
+    """Merge the outputs of generation shards into the files one run would have written.
+
+    Records are put back in chunk order (the order of ``chunks_path``, then sample index), streamed
+    through a k-way merge of the shards' files, so the ids and their order are the same whatever
+    the number of shards.
+    """
+    if not shard_dirs:
+        raise GenerateError("no generation shard to merge")
+    positions: dict[str, int] = {}
+    for position, chunk in enumerate(read_jsonl(chunks_path)):
+        positions.setdefault(str(chunk.get("chunk_id")), position)
+    last = len(positions)
+
+    def order(record: dict) -> tuple[int, int]:
+        where = record.get("metadata", record)  # conversations keep it in metadata, failed rows at the top
+        return positions.get(str(where.get("chunk_id")), last), int(where.get("sample_index", 0))
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = [Path(d) for d in shard_dirs]
+    for name in (CONVERSATIONS_FILE, FAILED_FILE):
+        seen: set[str] = set()
+        with AtomicWriter(out / name) as handle:
+            for record in heapq.merge(*(read_jsonl(d / name) for d in dirs), key=order):
+                key = record.get("id") or record.get("row_id")
+                if key in seen:
+                    continue
+                seen.add(key)
+                handle.write(dumps(record) + "\n")
+    result = GenerateResult.from_metrics(_combine_metrics([read_json(d / METRICS_FILE) for d in dirs]))
+    write_json(out / METRICS_FILE, result.metrics())
     return result

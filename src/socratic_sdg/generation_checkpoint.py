@@ -11,6 +11,10 @@ Layout of the folder (on a cluster, a path on a PVC):
   open. A row is written once when it finishes; a failed row that a resumed run retries gets a second
   line, and the last line of a row wins, except that "done" is never replaced.
 * ``.generate.lock``: an exclusive ``flock`` held while a run uses the folder.
+
+Memory stays flat however many rows a run has: the checkpoint keeps, per row, only its status and
+where its line is in the file (``entries``); the conversations are read back from disk one row at a
+time (:meth:`Checkpoint.read_entry`) when the outputs are written.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .generation_errors import GenerateError
@@ -38,9 +43,10 @@ class Checkpoint:
         self.manifest = {"format": FORMAT, **manifest}
         self.save_freq = max(1, int(save_freq))
         self.save_interval = save_interval
-        self.entries: dict[str, dict] = {}
+        self.entries: dict[str, dict] = {}  # row_id -> the entry without its conversations
         self.torn_bytes = 0  # bytes of a torn last line cut off at open
-        self._pending: list[str] = []
+        self._offsets: dict[str, int] = {}  # row_id -> byte offset of its line in the rows file
+        self._pending: list[tuple[str, bytes]] = []
         self._last_flush = time.monotonic()
         self._fd: int | None = None
         self._lock_fd: int | None = None
@@ -51,7 +57,7 @@ class Checkpoint:
         return self.directory / ROWS
 
     def open(self) -> dict[str, dict]:
-        """Lock the folder, check the manifest, load finished rows (row_id -> entry)."""
+        """Lock the folder, check the manifest, index finished rows (row_id -> entry without conversations)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -87,53 +93,72 @@ class Checkpoint:
         entries: dict[str, dict] = {}
         if not path.is_file():
             return entries
-        data = path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a line torn by a kill mid-write: cut it off
-            self.torn_bytes = len(data) - end
-            with open(path, "r+b") as handle:
-                handle.truncate(end)
-                handle.flush()
-                os.fsync(handle.fileno())
-            data = data[:end]
-        for line in data.decode("utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # cannot happen with whole-line appends; skip rather than lose the run
-            row_id = entry.get("row_id")
-            if not row_id:
-                continue
-            if entries.get(row_id, {}).get("status") == "done":
-                continue
-            entries[row_id] = entry
+        with open(path, "r+b") as handle:
+            offset = 0
+            for line in handle:
+                if not line.endswith(b"\n"):  # a line torn by a kill mid-write: cut it off
+                    self.torn_bytes = len(line)
+                    handle.truncate(offset)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    break
+                start, offset = offset, offset + len(line)
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # cannot happen with whole-line appends; skip rather than lose the run
+                row_id = entry.get("row_id") if isinstance(entry, dict) else None
+                if not row_id or entries.get(row_id, {}).get("status") == "done":
+                    continue
+                entries[row_id] = _summary(entry)
+                self._offsets[row_id] = start
         return entries
+
+    def read_entry(self, row_id: str) -> dict | None:
+        """The full entry of a row (with its conversations), read back from the rows file."""
+        offset = self._offsets.get(row_id)
+        if offset is None:
+            return None
+        with open(self.rows_path, "rb") as handle:
+            handle.seek(offset)
+            return json.loads(handle.readline())
+
+    def iter_entries(self) -> Iterator[dict]:
+        """Every row's current full entry, in file order (one line in memory at a time)."""
+        wanted = {offset for offset in self._offsets.values()}
+        with open(self.rows_path, "rb") as handle:
+            offset = 0
+            for line in handle:
+                if offset in wanted:
+                    yield json.loads(line)
+                offset += len(line)
 
     def add(self, entry: dict) -> None:
         row_id = entry["row_id"]
         if self.entries.get(row_id, {}).get("status") == "done":
             return  # never a second record for a finished row
-        self.entries[row_id] = entry
-        self._pending.append(dumps(entry) + "\n")
+        self.entries[row_id] = _summary(entry)
+        self._pending.append((row_id, (dumps(entry) + "\n").encode("utf-8")))
 
     def due(self) -> bool:
         return bool(self._pending) and (len(self._pending) >= self.save_freq or time.monotonic() - self._last_flush >= self.save_interval)
 
-    def take_pending(self) -> bytes:
-        data = "".join(self._pending).encode("utf-8")
-        self._pending.clear()
+    def take_pending(self) -> list[tuple[str, bytes]]:
+        pending, self._pending = self._pending, []
         self._last_flush = time.monotonic()
-        return data
+        return pending
 
-    def write(self, data: bytes) -> None:
+    def write(self, lines: list[tuple[str, bytes]]) -> None:
         """Append and fsync (safe to call from a worker thread; calls are serialised)."""
-        if not data:
+        if not lines:
             return
         with self._write_lock:
             assert self._fd is not None, "checkpoint not open"
-            view = memoryview(data)
+            offset = os.lseek(self._fd, 0, os.SEEK_END)  # only this run appends: the folder is locked
+            for row_id, line in lines:
+                self._offsets[row_id] = offset
+                offset += len(line)
+            view = memoryview(b"".join(line for _, line in lines))
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
@@ -164,3 +189,10 @@ class Checkpoint:
             self.directory.rmdir()
         except OSError:
             pass
+
+
+def _summary(entry: dict) -> dict:
+    """What the run needs to know of a row without holding its conversations."""
+    summary = {k: v for k, v in entry.items() if k != "conversations"}
+    summary["num_conversations"] = len(entry.get("conversations") or [])
+    return summary

@@ -35,7 +35,7 @@ import random
 import time
 import warnings
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,7 @@ class RequestPolicy:
     retry_budget: int = 100  # retries for the whole run: no retry storm against a failing endpoint
     max_consecutive_failures: int = 50  # endpoint-kind failures in a row (no success between) stop the run
     seed: int | None = None  # per-request sampling seed derived from it (reproducible generations on vLLM)
+    max_requests: int = 0  # hard cap on attempts sent for the whole run (0 = none); beyond it a request fails as request_budget
 
 
 class RequestFailure(Exception):
@@ -305,6 +306,11 @@ class LLMGateway:
             if self.aborted:
                 self.limiter.release(units)
                 raise self.aborted
+            if self.policy.max_requests and self.stats.requests >= self.policy.max_requests:
+                self.limiter.release(units)
+                failure = RequestFailure("request_budget", f"not sent: the run's max_requests budget ({self.policy.max_requests}) is spent")
+                self.stats.failures_by_kind[failure.kind] += 1
+                raise failure
             self.stats.requests += 1
             started = time.monotonic()
             retry_after = None
@@ -675,28 +681,32 @@ class SchedulerReport:
     max_in_flight: int = 0
     block_calls: int = 0
     rows_per_block_call: float = 0.0
+    stopped_early: bool = False  # should_start said no before the rows ran out
 
 
 async def run_rows(
     runner: FlowRunner,
-    rows: list[dict],
+    rows: Iterable[dict],
     on_row_done: Callable[[dict, RowResult], Awaitable[None]],
     max_active_rows: int,
+    should_start: Callable[[int], bool] | None = None,
 ) -> SchedulerReport:
-    """Run every row, keeping about ``max_active_rows`` rows in the flow at once.
+    """Run the rows (any iterable, consumed lazily), keeping about ``max_active_rows`` in the flow at once.
 
     More rows than request slots are kept active so that a request slot freed by one row is taken at
     once by a request waiting in another (the limiter keeps the in-flight count at its limit).
+    ``should_start(active_rows)`` is asked before each new row; once it says no, no more rows start
+    and the rows in the flow finish (``SchedulerReport.stopped_early``).
     """
     gateway = runner.gateway
     await gateway.transport.start()
     try:
-        return await _run_rows(runner, rows, on_row_done, max_active_rows)
+        return await _run_rows(runner, rows, on_row_done, max_active_rows, should_start)
     finally:
         await gateway.transport.close()
 
 
-async def _run_rows(runner, rows, on_row_done, max_active_rows) -> SchedulerReport:
+async def _run_rows(runner, rows, on_row_done, max_active_rows, should_start) -> SchedulerReport:
     gateway = runner.gateway
     gateway.limiter.reset_clock()
     started = time.monotonic()
@@ -704,6 +714,7 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows) -> SchedulerRepo
     slot_freed = asyncio.Event()
     tasks: set[asyncio.Task] = set()
     error: list[BaseException] = []
+    stopped_early = False
 
     async def one(order: int, row: dict) -> None:
         nonlocal active
@@ -724,6 +735,9 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows) -> SchedulerRepo
                 slot_freed.clear()
                 await slot_freed.wait()
             if error:
+                break
+            if should_start is not None and not should_start(active):
+                stopped_early = True
                 break
             active += 1
             task = asyncio.create_task(one(order, row))
@@ -747,6 +761,7 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows) -> SchedulerRepo
         max_in_flight=gateway.limiter.max_active,
         block_calls=calls,
         rows_per_block_call=(sum(s.rows for s in runner.segments) / calls) if calls else 0.0,
+        stopped_early=stopped_early,
     )
 
 

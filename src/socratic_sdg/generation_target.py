@@ -1,0 +1,38 @@
+"""Target-driven generation: count, as rows finish, the conversations the quality filter would keep.
+
+``target_examples`` stops a generation run from starting new rows once enough conversations have
+passed the filter's deterministic layers and dedup, so a run does not pay for far more requests
+than the dataset needs. The count uses the same rules file and options as the filter stage (the
+optional LLM judge is not run here: it would double the requests), so the filter stage may still
+drop a few more; it remains the gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from .filter import FilterOptions, check_record, load_rules
+
+
+class AcceptanceTracker:
+    def __init__(self, options: FilterOptions | None = None):
+        self.options = replace(options or FilterOptions(), judge=False, judge_endpoint=None, judge_complete=None)
+        self.rules = load_rules(self.options.rules_path)
+        self.dedup = None
+        if self.options.dedup:
+            from .filter_dedup import Deduplicator
+
+            self.dedup = Deduplicator(self.options.dedup_options())
+        self.accepted = 0
+
+    def add(self, conversations: Iterable[dict]) -> int:
+        """Check a finished row's conversations; returns how many the filter would accept."""
+        passing = [c for c in conversations if not check_record(c, self.rules, self.options)]
+        if passing and self.dedup is not None:
+            from .filter_dedup import DedupCandidate
+
+            verdicts = self.dedup.check_block([DedupCandidate(str(c.get("id", "")), c["messages"]) for c in passing])
+            passing = [c for c, (reason, _) in zip(passing, verdicts) if reason is None]
+        self.accepted += len(passing)
+        return len(passing)
