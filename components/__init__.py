@@ -6,6 +6,7 @@ library is installed) and only maps artifacts and parameters onto the stage's ``
 
 from .chunk_documents import chunk_documents
 from .convert_documents import convert_documents, merge_converted_shards, plan_shards
+from .estimate_generation import estimate_generation
 from .export_dataset import export_dataset
 from .filter_conversations import filter_conversations
 from .generate_conversations import generate_conversations, merge_generated_shards
@@ -17,6 +18,7 @@ __all__ = [
     "RUNTIME_IMAGE",
     "chunk_documents",
     "convert_documents",
+    "estimate_generation",
     "export_dataset",
     "filter_conversations",
     "generate_conversations",

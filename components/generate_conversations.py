@@ -33,6 +33,7 @@ def generate_conversations(
     language: str = "",
     check_leakage: bool = True,
     dedup: bool = True,
+    dry_run: bool = False,
 ):
     """Generate Socratic conversations from chunks with an sdg_hub flow.
 
@@ -64,6 +65,7 @@ def generate_conversations(
         language: As the filter: tutor turns in this language (empty = no check).
         check_leakage: As the filter: reject tutor turns that state the answer.
         dedup: As the filter: duplicates do not count towards the target.
+        dry_run: Send no request and write empty outputs (the pipeline's estimate-only mode).
     """
     import hashlib
     import os
@@ -73,7 +75,10 @@ def generate_conversations(
     from socratic_sdg.filter import FilterOptions
     from socratic_sdg.records import content_id
 
-    os.makedirs(conversations.path, exist_ok=True)
+    if dry_run:
+        stage.write_nothing_generated(conversations.path, "estimate only: nothing generated")
+        print("estimate only: nothing generated, no request sent")
+        return
     chunks_file = os.path.join(chunks.path, "chunks.jsonl")
     checkpoint_dir = None
     if checkpoint_pvc_path:

@@ -63,6 +63,8 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
             "convert_pipeline": "standard" if os.environ.get("DOCLING_ARTIFACTS_PATH") else "native",
             "convert_cache_dir": str(output_root / "cache" / "convert"),
             "generate_checkpoint_dir": str(output_root / "checkpoints" / "generate"),
+            # A CPU model is slow: the local run estimates from counts; `socratic-sdg estimate` probes.
+            "generate_estimate_probe_rows": 0,
             **options.parameters,
         }
         task = socratic_sdg_pipeline(**parameters)

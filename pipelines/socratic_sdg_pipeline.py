@@ -12,6 +12,7 @@ from kfp.dsl import Dataset
 from socratic_sdg.components import (
     chunk_documents,
     convert_documents,
+    estimate_generation,
     export_dataset,
     filter_conversations,
     generate_conversations,
@@ -62,6 +63,8 @@ def socratic_sdg_pipeline(
     generate_num_shards: int = 1,
     generate_target_examples: int = 0,
     generate_max_requests: int = 0,
+    generate_estimate_probe_rows: int = 8,
+    generate_estimate_only: bool = False,
     generate_conversations_per_chunk: int = 1,
     generate_max_chunks: int = 0,
     generate_checkpoint_dir: str = "/data/checkpoints/generate",
@@ -118,6 +121,8 @@ def socratic_sdg_pipeline(
         generate_num_shards: Generation tasks run side by side, each on every n-th chunk with its share of generate_max_concurrency, generate_target_examples and generate_max_requests; merged back in chunk order.
         generate_target_examples: Stop starting new rows once this many conversations pass the quality filter's rules, leakage check and dedup (0 = generate from every chunk); the filter stage still has the last word.
         generate_max_requests: Hard cap on requests to the endpoint for the whole run (0 = none).
+        generate_estimate_probe_rows: Before generating, estimate requests, tokens and time for generate_target_examples (or 1000) from the chunks and this many probe rows generated and filtered (0 = counts and assumptions only, no request).
+        generate_estimate_only: Dry run: stop after the estimate (generation sends no request; filter and export see no record).
         generate_conversations_per_chunk: Conversations generated per chunk.
         generate_max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
         generate_checkpoint_dir: Folder on the PVC where generation appends its progress, in a subfolder per chunks file and settings: a retried task or a rerun with the same inputs resumes instead of starting over (empty = no checkpoint kept).
@@ -185,6 +190,32 @@ def socratic_sdg_pipeline(
     )
     set_limits(chunk_task, cpu=("500m", "2"), memory=("1Gi", "4Gi"), timeout_seconds=HOUR)
 
+    estimate_task = estimate_generation(
+        chunks=chunk_task.outputs["chunks"],
+        target_examples=generate_target_examples,
+        probe_rows=generate_estimate_probe_rows,
+        flow_id=generate_flow_id,
+        flow_yaml_path=generate_flow_yaml_path,
+        model=generate_model,
+        max_concurrency=generate_max_concurrency,
+        conversations_per_chunk=generate_conversations_per_chunk,
+        max_chunks=generate_max_chunks,
+        seed=generate_seed,
+        runtime_params=generate_runtime_params,
+        columns=generate_columns,
+        request_timeout=generate_request_timeout,
+        rules_path=filter_rules_path,
+        require_question=filter_require_question,
+        language=filter_language,
+        check_leakage=filter_check_leakage,
+    )
+    kubernetes.use_secret_as_env(
+        estimate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
+    )
+    kubernetes.mount_pvc(estimate_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)  # a flow YAML may live there
+    set_limits(estimate_task, cpu=("500m", "2"), memory=("1Gi", "4Gi"), timeout_seconds=HOUR)
+    estimate_task.set_env_variable("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
     generate_shards_task = plan_shards(num_shards=generate_num_shards)
     set_limits(generate_shards_task, cpu=("100m", "500m"), memory=("256Mi", "512Mi"), timeout_seconds=MINUTE * 5)
     with dsl.ParallelFor(generate_shards_task.output) as generate_shard_index:
@@ -212,7 +243,9 @@ def socratic_sdg_pipeline(
             language=filter_language,
             check_leakage=filter_check_leakage,
             dedup=filter_dedup,
+            dry_run=generate_estimate_only,
         )
+        generate_task.after(estimate_task)  # the estimate is on the dashboard before the first request
         kubernetes.use_secret_as_env(
             generate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS}
         )

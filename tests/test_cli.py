@@ -12,7 +12,7 @@ from fake_openai import TUTOR
 from socratic_sdg import cli
 from socratic_sdg.records import read_jsonl
 
-COMMANDS = ["convert", "chunk", "generate", "filter", "export", "validate", "run", "compile", "submit", "flows", "serve-local"]
+COMMANDS = ["convert", "chunk", "generate", "estimate", "filter", "export", "validate", "run", "compile", "submit", "flows", "serve-local"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -50,6 +50,25 @@ def test_stages_one_by_one_on_plain_files(tmp_path, samples_dir, fake_llm, monke
     records = list(read_jsonl(work / "dataset" / "train.jsonl")) + list(read_jsonl(work / "dataset" / "validation.jsonl"))
     assert len(records) == 3
     assert all(r["messages"][-1] == {"role": "assistant", "content": TUTOR} for r in records)
+
+
+def test_estimate_then_a_target_driven_generate(tmp_path, sample_chunks, fake_llm, monkeypatch, capsys):
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    chunks = str(sample_chunks)
+    assert cli.main(["estimate", "--input", chunks, "--target-examples", "4", "--probe-rows", "3", "--no-dedup", "--output-dir", str(tmp_path / "estimate")]) == 0
+    estimate = json.loads((tmp_path / "estimate" / "estimate.json").read_text())
+    assert estimate["basis"] == "probe" and estimate["acceptance_rate"] == 1.0 and estimate["requests"] == 4 * 3
+    out = capsys.readouterr().out
+    assert "requests           12" in out
+
+    fake_llm.reset_stats()
+    args = ["generate", "--input", chunks, "--output-dir", str(tmp_path / "g"), "--target-examples", "4", "--no-dedup", "--max-concurrency", "1"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "stopped early      target_examples reached" in out
+    generated = list(read_jsonl(tmp_path / "g" / "conversations.jsonl"))
+    assert 4 <= len(generated) <= 4 + 16 and fake_llm.requests == 3 * len(generated)
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, monkeypatch):

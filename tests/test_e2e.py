@@ -90,6 +90,21 @@ def test_sharded_generation_gives_the_same_records_as_one_task(tmp_path, samples
     assert len(ids[1]) == 5 and ids[3] == ids[1]
 
 
+def test_estimate_only_probes_the_endpoint_and_generates_nothing(tmp_path, samples_dir, fake_llm, monkeypatch):
+    import json
+
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
+    parameters = FAKE_SERVER_PARAMETERS | {"generate_estimate_only": True, "generate_estimate_probe_rows": 2, "generate_target_examples": 10}
+    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters=parameters))
+    assert result.summary["generated"] == 0 and result.summary["accepted"] == 0
+    assert fake_llm.requests == 2 * 3  # the probe's rows only
+    (estimate_file,) = (tmp_path / "out" / "runs").rglob("estimate.json")
+    estimate = json.loads(estimate_file.read_text())
+    assert estimate["basis"] == "probe" and estimate["target_examples"] == 10 and estimate["requests"] == 10 * 3
+
+
 def test_the_sdg_pipeline_nests_in_a_bigger_pipeline_and_feeds_the_next_step(tmp_path, samples_dir, fake_llm, monkeypatch):
     from kfp import local
 

@@ -184,7 +184,7 @@ def test_every_task_runs_a_project_image_with_nothing_installed_at_run_time(comp
 def test_every_task_of_the_pipeline_has_cpu_and_memory_requests_and_limits():
     spec, _ = _spec(COMPILED)
     tasks = _tasks(spec)
-    assert len(tasks) == 9
+    assert len(tasks) == 10
     for name, _, label in tasks:
         resources = spec["deploymentSpec"]["executors"][label]["container"].get("resources", {})
         for kind in ("Cpu", "Memory"):

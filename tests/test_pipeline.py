@@ -128,7 +128,7 @@ def test_generation_fans_out_over_shards_and_is_merged_before_the_filter(compile
 
 def test_every_task_runs_the_project_image_without_pip_installs(compiled):
     executors = compiled[1][0]["deploymentSpec"]["executors"]
-    assert len(executors) == 9
+    assert len(executors) == 10
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == (CONVERT_IMAGE if name == "exec-convert-documents" else RUNTIME_IMAGE), name

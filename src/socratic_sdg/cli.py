@@ -75,19 +75,17 @@ def cmd_chunk(args) -> int:
     return 0
 
 
-def cmd_generate(args) -> int:
+def _generate_options(args):
     from . import generate
-    from .endpoint import EndpointConfig
 
-    endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model)
-    options = generate.GenerateOptions(
+    return generate.GenerateOptions(
         flow_id=args.flow_id,
         flow_yaml_path=args.flow_yaml,
         max_concurrency=args.max_concurrency,
         conversations_per_chunk=args.conversations_per_chunk,
         max_chunks=args.max_chunks,
-        checkpoint_dir=args.checkpoint_dir,
-        save_freq=args.save_freq,
+        checkpoint_dir=getattr(args, "checkpoint_dir", None),
+        save_freq=getattr(args, "save_freq", 16),
         seed=args.seed,
         runtime_params=generate.load_runtime_params(args.runtime_params) if args.runtime_params else None,
         columns=generate.parse_columns(args.column) if args.column else None,
@@ -95,8 +93,41 @@ def cmd_generate(args) -> int:
         request_timeout=args.request_timeout,
         transport=args.transport,
         domain=args.domain,
+        target_examples=getattr(args, "target_examples", 0),
+        max_requests=getattr(args, "max_requests", 0),
+        target_filter=_target_filter(args),
     )
-    result = generate.run(args.input, args.output_dir, options, endpoint, progress=_say)
+
+
+def _target_filter(args):
+    from .filter import FilterOptions
+
+    return FilterOptions(rules_path=args.rules, dedup=not args.no_dedup, check_leakage=not args.no_leakage)
+
+
+def cmd_generate(args) -> int:
+    from . import generate
+    from .endpoint import EndpointConfig
+
+    endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model)
+    result = generate.run(args.input, args.output_dir, _generate_options(args), endpoint, progress=_say)
+    for line in result.summary_lines():
+        _say(line)
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from . import estimate
+    from .endpoint import EndpointConfig
+
+    options = estimate.EstimateOptions(
+        target_examples=args.target_examples,
+        probe_rows=args.probe_rows,
+        generate_options=_generate_options(args),
+        filter_options=_target_filter(args),
+    )
+    endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model) if args.probe_rows else None
+    result = estimate.run(args.input, options, endpoint, progress=_say, output_dir=args.output_dir)
     for line in result.summary_lines():
         _say(line)
     return 0
@@ -270,6 +301,28 @@ def cmd_serve_local(args) -> int:
     return 0
 
 
+def _add_generation_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of a generation run, shared by generate and estimate (which predicts one)."""
+    p.add_argument("--flow-id", default="socratic-single-turn", help="flow id (default: socratic-single-turn)")
+    p.add_argument("--flow-yaml", help="path to a flow YAML; wins over --flow-id")
+    p.add_argument("--api-base", help="endpoint base URL (default: $LLM_API_BASE)")
+    p.add_argument("--model", help="model name on the endpoint (default: $LLM_MODEL)")
+    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    p.add_argument("--conversations-per-chunk", type=int, default=1)
+    p.add_argument("--max-chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the persona and request-type sampling (default 42)")
+    p.add_argument("--runtime-params", help="sdg_hub runtime_params: JSON text or a .json/.yaml file (e.g. per-block max_tokens)")
+    p.add_argument("--column", action="append", default=[], metavar="NAME=VALUE", help="fill a flow's required column with a constant (repeatable)")
+    p.add_argument("--num-retries", type=int, default=3, help="retries per request before its row fails (default 3)")
+    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--transport", default="direct", choices=["direct", "litellm"], help="direct HTTP (default, ~10x less CPU) or litellm as sdg_hub does")
+    p.add_argument("--domain", default="mathematics", help="the domain column some flows require (default mathematics)")
+    target = p.add_argument_group("quality filter the acceptance is counted with (as `socratic-sdg filter`)")
+    target.add_argument("--rules", help="rules YAML (default: the packaged rules)")
+    target.add_argument("--no-dedup", action="store_true", help="duplicates count as accepted")
+    target.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="socratic-sdg",
@@ -323,23 +376,24 @@ def build_parser() -> argparse.ArgumentParser:
             --conversations-per-chunk 4 --checkpoint-dir work/checkpoint     # rerun the same command to resume""")
     p.add_argument("--input", required=True, help="chunks.jsonl")
     p.add_argument("--output-dir", required=True, help="where conversations.jsonl, failed.jsonl and generate_metrics.json go")
-    p.add_argument("--flow-id", default="socratic-single-turn", help="flow id (default: socratic-single-turn)")
-    p.add_argument("--flow-yaml", help="path to a flow YAML; wins over --flow-id")
-    p.add_argument("--api-base", help="endpoint base URL (default: $LLM_API_BASE)")
-    p.add_argument("--model", help="model name on the endpoint (default: $LLM_MODEL)")
-    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    p.add_argument("--conversations-per-chunk", type=int, default=1)
-    p.add_argument("--max-chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
+    _add_generation_arguments(p)
     p.add_argument("--checkpoint-dir", help="append progress here (a PVC path on the cluster); run again with the same folder to resume")
     p.add_argument("--save-freq", type=int, default=16, help="fsync the checkpoint every N finished rows (default 16; also every second)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the persona and request-type sampling (default 42)")
-    p.add_argument("--runtime-params", help="sdg_hub runtime_params: JSON text or a .json/.yaml file (e.g. per-block max_tokens)")
-    p.add_argument("--column", action="append", default=[], metavar="NAME=VALUE", help="fill a flow's required column with a constant (repeatable)")
-    p.add_argument("--num-retries", type=int, default=3, help="retries per request before its row fails (default 3)")
-    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request (default 120)")
-    p.add_argument("--transport", default="direct", choices=["direct", "litellm"], help="direct HTTP (default, ~10x less CPU) or litellm as sdg_hub does")
-    p.add_argument("--domain", default="mathematics", help="the domain column some flows require (default mathematics)")
+    p.add_argument("--target-examples", type=int, default=0,
+                   help="stop starting rows once N conversations pass the filter's rules, leakage check and dedup (0 = all rows)")
+    p.add_argument("--max-requests", type=int, default=0, help="hard cap on requests to the endpoint (0 = none)")
     p.set_defaults(func=cmd_generate)
+
+    p = _add(sub, "estimate", "Estimate requests, tokens and time for a target number of accepted examples.", """
+        socratic-sdg estimate --input work/chunks.jsonl --target-examples 1000            # probes the endpoint with 8 rows
+        socratic-sdg estimate --input work/chunks.jsonl --target-examples 1000 --probe-rows 0   # no network: counts and assumptions
+        socratic-sdg estimate --input work/chunks.jsonl --target-examples 5000 --max-concurrency 64 --output-dir work/estimate""")
+    p.add_argument("--input", required=True, help="chunks.jsonl")
+    p.add_argument("--target-examples", type=int, default=1000, help="accepted examples wanted (default 1000)")
+    p.add_argument("--probe-rows", type=int, default=8, help="rows generated and filtered to measure the endpoint and acceptance (default 8; 0 = no probe)")
+    p.add_argument("--output-dir", help="write estimate.json and the probe's files here")
+    _add_generation_arguments(p)
+    p.set_defaults(func=cmd_estimate)
 
     p = _add(sub, "flows", "List the sdg_hub flows (this package's and sdg_hub's registry) or show one.", """
         socratic-sdg flows

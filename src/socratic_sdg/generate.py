@@ -713,6 +713,18 @@ def run(
     return result
 
 
+def write_nothing_generated(output_dir: str | os.PathLike[str], reason: str) -> GenerateResult:
+    """Empty outputs for a run that sends no request (the pipeline's estimate-only mode), saying why."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (CONVERSATIONS_FILE, FAILED_FILE):
+        with AtomicWriter(out / name):
+            pass
+    result = GenerateResult(0, 0, 0, 0.0, flow_id="", model="", stats={"skipped": reason})
+    write_json(out / METRICS_FILE, result.metrics())
+    return result
+
+
 # --- fan-out ----------------------------------------------------------------------------------
 
 # How each run-wide metric of the shards combines: the slowest shard's time, the first shard's
