@@ -41,7 +41,7 @@ def export_dataset(
         strip_metadata: Drop the hidden reference answer and the filter scores from the records.
         max_records: Keep at most this many records, balanced across source documents (0 = all).
         license: Licence id written in the dataset card.
-        pvc_path: Also copy the dataset folder here (e.g. on the PVC) for a separate fine-tuning pipeline (empty = no copy).
+        pvc_path: Also copy the dataset folder here (e.g. on the PVC) for a separate fine-tuning pipeline (empty = no copy; an empty dataset is never copied).
     """
     import os
     import shutil
@@ -67,7 +67,10 @@ def export_dataset(
     shutil.copyfile(written["markdown"], summary.path)
     shutil.copyfile(written["html"], report.path)
     print(run_summary.to_text(collected))
-    if pvc_path:
+    if pvc_path and not collected.get("accepted"):
+        # An estimate-only run, or a model the filter rejects: do not replace a dataset a training pipeline reads.
+        print(f"no accepted record: the dataset is not copied to {pvc_path} (what is there stays)")
+    elif pvc_path:
         stage.copy_dataset(dataset.path, pvc_path)
         print(f"dataset copied to {pvc_path}")
         return pvc_path

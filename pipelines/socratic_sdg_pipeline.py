@@ -150,7 +150,7 @@ def socratic_sdg_pipeline(
         export_strip_metadata: Drop the hidden reference answer and the filter scores from the records.
         export_max_records: Keep at most this many records, balanced across source documents (0 = all).
         export_license: Licence id written in the dataset card (the source documents' licence).
-        export_pvc_path: Also copy the dataset folder to this path on the PVC (e.g. /data/datasets/run-1) for a separate fine-tuning pipeline; empty = no copy.
+        export_pvc_path: Also copy the dataset folder to this path on the PVC (e.g. /data/datasets/run-1) for a separate fine-tuning pipeline; empty = no copy. A run with no accepted record leaves what is there.
     """
     shards_task = plan_shards(num_shards=convert_num_shards)
     set_limits(shards_task, cpu=("100m", "500m"), memory=("256Mi", "512Mi"), timeout_seconds=MINUTE * 5)

@@ -36,7 +36,9 @@ def test_pipeline_runs_end_to_end_under_the_kfp_local_runner(tmp_path, samples_d
     monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
     monkeypatch.setenv("LLM_MODEL", "fake-model")
     pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
-    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters=FAKE_SERVER_PARAMETERS | {"generate_max_chunks": 4}))
+    published = tmp_path / "published" / "run-1"
+    parameters = FAKE_SERVER_PARAMETERS | {"generate_max_chunks": 4, "export_pvc_path": str(published)}
+    result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters=parameters))
 
     summary = result.summary
     assert summary["documents"] == 1 and summary["chunks"] >= 4
@@ -45,6 +47,7 @@ def test_pipeline_runs_end_to_end_under_the_kfp_local_runner(tmp_path, samples_d
     assert len(records) == summary["train"] + summary["validation"] == 4
     assert all(r["messages"][1]["content"] == TUTOR for r in records)
     assert (tmp_path / "out" / "latest").resolve() == result.dataset_dir.resolve()
+    assert (published / "train.jsonl").read_bytes() == (result.dataset_dir / "train.jsonl").read_bytes()  # handed to the next pipeline
 
 
 @pytest.mark.e2e
@@ -96,13 +99,17 @@ def test_estimate_only_probes_the_endpoint_and_generates_nothing(tmp_path, sampl
     monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
     monkeypatch.setenv("LLM_MODEL", "fake-model")
     pdfs = _one_pdf(tmp_path, samples_dir, "rbt-multivar-calculus.pdf")
-    parameters = FAKE_SERVER_PARAMETERS | {"generate_estimate_only": True, "generate_estimate_probe_rows": 2, "generate_target_examples": 10}
+    published = tmp_path / "published"
+    published.mkdir()
+    (published / "train.jsonl").write_text("{}\n")  # a dataset an earlier run published
+    parameters = FAKE_SERVER_PARAMETERS | {"generate_estimate_only": True, "generate_estimate_probe_rows": 2, "generate_target_examples": 10, "export_pvc_path": str(published)}
     result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters=parameters))
     assert result.summary["generated"] == 0 and result.summary["accepted"] == 0
     assert fake_llm.requests == 2 * 3  # the probe's rows only
     (estimate_file,) = (tmp_path / "out" / "runs").rglob("estimate.json")
     estimate = json.loads(estimate_file.read_text())
     assert estimate["basis"] == "probe" and estimate["target_examples"] == 10 and estimate["requests"] == 10 * 3
+    assert (published / "train.jsonl").read_text() == "{}\n"  # an empty run does not replace it
 
 
 def test_the_sdg_pipeline_nests_in_a_bigger_pipeline_and_feeds_the_next_step(tmp_path, samples_dir, fake_llm, monkeypatch):
