@@ -152,3 +152,17 @@ def test_the_checkpoint_index_holds_no_conversations(fake_llm, tmp_path):
         assert checkpoint.read_entry(row_id)["conversations"][0]["id"] in _ids(tmp_path / "out")
     finally:
         checkpoint.close()
+
+
+def test_a_shard_resumes_from_its_own_checkpoint(fake_llm, tmp_path):
+    chunks = tmp_path / "chunks.jsonl"
+    write_jsonl(chunks, _chunks(12))
+    checkpoint = str(tmp_path / "ckpt-shard-1")
+    capped = generate.GenerateOptions(max_concurrency=3, checkpoint_dir=checkpoint, max_requests=18, **FAST).for_shard(1, 3)
+    first = generate.run(chunks, tmp_path / "a", capped, _endpoint(fake_llm))
+    assert first.stats["stopped_early"] == "max_requests" and first.output_rows == 2  # its share of the budget: 18 // 3 = 6 requests, 2 rows
+    fake_llm.reset_stats()
+    whole = generate.GenerateOptions(max_concurrency=3, checkpoint_dir=checkpoint, **FAST).for_shard(1, 3)
+    second = generate.run(chunks, tmp_path / "b", whole, _endpoint(fake_llm))
+    assert second.stats["rows_resumed"] == 2 and fake_llm.requests == (4 - 2) * 3  # only the shard's rows not done yet
+    assert [c["metadata"]["chunk_id"] for c in read_jsonl(tmp_path / "b" / "conversations.jsonl")] == ["chunk-1", "chunk-4", "chunk-7", "chunk-10"]
