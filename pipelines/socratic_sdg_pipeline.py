@@ -190,10 +190,10 @@ def socratic_sdg_pipeline(
     )
     set_limits(chunk_task, cpu=("500m", "2"), memory=("1Gi", "4Gi"), timeout_seconds=HOUR)
 
-    estimate_task = estimate_generation(
+    # The generation run and the filter acceptance is counted with: the estimate predicts this very run.
+    generation = dict(
         chunks=chunk_task.outputs["chunks"],
         target_examples=generate_target_examples,
-        probe_rows=generate_estimate_probe_rows,
         flow_id=generate_flow_id,
         flow_yaml_path=generate_flow_yaml_path,
         model=generate_model,
@@ -209,6 +209,7 @@ def socratic_sdg_pipeline(
         language=filter_language,
         check_leakage=filter_check_leakage,
     )
+    estimate_task = estimate_generation(probe_rows=generate_estimate_probe_rows, **generation)
     kubernetes.use_secret_as_env(
         estimate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
     )
@@ -220,28 +221,13 @@ def socratic_sdg_pipeline(
     set_limits(generate_shards_task, cpu=("100m", "500m"), memory=("256Mi", "512Mi"), timeout_seconds=MINUTE * 5)
     with dsl.ParallelFor(generate_shards_task.output) as generate_shard_index:
         generate_task = generate_conversations(
-            chunks=chunk_task.outputs["chunks"],
-            flow_id=generate_flow_id,
-            flow_yaml_path=generate_flow_yaml_path,
-            model=generate_model,
-            max_concurrency=generate_max_concurrency,
-            conversations_per_chunk=generate_conversations_per_chunk,
-            max_chunks=generate_max_chunks,
+            **generation,
             checkpoint_pvc_path=generate_checkpoint_dir,
             save_freq=generate_save_freq,
-            seed=generate_seed,
-            runtime_params=generate_runtime_params,
-            columns=generate_columns,
             num_retries=generate_num_retries,
-            request_timeout=generate_request_timeout,
             shard_index=generate_shard_index,
             num_shards=generate_num_shards,
-            target_examples=generate_target_examples,
             max_requests=generate_max_requests,
-            rules_path=filter_rules_path,
-            require_question=filter_require_question,
-            language=filter_language,
-            check_leakage=filter_check_leakage,
             dedup=filter_dedup,
             dry_run=generate_estimate_only,
         )
