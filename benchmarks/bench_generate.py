@@ -14,6 +14,9 @@ its capacity is ``cap / mean latency`` requests per second. Each contender gets 
   reference, without checkpointing).
 
 Printed: achieved requests/s, as a fraction of capacity, client CPU per request, and the speed-up.
+
+Other benchmarks reuse the simulator: ``start_endpoint(latency, cap, replies=..., log_requests=False)``
+starts it in its own process with their own replies (``bench_generate.py serve ...``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,72 @@ def _cpu() -> float:
 def _stats(api_base: str) -> dict:
     with urllib.request.urlopen(api_base.rsplit("/v1", 1)[0] + "/stats", timeout=10) as response:
         return json.loads(response.read())
+
+
+endpoint_stats = _stats  # the simulator's counters (requests, completed, tokens, max_in_flight...)
+
+
+def start_endpoint(latency: str, cap: int, replies: str | None = None, log_requests: bool = True) -> tuple[subprocess.Popen, str]:
+    """Start the simulated endpoint (tests/fake_openai.py) in its own process: ``(process, api_base)``.
+
+    ``latency`` is ``LOW:HIGH`` seconds (or one number), ``cap`` the server-side concurrency cap.
+    ``replies`` (``path/to/file.py:function``) replaces the simulator's canned replies: the function
+    gets a request's ``messages`` and returns the reply text (None: the canned reply). With
+    ``log_requests=False`` the simulator does not keep every request it received (``prompts``,
+    ``calls``), so its memory stays flat over long runs. Stop it with ``process.kill()``.
+    """
+    if replies is None and log_requests:
+        command = [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--latency", latency, "--max-concurrent", str(cap)]
+    else:
+        command = [sys.executable, str(Path(__file__).resolve()), "serve", "--latency", latency, "--max-concurrent", str(cap)]
+        command += (["--replies", replies] if replies else []) + ([] if log_requests else ["--no-log"])
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    api_base = server.stdout.readline().strip()
+    if not api_base.startswith("http"):
+        server.kill()
+        server.wait()
+        raise RuntimeError(f"the simulated endpoint did not start (printed {api_base!r})")
+    return server, api_base
+
+
+class _Discard(list):
+    """A request log that keeps nothing."""
+
+    def append(self, item) -> None:
+        pass
+
+
+def serve(argv: list[str]) -> None:
+    """``bench_generate.py serve``: the simulated endpoint with pluggable replies (see start_endpoint)."""
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fake_openai
+
+    parser = argparse.ArgumentParser(prog="bench_generate.py serve")
+    parser.add_argument("--latency", default="0")
+    parser.add_argument("--max-concurrent", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replies", help="path/to/file.py:function(messages) -> str | None")
+    parser.add_argument("--no-log", action="store_true", help="do not keep the request log")
+    args = parser.parse_args(argv)
+    server = fake_openai.FakeOpenAI(latency=fake_openai._parse_latency(args.latency), max_concurrent=args.max_concurrent or None, seed=args.seed)
+    if args.replies:
+        path, _, name = args.replies.rpartition(":")
+        spec = importlib.util.spec_from_file_location("_simulated_replies", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        custom, canned = getattr(module, name), server.reply_for
+        server.reply_for = lambda messages: custom(messages) or canned(messages)
+    if args.no_log:
+        server.prompts, server.calls = _Discard(), _Discard()
+    server.start()
+    print(server.api_base, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
 
 
 def _chunks(n: int) -> list[dict]:
@@ -87,13 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     low, high = (float(x) for x in args.latency.split(":"))
     capacity = args.cap / ((low + high) / 2)
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--latency", args.latency, "--max-concurrent", str(args.cap)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, api_base = start_endpoint(args.latency, args.cap)
     try:
-        api_base = server.stdout.readline().strip()
         import pandas as pd
         from sdg_hub import Flow
 
@@ -177,4 +241,7 @@ def _line(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["serve"]:
+        serve(sys.argv[2:])
+    else:
+        main()

@@ -67,3 +67,52 @@ def test_few_groups_still_give_a_validation_split_and_zero_records_do_not_crash(
     assert empty.train_path.read_text() == "" and empty.validation_path.read_text() == ""
     metrics = json.loads((tmp_path / "empty" / "export_metrics.json").read_text())
     assert (metrics["train"], metrics["validation"], metrics["options"]["seed"]) == (0, 0, 42)
+
+
+def _round_robin_reference(records: list[dict], max_records: int, seed: int) -> set[str]:
+    """max_records as first specified: every record's key in memory, sorted per document, then taken
+    one per document per round in document-name order."""
+    by_document: dict[str, list] = {}
+    for line_no, record in enumerate(records):
+        by_document.setdefault(record["metadata"]["doc_id"], []).append((export.split_key(str(record["id"]), seed), line_no))
+    queues = [sorted(v) for _, v in sorted(by_document.items())]
+    selected: set[int] = set()
+    while len(selected) < max_records and any(queues):
+        for queue in queues:
+            if queue and len(selected) < max_records:
+                selected.add(queue.pop(0)[1])
+    return {records[i]["id"] for i in selected}
+
+
+def test_max_records_selection_streams_and_matches_the_round_robin(tmp_path):
+    import random
+
+    rng = random.Random(3)
+    for trial in range(12):
+        sizes = [rng.choice([0, 1, 2, 5, 17, 40]) for _ in range(rng.randint(1, 6))]
+        records = []
+        for d, size in enumerate(sizes):
+            for c in _records(size, 1):
+                c["id"] = f"t{trial}-d{d}-{c['id']}"
+                c["metadata"] = {**c["metadata"], "doc_id": f"doc{d}", "chunk_id": f"d{d}-{c['metadata']['chunk_id']}"}
+                records.append(c)
+        rng.shuffle(records)
+        limit = rng.randint(1, max(1, len(records) + 3))
+        write_jsonl(tmp_path / "accepted.jsonl", records)
+        result = export.run(tmp_path / "accepted.jsonl", tmp_path / f"out{trial}", export.ExportOptions(max_records=limit, seed=trial))
+        kept = {r["id"] for r in list(read_jsonl(result.train_path)) + list(read_jsonl(result.validation_path))}
+        assert kept == _round_robin_reference(records, limit, trial), (sizes, limit)
+
+
+def test_split_rule_matches_the_set_of_groups_and_keeps_one_group_aside():
+    records = _records(40, 2)
+    train, validation = export.assign_splits(records, export.ExportOptions(validation_ratio=0.25, seed=5))
+    chosen = {r["metadata"]["chunk_id"] for r in validation}
+    assert chosen == {f"chunk-{c}" for c in range(40) if export.split_key(f"chunk-{c}", 5) < 0.25}
+    # a ratio too small for the groups there are still sets the group with the smallest key aside
+    few = _records(3, 2)
+    train, validation = export.assign_splits(few, export.ExportOptions(validation_ratio=1e-9))
+    smallest = min((f"chunk-{c}" for c in range(3)), key=lambda g: export.split_key(g, 42))
+    assert {r["metadata"]["chunk_id"] for r in validation} == {smallest} and len(train) == 4
+    # one group only: nothing to set aside
+    assert export.assign_splits(_records(1, 3), export.ExportOptions(validation_ratio=1e-9)) == (_records(1, 3), [])

@@ -4,16 +4,18 @@ Every line is ``{"id", "messages", "metadata"}`` with user/assistant roles, the 
 KFP's dataset_download component and TRL read (or ``{"id", "prompt", "completion", "metadata"}``
 with ``format="prompt_completion"``). The split is grouped by source chunk, so that two
 conversations about the same passage never straddle train and validation, and it depends only on
-the chunk ids and the seed (not on the order or number of records). Records are streamed: memory
-holds one small key per record, not the records.
+the chunk ids and the seed (not on the order or number of records). Records are streamed, and
+memory does not grow with their number: a record's split is decided from its chunk id alone, and
+``max_records`` keeps at most ``max_records`` small keys (plus a count per source document).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,40 +66,84 @@ def to_training_record(record: dict, options: ExportOptions) -> dict:
     return {"id": record.get("id"), "messages": messages, "metadata": metadata}
 
 
+def _quotas(counts: dict[str, int], limit: int) -> dict[str, int]:
+    """How many records each document gives when ``limit`` records are taken round-robin over the
+    documents in name order, one per document per round, skipping documents that ran out."""
+    quotas = dict.fromkeys(counts, 0)
+    remaining = min(limit, sum(counts.values()))
+    while remaining:
+        active = [d for d in sorted(counts) if counts[d] > quotas[d]]
+        full_rounds = min(remaining // len(active), min(counts[d] - quotas[d] for d in active))
+        if full_rounds == 0:  # a last, partial round: the first documents in name order get one more
+            for document in active[:remaining]:
+                quotas[document] += 1
+            break
+        for document in active:
+            quotas[document] += full_rounds
+        remaining -= full_rounds * len(active)
+    return quotas
+
+
 def _selected_lines(input_path: Path, options: ExportOptions) -> set[int] | None:
     """Which input lines to keep under max_records: round-robin over source documents, so one long
-    PDF does not crowd out the others; deterministic for a given input and seed."""
+    PDF does not crowd out the others; deterministic for a given input and seed. Within a document
+    the records with the smallest keys are taken. Two passes: the records per document (one count
+    each), then each document's quota of smallest keys (bounded heaps: max_records keys in all)."""
     if not options.max_records:
         return None
-    by_document: dict[str, list[tuple[float, int]]] = {}
-    for line_no, record in enumerate(read_jsonl(input_path)):
-        document = (record.get("metadata") or {}).get("doc_id", "") if options.balance_documents else ""
-        by_document.setdefault(document, []).append((split_key(str(record.get("id")), options.seed), line_no))
-    queues = [sorted(v) for _, v in sorted(by_document.items())]
-    selected: set[int] = set()
-    while len(selected) < options.max_records and any(queues):
-        for queue in queues:
-            if queue and len(selected) < options.max_records:
-                selected.add(queue.pop(0)[1])
-    return selected
+
+    def keyed() -> Iterator[tuple[str, float, int]]:
+        for line_no, record in enumerate(read_jsonl(input_path)):
+            document = (record.get("metadata") or {}).get("doc_id", "") if options.balance_documents else ""
+            yield document, split_key(str(record.get("id")), options.seed), line_no
+
+    counts: dict[str, int] = {}
+    for document, _, _ in keyed():
+        counts[document] = counts.get(document, 0) + 1
+    quotas = _quotas(counts, options.max_records)
+    smallest: dict[str, list[tuple[float, int]]] = {d: [] for d, quota in quotas.items() if quota}
+    for document, key, line_no in keyed():
+        quota = quotas[document]
+        if not quota:
+            continue
+        heap = smallest[document]  # a max-heap (negated) of the quota smallest (key, line) so far
+        if len(heap) < quota:
+            heapq.heappush(heap, (-key, -line_no))
+        elif (key, line_no) < (-heap[0][0], -heap[0][1]):
+            heapq.heapreplace(heap, (-key, -line_no))
+    return {-negated_line for heap in smallest.values() for _, negated_line in heap}
 
 
 def assign_splits(records: list[dict], options: ExportOptions) -> tuple[list[dict], list[dict]]:
     """In-memory form of the split (used by tests and small callers)."""
-    validation_groups = _validation_groups({group_of(r) for r in records}, options)
-    train = [r for r in records if group_of(r) not in validation_groups]
-    validation = [r for r in records if group_of(r) in validation_groups]
+    in_validation = _validation_rule((group_of(r) for r in records), options)
+    train = [r for r in records if not in_validation(group_of(r))]
+    validation = [r for r in records if in_validation(group_of(r))]
     return train, validation
 
 
-def _validation_groups(groups: set[str], options: ExportOptions) -> set[str]:
-    keys = {g: split_key(g, options.seed) for g in groups}
-    chosen = {g for g, key in keys.items() if key < options.validation_ratio}
-    # With few groups the ratio can round to zero: keep one group aside so validation is never
-    # empty when there is something to split (the group with the smallest key, deterministic).
-    if options.validation_ratio > 0 and not chosen and len(keys) >= 2:
-        chosen = {min(keys, key=keys.get)}
-    return chosen
+def _validation_rule(groups: Iterable[str], options: ExportOptions) -> Callable[[str], bool]:
+    """Which groups go to validation, from one pass over the records' groups in constant memory.
+
+    A group goes to validation when its key is below the ratio. With few groups that can choose
+    none: then the group with the smallest key is kept aside, so validation is never empty when
+    there are two groups or more (deterministic: it depends on the groups, not on their order).
+    """
+    ratio, seed = options.validation_ratio, options.seed
+    any_chosen, several = False, False
+    first: str | None = None
+    smallest: tuple[float, str] | None = None
+    for group in groups:
+        key = split_key(group, seed)
+        any_chosen = any_chosen or key < ratio
+        if first is None:
+            first = group
+        elif group != first:
+            several = True
+        if smallest is None or (key, group) < smallest:
+            smallest = (key, group)
+    fallback = smallest[1] if ratio > 0 and not any_chosen and several and smallest is not None else None
+    return lambda group: group == fallback or split_key(group, seed) < ratio
 
 
 @dataclass
@@ -128,12 +174,12 @@ def run(
             if selected is None or line_no in selected:
                 yield record
 
-    # Two passes over the file: the groups first (one string each), then the records themselves.
-    validation_groups = _validation_groups({group_of(r) for r in chosen()}, options)
+    # Two passes over the file: the groups first (to know whether the ratio chose none), then the records.
+    in_validation = _validation_rule((group_of(r) for r in chosen()), options)
     counts = {"train": 0, "validation": 0}
     with AtomicWriter(out / "train.jsonl") as train, AtomicWriter(out / "validation.jsonl") as validation:
         for record in chosen():
-            split = "validation" if group_of(record) in validation_groups else "train"
+            split = "validation" if in_validation(group_of(record)) else "train"
             (validation if split == "validation" else train).write(dumps(to_training_record(record, options)) + "\n")
             counts[split] += 1
     result = ExportResult(counts["train"], counts["validation"], out / "train.jsonl", out / "validation.jsonl", asdict(options))

@@ -7,6 +7,7 @@ KFP HTML artifact; its figures' data is embedded as JSON (``<script id="report-d
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
 import os
@@ -31,9 +32,13 @@ def _messages(record: dict) -> list[dict]:
 
 
 def dataset_statistics(dataset_dir: str | os.PathLike[str]) -> dict:
-    """Token and length statistics, records per source document, and a few examples."""
+    """Token and length statistics, records per source document, and a few examples.
+
+    One pass over the splits; memory does not grow with the number of records (histogram bins,
+    running totals and a count per source document)."""
     folder = Path(dataset_dir)
-    student, tutor, per_record = [], [], []
+    student, tutor = _Histogram(), _Histogram()
+    records = tokens_total = tokens_max = 0
     per_source: Counter[str] = Counter()
     examples: list[dict] = []
     for split in ("train.jsonl", "validation.jsonl"):
@@ -45,29 +50,44 @@ def dataset_statistics(dataset_dir: str | os.PathLike[str]) -> dict:
             for message in _messages(record):
                 count = _tokens(message["content"])
                 total += count
-                (student if message["role"] == "user" else tutor if message["role"] == "assistant" else []).append(count)
-            per_record.append(total)
+                if message["role"] == "user":
+                    student.add(count)
+                elif message["role"] == "assistant":
+                    tutor.add(count)
+            records += 1
+            tokens_total += total
+            tokens_max = max(tokens_max, total)
             per_source[(record.get("metadata") or {}).get("source", "unknown")] += 1
             if len(examples) < 3:
                 examples.append({"messages": _messages(record)})
     return {
-        "records": len(per_record),
-        "tokens_total": sum(per_record),
-        "tokens_per_record_mean": round(sum(per_record) / len(per_record), 1) if per_record else 0.0,
-        "tokens_per_record_max": max(per_record, default=0),
-        "student_turn_tokens": _histogram(student),
-        "tutor_turn_tokens": _histogram(tutor),
+        "records": records,
+        "tokens_total": tokens_total,
+        "tokens_per_record_mean": round(tokens_total / records, 1) if records else 0.0,
+        "tokens_per_record_max": tokens_max,
+        "student_turn_tokens": student.bins(),
+        "tutor_turn_tokens": tutor.bins(),
         "records_per_source": dict(per_source.most_common()),
         "examples": examples,
     }
 
 
-def _histogram(values: list[int]) -> dict[str, int]:
-    bins = {}
-    for low, high in zip(LENGTH_BINS, LENGTH_BINS[1:] + (None,)):
-        label = f"{low}-{high - 1}" if high else f"{low}+"
-        bins[label] = sum(1 for v in values if v >= low and (high is None or v < high))
-    return bins
+def _bin_labels() -> list[str]:
+    return [f"{low}-{high - 1}" if high else f"{low}+" for low, high in zip(LENGTH_BINS, LENGTH_BINS[1:] + (None,))]
+
+
+class _Histogram:
+    """Counts of values per LENGTH_BINS bin, filled one value at a time."""
+
+    def __init__(self):
+        self._counts = [0] * len(LENGTH_BINS)
+
+    def add(self, value: int) -> None:
+        if value >= LENGTH_BINS[0]:
+            self._counts[bisect.bisect_right(LENGTH_BINS, value) - 1] += 1
+
+    def bins(self) -> dict[str, int]:
+        return dict(zip(_bin_labels(), self._counts))
 
 
 # --- the dataset card ---------------------------------------------------------------------------
