@@ -2,6 +2,7 @@
 target-driven early stop, a hard request cap, and memory that does not hold the run's records."""
 
 import json
+import re
 
 import pytest
 from fake_openai import TUTOR, FakeOpenAI
@@ -27,6 +28,17 @@ class LeakingTutor(FakeOpenAI):
     def reply_for(self, messages):
         reply = super().reply_for(messages)
         return "The answer is (2, 4). What do you notice?" if reply == TUTOR else reply
+
+
+class HalfLeakingTutor(FakeOpenAI):
+    """Leaks the answer for the even-numbered exercises."""
+
+    def reply_for(self, messages):
+        reply = super().reply_for(messages)
+        found = re.search(r"Exercise (\d+):", " ".join(str(m.get("content", "")) for m in messages))
+        if reply == TUTOR and found and int(found.group(1)) % 2 == 0:
+            return "The answer is (2, 4). What do you notice?"
+        return reply
 
 
 def _endpoint(server: FakeOpenAI) -> EndpointConfig:
@@ -112,6 +124,19 @@ def test_target_counts_only_conversations_the_filter_accepts(tmp_path):
         options = generate.GenerateOptions(max_concurrency=2, target_examples=2, target_filter=NO_DEDUP, **FAST)
         result = generate.run(chunks, tmp_path / "out", options, _endpoint(server))
     assert result.output_rows == 6 and result.stats["stopped_early"] is None and result.stats["prefilter_accepted"] == 0
+
+
+def test_rows_in_flight_count_at_the_acceptance_rate_seen_so_far(tmp_path):
+    """Half the conversations leak: the run keeps starting rows until the target really is met,
+    and does not start many more than it needs."""
+    chunks = tmp_path / "chunks.jsonl"
+    write_jsonl(chunks, _chunks(60))
+    with HalfLeakingTutor() as server:
+        options = generate.GenerateOptions(max_concurrency=4, target_examples=8, target_filter=NO_DEDUP, **FAST)
+        result = generate.run(chunks, tmp_path / "out", options, _endpoint(server))
+    assert result.stats["stopped_early"] == "target_examples"
+    assert result.stats["prefilter_accepted"] >= 8
+    assert result.output_rows <= 8 * 2 + 8  # about target / acceptance rate, plus rows in flight
 
 
 def test_a_resumed_run_counts_what_the_checkpoint_already_has(fake_llm, tmp_path):

@@ -585,12 +585,12 @@ def run(
 
         def should_start(active_rows: int) -> bool:
             gateway = gateway_box["gateway"]
-            if tracker is not None and tracker.accepted >= options.target_examples:
-                stop_reason.append("target_examples")
+            if tracker is not None and tracker.expected(active_rows) >= options.target_examples:
+                stop_reason[:] = ["target_examples"]
                 return False
             # a new row may need llm_steps requests, and so may each row still in the flow
             if options.max_requests and gateway.stats.requests + (active_rows + 1) * llm_steps > options.max_requests:
-                stop_reason.append("max_requests")
+                stop_reason[:] = ["max_requests"]
                 return False
             return True
 

@@ -695,8 +695,9 @@ async def run_rows(
 
     More rows than request slots are kept active so that a request slot freed by one row is taken at
     once by a request waiting in another (the limiter keeps the in-flight count at its limit).
-    ``should_start(active_rows)`` is asked before each new row; once it says no, no more rows start
-    and the rows in the flow finish (``SchedulerReport.stopped_early``).
+    ``should_start(active_rows)`` is asked before each new row; while it says no, the scheduler waits
+    for rows in the flow to finish and asks again; a no with no row in the flow ends the run
+    (``SchedulerReport.stopped_early``).
     """
     gateway = runner.gateway
     await gateway.transport.start()
@@ -736,8 +737,15 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows, should_start) ->
                 await slot_freed.wait()
             if error:
                 break
-            if should_start is not None and not should_start(active):
-                stopped_early = True
+            # A "no" while rows are still in the flow may turn into a "yes" once they finish
+            # (fewer accepted than expected, budget left): wait for them before giving up.
+            while should_start is not None and not should_start(active) and not error:
+                if active == 0:
+                    stopped_early = True
+                    break
+                slot_freed.clear()
+                await slot_freed.wait()
+            if stopped_early or error:
                 break
             active += 1
             task = asyncio.create_task(one(order, row))

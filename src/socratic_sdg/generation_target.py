@@ -25,9 +25,18 @@ class AcceptanceTracker:
 
             self.dedup = Deduplicator(self.options.dedup_options())
         self.accepted = 0
+        self.checked = 0
+
+    def expected(self, rows_in_flight: int, conversations_per_row: float = 1.0) -> float:
+        """Accepted so far plus what the rows still in the flow should add at the rate seen so far
+        (1.0 before any result), so a run stops starting rows before it overshoots the target."""
+        rate = self.accepted / self.checked if self.checked else 1.0
+        return self.accepted + rows_in_flight * conversations_per_row * rate
 
     def add(self, conversations: Iterable[dict]) -> int:
         """Check a finished row's conversations; returns how many the filter would accept."""
+        conversations = list(conversations)
+        self.checked += len(conversations)
         passing = [c for c in conversations if not check_record(c, self.rules, self.options)]
         if passing and self.dedup is not None:
             from .filter_dedup import DedupCandidate
