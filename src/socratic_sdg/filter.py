@@ -38,7 +38,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from importlib import resources
+from operator import or_
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +251,93 @@ class Rule:
         return self.regex.search(text)
 
 
+_HINT_WORD_RE = re.compile(r"[a-z]+")
+
+
+class _Hints:
+    """Which rules a text may match, by their ``requires`` hints: a bitmask over the rules (bit ``i``
+    for rule ``i`` of ``Rules.all_rules``; rules without hints always set).
+
+    Equivalent to testing every literal with ``in`` (:meth:`Rules.present`), but faster: a literal
+    of letters only occurs inside one run of letters of the text, so each distinct word is matched
+    against the ~90 word literals once and remembered; other one-character literals are found with
+    one character-class scan, and only the few remaining literals are searched. The rules to run for
+    a section and a mask are remembered too, so a turn never loops over rules it cannot match.
+    """
+
+    _MAX_ENTRIES = 50_000  # remembered words and picks: a bound on memory, not a tuning knob
+
+    def __init__(self, rules: Rules):
+        every = rules.all_rules
+        always = 0
+        by_literal: dict[str, int] = {}
+        for index, rule in enumerate(every):
+            if not rule.requires:
+                always |= 1 << index
+            for literal in rule.requires:
+                by_literal[literal] = by_literal.get(literal, 0) | 1 << index
+        self.always = always
+        self.word_literals = tuple((lit, m) for lit, m in by_literal.items() if _HINT_WORD_RE.fullmatch(lit))
+        singles = {lit: m for lit, m in by_literal.items() if len(lit) == 1 and not _HINT_WORD_RE.fullmatch(lit)}
+        self.char_masks = singles
+        self.char_re = re.compile("[" + "".join(re.escape(ch) for ch in singles) + "]") if singles else None
+        self.other_literals = tuple((lit, m) for lit, m in by_literal.items()
+                                    if len(lit) > 1 and not _HINT_WORD_RE.fullmatch(lit))
+        format_literals = {lit for rule in rules.format_flags for lit in rule.requires}
+        self.format_literals = tuple((lit, m) for lit, m in by_literal.items() if lit in format_literals)
+        self.words: dict[str, int] = {}
+        bits = {id(rule): 1 << index for index, rule in enumerate(every)}
+        self.sections: dict[str, tuple[tuple[Rule, int], ...]] = {
+            name: tuple((rule, bits[id(rule)]) for rule in section)
+            for name, section in (("red_turn", rules._red_turn), ("red_statement", rules._red_statement),
+                                  ("green", rules.green_flags), ("weak", rules.weak_questions))
+        }
+        for role in ROLES:
+            self.sections["format:" + role] = tuple((rule, bits[id(rule)]) for rule in rules.format_flags
+                                                    if role in rule.roles)
+        self.section_masks = {name: sum(bit for _, bit in section) for name, section in self.sections.items()}
+        self.picks: dict[tuple[str, int], tuple[Rule, ...]] = {}
+
+    def mask(self, lowered: str, *, format_only: bool = False) -> int:
+        """The hint mask of a lower-cased text (``format_only``: only format flags' bits are exact)."""
+        mask = self.always
+        if format_only:
+            for literal, bits in self.format_literals:
+                if literal in lowered:
+                    mask |= bits
+            return mask
+        words = self.words
+        found = _HINT_WORD_RE.findall(lowered)
+        try:
+            mask = reduce(or_, map(words.__getitem__, found), mask)
+        except KeyError:  # a word not seen yet: work out (and remember) which literals each word holds
+            if len(words) >= self._MAX_ENTRIES:
+                words.clear()
+            for word in found:
+                bits = words.get(word)
+                if bits is None:
+                    bits = words[word] = reduce(or_, (b for literal, b in self.word_literals if literal in word), 0)
+                mask |= bits
+        if self.char_re is not None:
+            for ch in set(self.char_re.findall(lowered)):
+                mask |= self.char_masks[ch]
+        for literal, bits in self.other_literals:
+            if bits & ~mask and literal in lowered:
+                mask |= bits
+        return mask
+
+    def pick(self, section: str, mask: int) -> tuple[Rule, ...]:
+        """The rules of ``section`` (in file order) whose hint holds under ``mask``."""
+        key = (section, mask & self.section_masks.get(section, 0))
+        rules = self.picks.get(key)
+        if rules is None:
+            rules = tuple(rule for rule, bit in self.sections.get(section, ()) if mask & bit)
+            if len(self.picks) >= self._MAX_ENTRIES:
+                self.picks.clear()
+            self.picks[key] = rules
+        return rules
+
+
 @dataclass(frozen=True)
 class Rules:
     """A parsed and compiled rules file. Build it once (``load_rules``) and reuse it for every record:
@@ -266,13 +355,20 @@ class Rules:
     _red_statement: tuple[Rule, ...] = field(default=(), repr=False, compare=False)
     _literals: tuple[str, ...] = field(default=(), repr=False, compare=False)
     _format_literals: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    _hints: _Hints | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_red_turn", tuple(r for r in self.red_flags if r.scope == "turn"))
         object.__setattr__(self, "_red_statement", tuple(r for r in self.red_flags if r.scope == "statement"))
-        every = self.format_flags + self.red_flags + self.green_flags + self.weak_questions
+        every = self.all_rules
         object.__setattr__(self, "_literals", tuple(sorted({lit for rule in every for lit in rule.requires})))
         object.__setattr__(self, "_format_literals", tuple(sorted({lit for rule in self.format_flags for lit in rule.requires})))
+        object.__setattr__(self, "_hints", _Hints(self))
+
+    @property
+    def all_rules(self) -> tuple[Rule, ...]:
+        """Every pattern rule, in the order the hint masks number them."""
+        return self.format_flags + self.red_flags + self.green_flags + self.weak_questions
 
     def present(self, lowered: str, *, format_only: bool = False) -> frozenset[str]:
         """The ``requires`` strings that occur in a (lower-cased) text: computed once per turn."""
@@ -554,16 +650,6 @@ def _with_value(match: re.Match[str]) -> str:
     return match.string[match.start():end].rstrip(".,")
 
 
-def _first_match(rule: Rule, texts: Sequence[str], present: frozenset[str]) -> re.Match[str] | None:
-    if rule.requires and present.isdisjoint(rule.requires_set):
-        return None
-    for text in texts:
-        match = rule.find(text, text.lower())
-        if match:
-            return match
-    return None
-
-
 def _role_problem(roles: Sequence[str]) -> str | None:
     """Describe the first way the role sequence breaks system? (user assistant)+, or None."""
     for index, role in enumerate(roles):
@@ -615,13 +701,13 @@ class _Context:
     def __init__(self, messages: Sequence[Mapping[str, Any]], rules: Rules):
         self.messages = messages
         self.rules = rules
-        self._states: list[leakage_layer.StudentState] = [leakage_layer.StudentState(rules.leakage)]
+        self._states: list[leakage_layer.StudentState] = []  # built on first use: most records never ask
         self._done = 0  # messages folded into _states[-1]
 
     def student_before(self, index: int) -> leakage_layer.StudentState:
         if self.rules.leakage is None:
             return leakage_layer.StudentState()
-        if index < self._done:  # rare: an earlier message after a later one; rebuild
+        if not self._states or index < self._done:  # first use, or an earlier message after a later one
             self._states = [leakage_layer.StudentState(self.rules.leakage)]
             self._done = 0
         state = self._states[-1]
@@ -673,9 +759,10 @@ def _evaluate(
         reasons.append(_reason(BAD_ROLES, "format", problem))
 
     context = _Context(messages, rules)
+    hints = rules._hints
     exempted: list[str] = []
     tutor_turns = 0
-    last_present: frozenset[str] = frozenset()
+    last_mask = 0
     last_sentences: list[str] | None = None
     for index, message in enumerate(messages):
         role, content = message["role"], message["content"]
@@ -685,14 +772,11 @@ def _evaluate(
             reasons.append(_reason(EMPTY_TURN, "format", f"{where} is empty"))
             continue
 
-        lowered = content.lower()
-        present = rules.present(lowered, format_only=role != "assistant" or not opts.check_rules)
+        mask = hints.mask(content.lower(), format_only=role != "assistant" or not opts.check_rules)
         seen: set[str] = set()  # several patterns may share a code; one reason per code per turn is enough
         if opts.check_format:
-            for rule in rules.format_flags:
-                if role in rule.roles and rule.code not in seen:
-                    if rule.requires_set and present.isdisjoint(rule.requires_set):
-                        continue
+            for rule in hints.pick("format:" + role, mask):
+                if rule.code not in seen:
                     match = rule.regex.search(content)
                     if match:
                         seen.add(rule.code)
@@ -700,7 +784,7 @@ def _evaluate(
         if role != "assistant":
             continue
         tutor_turns += 1
-        last_present = present
+        last_mask = mask
         last_sentences = None
 
         if opts.check_format:
@@ -725,29 +809,22 @@ def _evaluate(
             continue
         lowered = text.lower()
         found: list[tuple[Rule, re.Match[str]]] = []
-        for rule in rules._red_turn:
+        for rule in hints.pick("red_turn", mask):
             if rule.code not in seen:
-                if rule.requires_set and present.isdisjoint(rule.requires_set):
-                    continue
                 match = rule.find(text, lowered)
                 if match:
                     seen.add(rule.code)
                     found.append((rule, match))
-        turn_sentences: list[str] | None = None
-        if rules._red_statement:
-            turn_statements: list[str] | None = None
-            for rule in rules._red_statement:
-                if rule.code not in seen:
-                    if rule.requires and present.isdisjoint(rule.requires_set):
-                        continue
-                    if turn_statements is None:
-                        turn_sentences = sentences(text)
-                        turn_statements = [s for s in turn_sentences if not ends_with_question(s)]
-                    match = _first_match(rule, turn_statements, present)
-                    if match:
-                        seen.add(rule.code)
-                        found.append((rule, match))
-        last_sentences = turn_sentences
+        statements_lowered: list[tuple[str, str]] | None = None
+        for rule in hints.pick("red_statement", mask):
+            if rule.code not in seen:
+                if statements_lowered is None:
+                    last_sentences = sentences(text)
+                    statements_lowered = [(s, s.lower()) for s in last_sentences if not ends_with_question(s)]
+                match = next((m for m in (rule.find(s, low) for s, low in statements_lowered) if m), None)
+                if match:
+                    seen.add(rule.code)
+                    found.append((rule, match))
         for rule, match in found:
             # The tutor repeating the student's own result ("Nice work getting x = 3!") is not a leak.
             if rules.leakage is not None and leakage_layer.exempt_by_claims(_with_value(match), context.student_before(index)):
@@ -761,11 +838,8 @@ def _evaluate(
     final = messages[-1]["content"].strip()
     if opts.check_rules and roles[-1] == "assistant" and final:
         asks = ends_with_question(final)
-        final_present = last_present
         final_lower = final.lower()
-        green = sorted({rule.code for rule in rules.green_flags
-                        if not (rule.requires_set and final_present.isdisjoint(rule.requires_set))
-                        and rule.find(final, final_lower)})
+        green = sorted({rule.code for rule in hints.pick("green", last_mask) if rule.find(final, final_lower)})
         quality.update({"green_flags": green, "green_score": len(green), "ends_with_question": asks})
         quality["rules"] = {"green_flags": green, "exempted": sorted(set(exempted))}
         where = _where(len(messages) - 1, "assistant")
@@ -778,7 +852,8 @@ def _evaluate(
         elif opts.require_question and rules.weak_questions:
             questions = [s for s in (last_sentences if last_sentences is not None else sentences(final))
                          if ends_with_question(s)]
-            weak = [q for q in questions if any(rule.search(q, q.lower(), final_present) for rule in rules.weak_questions)]
+            weak_rules = hints.pick("weak", last_mask)
+            weak = [q for q in questions if any(rule.regex.search(q) for rule in weak_rules)]
             if questions and len(weak) == len(questions):
                 reasons.append(_reason(
                     NO_GUIDING_QUESTION, "rules",
@@ -801,11 +876,12 @@ def _evaluate(
 
 
 def _leakage(messages, reference, rules: Rules, opts: FilterOptions, context: _Context):
-    if not any(message["role"] == "assistant" and leakage_layer.may_state_values(message["content"])
-               for message in messages):
-        return [], {"targets": [], "target_source": None, "skipped": "no tutor turn states a number or expression"}
-    if leakage_layer.innocent(messages):
-        return [], {"targets": [], "target_source": None, "skipped": "the tutor only repeats the student's numbers"}
+    if leakage_layer.PRECHECKS:
+        if not any(message["role"] == "assistant" and leakage_layer.may_state_values(message["content"])
+                   for message in messages):
+            return [], {"targets": [], "target_source": None, "skipped": "no tutor turn states a number or expression"}
+        if leakage_layer.innocent(messages):
+            return [], {"targets": [], "target_source": None, "skipped": "the tutor only repeats the student's numbers"}
     targets, source = leakage_layer.targets_for(messages, reference, rules.leakage, use_problem=opts.leakage_use_problem)
     reasons = []
     for index, message in enumerate(messages):

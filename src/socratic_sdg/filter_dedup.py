@@ -160,9 +160,12 @@ class _MinHasher:
         flat = np.concatenate(arrays)
         offsets = np.zeros(len(arrays), dtype=np.int64)
         np.cumsum([a.shape[0] for a in arrays[:-1]], out=offsets[1:])
-        with np.errstate(over="ignore"):
-            hashed = (self.a[:, None] * flat[None, :] + self.b[:, None]) >> np.uint64(32)
-        mins = np.minimum.reduceat(hashed, offsets, axis=1).T.astype(np.uint32)
+        with np.errstate(over="ignore"):  # in place: one (num_perm, n) array instead of three
+            hashed = np.multiply(self.a[:, None], flat[None, :])
+            hashed += self.b[:, None]
+            hashed >>= np.uint64(32)
+        # The hashes fit 32 bits now: take the minima over half the bytes.
+        mins = np.ascontiguousarray(np.minimum.reduceat(hashed.astype(np.uint32), offsets, axis=1).T)
         for row, index in enumerate(batch):
             out[index] = mins[row]
 
@@ -198,17 +201,15 @@ class _NearIndex:
         return combined.tolist()
 
     def query(self, signature: np.ndarray, keys: list[int], numbers: int | None) -> tuple[int, float] | None:
+        if self.buckets.keys().isdisjoint(keys):  # the common case, decided in C
+            return None
+        hits = [hit for hit in map(self.buckets.get, keys) if hit is not None]
         candidates: set[int] = set()
-        for key in keys:
-            hit = self.buckets.get(key)
-            if hit is None:
-                continue
+        for hit in hits:
             if isinstance(hit, int):
                 candidates.add(hit)
             else:
                 candidates.update(hit)
-        if not candidates:
-            return None
         order = sorted(candidates)
         if numbers is not None:
             order = [c for c in order if self.numbers[c] == numbers]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -40,6 +40,11 @@ LEAK_CODES = frozenset({LEAK_VALUE, LEAK_EXPRESSION})
 
 _TRAILING = "\"'\u201d\u2019\u00bb)]}*_`$\\ \t\r\n"
 _INEQUALITIES = frozenset({"<", ">", "≤", "≥"})
+
+# The cheap pre-checks (may_state_values and innocent per record, _could_match per tutor turn) skip
+# work that cannot produce a finding. False runs the full analysis everywhere: the tests compare
+# both ways, and benchmarks/bench_filter.py measures what the pre-checks save.
+PRECHECKS = True
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,15 @@ class LeakageRules:
     verification: re.Pattern[str]
     problem_cues: re.Pattern[str]
 
+    def __post_init__(self) -> None:
+        # The rules are part of every cache key in this module: hash the fields once, not per lookup.
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in fields(self))))
 
-@dataclass(frozen=True)
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One final result to look for."""
 
@@ -85,30 +97,35 @@ class Target:
 # --------------------------------------------------------------------------------------------
 
 
-def _sentences(norm: str) -> list[tuple[int, int]]:
+_SENTENCE_MARK = re.compile(r"[\n!?.]")
+
+
+def _sentences(norm: str) -> tuple[tuple[int, int], ...]:
     """(start, end) of each sentence; a period between digits (3.5) does not end one."""
     bounds = []
     start = 0
     n = len(norm)
-    i = 0
-    while i < n:
+    i = 0  # marks before i were consumed by a run of marks ("?!", "...")
+    for mark in _SENTENCE_MARK.finditer(norm):
+        i = max(i, mark.start())
+        if i != mark.start():
+            continue
         ch = norm[i]
-        if ch == "\n" or ch in "!?" or (ch == "." and not (0 < i < n - 1 and norm[i - 1].isdigit() and norm[i + 1].isdigit())):
-            j = i + 1
-            while j < n and norm[j] in ".!?":
-                j += 1
-            if ch == "\n" or j >= n or norm[j].isspace() or norm[j] in "\"')]":
-                bounds.append((start, j))
-                start = j
-                i = j
-                continue
-        i += 1
+        if ch == "." and 0 < i < n - 1 and norm[i - 1].isdigit() and norm[i + 1].isdigit():
+            continue
+        j = i + 1
+        while j < n and norm[j] in ".!?":
+            j += 1
+        if ch == "\n" or j >= n or norm[j].isspace() or norm[j] in "\"')]":
+            bounds.append((start, j))
+            start = j
+            i = j
     if start < n:
         bounds.append((start, n))
-    return [(s, e) for s, e in bounds if norm[s:e].strip()]
+    return tuple((s, e) for s, e in bounds if norm[s:e].strip())
 
 
-def _sentence_of(bounds: list[tuple[int, int]], pos: int) -> tuple[int, int]:
+def _sentence_of(bounds: Sequence[tuple[int, int]], pos: int) -> tuple[int, int]:
     for start, end in bounds:
         if start <= pos < end:
             return start, end
@@ -199,16 +216,36 @@ _PLAIN_END_RE = re.compile(
     r"(?P<unit>(?:\s*%|\s*°|(?:\s+[A-Za-z]+){0,3}))\s*[.!]?\s*$")
 _NOT_PLAIN_CHARS = re.compile(r"[±∓<>≤≥≈\\$(){}\[\]π√]")
 _ONE_LETTER_ASSIGN = re.compile(r"(?<![^\W\d_])[^\W\d_]\s*=")
+_NOT_PLAIN_WORDS = re.compile(r"(?<![a-z])(?:or|pi|sqrt)(?![a-z])")  # as whole [a-z] words: "x = 2 or 3"
+_PLAIN_RUN_CHARS = frozenset("=$€£-,.")
+
+
+def _plain_end_match(sentence: str) -> re.Match[str] | None:
+    """``_PLAIN_END_RE.search(sentence, max(0, len(sentence) - 80))``, started where a match can start.
+
+    A match ends on the sentence's last digit, and only spaces, "=", a currency sign and the
+    number's own characters (plus a one-letter variable) come before that digit: no match starts
+    before that run, so trying every earlier position is wasted.
+    """
+    last = len(sentence) - 1
+    while last >= 0 and not sentence[last].isdecimal():  # what \d matches
+        last -= 1
+    if last < 0:
+        return None
+    first = last
+    while first > 0 and (sentence[first - 1].isdecimal() or sentence[first - 1].isspace()
+                         or sentence[first - 1] in _PLAIN_RUN_CHARS):
+        first -= 1
+    return _PLAIN_END_RE.search(sentence, max(0, len(sentence) - 80, first - 1))
 
 
 def _plain_final(sentence: str) -> Target | None:
     """The target of a final sentence that ends on a plain number, without tokenizing; None when
     the sentence needs the full parse (relations, several results, fractions, units like km/h)."""
-    match = _PLAIN_END_RE.search(sentence, max(0, len(sentence) - 80))
+    match = _plain_end_match(sentence)
     if match is None or match.group("unit").strip().lower() in fm._NUMBER_WORDS or _NOT_PLAIN_CHARS.search(sentence):
         return None
-    words = fm._WORDS_RE.findall(sentence.lower())
-    if "or" in words or "pi" in words or "sqrt" in words or len(_ONE_LETTER_ASSIGN.findall(sentence)) > 1:
+    if _NOT_PLAIN_WORDS.search(sentence.lower()) or len(_ONE_LETTER_ASSIGN.findall(sentence)) > 1:
         return None
     unit = match.group("unit")
     if "%" in unit:
@@ -339,13 +376,10 @@ class StudentState:
 
     def add(self, text: str, rules: LeakageRules) -> None:
         self.rules = rules
-        norm = fm.normalize(text)
-        for literal in fm._NUM_LITERAL_RE.findall(norm):
-            clean = literal.replace(",", "")
-            self.literals.append(float(clean))
-            self._digits.add(clean.split(".", 1)[0] or "0")
-        if _COMPLEX_STUDENT.search(norm) or not fm._NUMBER_WORDS.isdisjoint(fm._WORDS_RE.findall(norm.lower())):
-            self._complex = True
+        literals, digits, complex_ = _student_numbers(text)
+        self.literals.extend(literals)
+        self._digits.update(digits)
+        self._complex = self._complex or complex_
         self.texts.append(text)
         self._parsed = False
 
@@ -362,17 +396,11 @@ class StudentState:
             return
         self._claims, self._exprs, self._tuples, self._value_forms = [], [], [], []
         for index, text in enumerate(self.texts):
-            norm, ms = fm.mentions(text)
-            bounds = _sentences(norm)
-            for mention in ms:
-                if mention.kind == "value" and mention.value_form:
-                    self._value_forms.append(abs(mention.values[0]))
-                elif mention.kind == "expr":
-                    self._exprs.append(mention)
-                elif mention.kind == "tuple":
-                    self._tuples.append(mention)
-                if self.rules is not None and self._is_claim(norm, bounds, mention, index == 0, self.rules):
-                    self._claims.append(mention)
+            value_forms, exprs, tuples, claims = _student_turn(text, index == 0, self.rules)
+            self._value_forms += value_forms
+            self._exprs += exprs
+            self._tuples += tuples
+            self._claims += claims
         self._parsed = True
 
     @property
@@ -425,6 +453,41 @@ class StudentState:
             return False  # without fractions, roots or words, the plain numbers are all there is
         self._parse()
         return any(fm.close(v, magnitude, tol) for v in self._value_forms)
+
+
+# A state is rebuilt for every tutor turn from all the student turns before it, and a student's
+# question recurs across records: what each student turn contributes is cached per text.
+@lru_cache(maxsize=2048)
+def _student_numbers(text: str) -> tuple[tuple[float, ...], frozenset[str], bool]:
+    """(every number literal's value, their integer parts, whether the text is "complex")."""
+    norm = fm.normalize(text)
+    literals: list[float] = []
+    digits: set[str] = set()
+    for literal in fm._NUM_LITERAL_RE.findall(norm):
+        clean = literal.replace(",", "")
+        literals.append(float(clean))
+        digits.add(clean.split(".", 1)[0] or "0")
+    complex_ = bool(_COMPLEX_STUDENT.search(norm)) or not fm._NUMBER_WORDS.isdisjoint(fm._WORDS_RE.findall(norm.lower()))
+    return tuple(literals), frozenset(digits), complex_
+
+
+@lru_cache(maxsize=2048)
+def _student_turn(text: str, first: bool, rules: LeakageRules | None) -> tuple[tuple, tuple, tuple, tuple]:
+    """(bare values, expressions, tuples, claims) one student turn states; ``first``: the turn that
+    poses the problem, whose equations are not claims."""
+    value_forms, exprs, tuples, claims = [], [], [], []
+    norm, ms = fm.mentions(text)
+    bounds = _sentences(norm)
+    for mention in ms:
+        if mention.kind == "value" and mention.value_form:
+            value_forms.append(abs(mention.values[0]))
+        elif mention.kind == "expr":
+            exprs.append(mention)
+        elif mention.kind == "tuple":
+            tuples.append(mention)
+        if rules is not None and StudentState._is_claim(norm, bounds, mention, first, rules):
+            claims.append(mention)
+    return tuple(value_forms), tuple(exprs), tuple(tuples), tuple(claims)
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,16 +618,14 @@ def check_turn(text: str, targets: Sequence[Target], student: StudentState | Cal
     if not targets:
         return []
     facts = _facts(text)
-    if not _could_match(facts[0], targets, facts):
+    norm = facts[0]
+    if PRECHECKS and not _could_match(norm, targets, facts):
         return []
-    norm, ms = fm.mentions(text, normalized=facts[0])
-    if not ms:
-        return []
-    bounds: list[tuple[int, int]] | None = None
+    bounds: Sequence[tuple[int, int]] | None = None
     findings: list[Finding] = []
     seen_targets: set[int] = set()
     state: StudentState | None = student if isinstance(student, StudentState) else None
-    for mention in ms:
+    for mention in fm.iter_mentions(norm):
         for index, target in enumerate(targets):
             if index in seen_targets or not _matches(mention, target):
                 continue
@@ -583,6 +644,8 @@ def check_turn(text: str, targets: Sequence[Target], student: StudentState | Cal
             code = LEAK_EXPRESSION if target.kind == "expr" else LEAK_VALUE
             findings.append(Finding(code, target, mention, sentence))
             seen_targets.add(index)
+        if len(seen_targets) == len(targets):
+            break  # every target found: the rest of the turn cannot add a finding, so it is not parsed
     return findings
 
 
@@ -683,13 +746,13 @@ def innocent(messages: Sequence[Mapping[str, Any]]) -> bool:
                 student = set()
                 for other in messages:
                     if other.get("role") == "user":
-                        student.update(v.replace(",", "") for v in fm._NUM_LITERAL_RE.findall(fm.normalize(other["content"])))
+                        student.update(v.replace(",", "") for v in _facts(other["content"])[3])
             if any(literal.replace(",", "") not in student for literal in literals):
                 return False
     return True
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def _facts(text: str) -> tuple[str, str, frozenset[str], tuple[str, ...]]:
     """(normalized, lower-cased, words, number literals) of a text, shared by the cheap pre-checks
     that look at the same tutor turn one after another."""
@@ -714,16 +777,29 @@ def targets_for(messages: Sequence[Mapping[str, Any]], reference: str | None, ru
                 use_problem: bool = True) -> tuple[list[Target], str | None]:
     """The final results to look for, and where they came from ("reference_answer" / "problem")."""
     if reference:
-        targets = targets_from_reference(reference, rules)
+        targets = _reference_targets(reference, rules)
         if targets:
-            return targets, "reference_answer"
+            return list(targets), "reference_answer"
     if use_problem:
         first_user = next((m.get("content") for m in messages if m.get("role") == "user"), "")
         if isinstance(first_user, str) and first_user:
-            targets = targets_from_problem(first_user, rules)
+            targets = _problem_targets(first_user, rules)
             if targets:
-                return targets, "problem"
+                return list(targets), "problem"
     return [], None
+
+
+# A generated dataset repeats reference answers and questions (several dialogues per question, a
+# retried generation), and working out their results is the costliest step for a record: cached
+# per text. Targets are frozen, so sharing them is safe.
+@lru_cache(maxsize=4096)
+def _reference_targets(reference: str, rules: LeakageRules) -> tuple[Target, ...]:
+    return tuple(targets_from_reference(reference, rules))
+
+
+@lru_cache(maxsize=4096)
+def _problem_targets(problem: str, rules: LeakageRules) -> tuple[Target, ...]:
+    return tuple(targets_from_problem(problem, rules))
 
 
 def _snapshot(student: StudentState) -> StudentState:
@@ -742,11 +818,11 @@ def exempt_by_claims(match_text: str, student: StudentState) -> bool:
         for literal in fm._NUM_LITERAL_RE.findall(fm.normalize(match_text)):
             if literal.replace(",", "").split(".", 1)[0] not in student._digits:
                 return False
-    if not student.claims:
-        return False
     _, ms = fm.mentions(match_text)
     values = [m.values[0] for m in ms if m.kind == "value"]
-    if not values:
+    # Exempt needs a value the student claimed, so one the student may have written: check that
+    # (cheap) before parsing what the student claimed.
+    if not values or not any(student._may_contain(value, 0.0) for value in values) or not student.claims:
         return False
     any_claim = False
     for value in values:

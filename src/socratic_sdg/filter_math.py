@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -108,6 +109,7 @@ def _latex_command(match: re.Match[str]) -> str:
     return " "
 
 
+@lru_cache(maxsize=4096)  # a record's texts are normalized by several checks in turn
 def normalize(text: str) -> str:
     """LaTeX and unicode math rewritten as plain ASCII-like math, sentences left intact.
 
@@ -849,6 +851,7 @@ for _name, _den in _DENOMS.items():
     _DENOM_NAMES.setdefault(_den, []).append(_name)
 
 
+@lru_cache(maxsize=4096)
 def number_word_parts(value: float) -> frozenset[str]:
     """The words that can spell ``value`` ("twenty", "six" for 26; "seven", "eighths" for 0.875)."""
     words: set[str] = set()
@@ -1007,28 +1010,118 @@ def mentions(text: str, *, words: bool = True, final_only: bool = False,
     the caller already has it.
     """
     norm = normalized if normalized is not None else normalize(text)
+    return norm, _result_mentions(norm, words) if final_only else list(iter_mentions(norm, words=words))
+
+
+def _result_mentions(norm: str, words: bool) -> list[Mention]:
+    """``mentions(..., final_only=True)``: see there."""
     found: list[Mention] = []
     if _QUICK_MATH.search(norm) or "sqrt" in norm:
-        all_spans = spans(_tokenize_runs(norm))
-        if final_only:
-            chosen: set[int] = set()
-            for index in range(len(all_spans) - 1, -1, -1):
-                got = _mentions_in_span(norm, all_spans[index], index * 1000)
-                if any(not (m.kind == "expr" and len(m.variables) == 1 and m.py == m.variables[0]) for m in got):
-                    chosen.add(index)
-                    found = got
-                    break
-            for index, span in enumerate(all_spans):
-                if index not in chosen and _assigns_variable(span):
-                    found.extend(_mentions_in_span(norm, span, index * 1000))
-            found.sort(key=lambda m: m.start)
-        else:
-            for index, span in enumerate(all_spans):
-                found.extend(_mentions_in_span(norm, span, index * 1000))
+        # (window, index in it, offset, index in the text) of every span, last first
+        refs = [(window, local, start, index + local) for window, start, index, count in _windows(norm)
+                for local in range(count)]
+        chosen: set[int] = set()
+        for ref in reversed(refs):
+            got = _span_mentions(*ref)
+            if any(not (m.kind == "expr" and len(m.variables) == 1 and m.py == m.variables[0]) for m in got):
+                chosen.add(ref[3])
+                found = got
+                break
+        for ref in refs:
+            if ref[3] not in chosen and _window_parse(ref[0])[ref[1]][1]:
+                found.extend(_span_mentions(*ref))
+        found.sort(key=lambda m: m.start)
     if words and not _NUMBER_WORDS.isdisjoint(_WORDS_RE.findall(norm.lower())):
         found.extend(number_word_mentions(norm))
         found.sort(key=lambda m: m.start)
-    return norm, found
+    return found
+
+
+def iter_mentions(norm: str, *, words: bool = True) -> Iterator[Mention]:
+    """The mentions of ``mentions(text)`` for a normalized text, lazily and in the same order: a
+    caller that has found what it looks for stops, and the rest of the text is not parsed."""
+    pending: list[Mention] = []
+    if words and not _NUMBER_WORDS.isdisjoint(_WORDS_RE.findall(norm.lower())):
+        pending = number_word_mentions(norm)
+    next_word = 0
+    if _QUICK_MATH.search(norm) or "sqrt" in norm:
+        for window, start, index, count in _windows(norm):
+            for local in range(count):
+                for mention in _span_mentions(window, local, start, index + local):
+                    # Span mentions come in text order; a number word goes before the first one after it.
+                    while next_word < len(pending) and pending[next_word].start < mention.start:
+                        yield pending[next_word]
+                        next_word += 1
+                    yield mention
+    yield from pending[next_word:]
+
+
+def _windows(norm: str) -> Iterator[tuple[str, int, int, int]]:
+    """(text, offset, index of its first span in the whole text, number of spans) per math window.
+
+    Spans never cross a window (prose separates windows), so each window is parsed on its own and
+    cached by its text: a record states the same math in the problem, the reference answer and the
+    tutor's turns ("2x + 3 = 11", "x = 4")."""
+    index = 0
+    for start, stop in _math_windows(norm):
+        # Leading spaces and trailing punctuation and spaces never belong to a span: the cache key
+        # without them is the same for "so x = 4." and "x = 4,".
+        stop = _WINDOW_TAIL.search(norm, start, stop).start()
+        while norm[start].isspace():
+            start += 1
+        window = norm[start:stop]
+        count = len(_window_parse(window))
+        yield window, start, index, count
+        index += count
+
+
+_WINDOW_TAIL = re.compile(r"[\s.,!]*\Z")
+
+
+# A window that is one number, perhaps negative, then punctuation (" 28, ", " -3.5. "): by far the
+# most common window in prose, whose single span is known without running the tokenizer. The number
+# is the tokenizer's own "num" pattern (without a factorial: no "!" before a closer or operator can
+# follow), and what may follow it never joins a span (see spans and _comma_joins).
+_LONE_NUMBER_WINDOW = re.compile(r"\s*(?:(-)(\s*))?(\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d+(?:\.\d+)?|\.\d+)[\s.,!]*")
+
+
+def _window_spans(window: str) -> list[list[Token]]:
+    """The math spans of one window (positions relative to it); see :func:`_math_windows`."""
+    lone = _LONE_NUMBER_WINDOW.fullmatch(window)
+    if lone is None:
+        return spans(_tokenize_runs(window, [(0, len(window))]))
+    number = Token(NUM, lone.group(3), lone.start(3), lone.end(3), lone.group(1) is None or bool(lone.group(2)))
+    if lone.group(1) is None:
+        return [[number]]
+    return [[Token(OP, "-", lone.start(1), lone.end(1), True), number]]
+
+
+# Mentions are kept as plain tuples of strings and numbers, which the garbage collector stops
+# tracking once it has seen them (it never untracks named tuples): a full cache does not slow every
+# later collection down.
+@lru_cache(maxsize=4096)
+def _window_parse(window: str) -> tuple[tuple[tuple[tuple, ...], bool], ...]:
+    """Per span of one window: its mentions (positions relative to the window, items numbered as if
+    the window were the whole text) and whether it assigns a variable."""
+    return tuple((tuple(map(tuple, _mentions_in_span(window, span, local * 1000))), _assigns_variable(span))
+                 for local, span in enumerate(_window_spans(window)))
+
+
+_START, _END, _ITEM = (Mention._fields.index(name) for name in ("start", "end", "item_index"))
+
+
+def _span_mentions(window: str, local: int, offset: int, index: int) -> list[Mention]:
+    """The mentions of span ``index`` of a text (the ``local``-th of the window at ``offset``), with
+    the positions and item numbers that parsing the whole text at once gives."""
+    items = (index - local) * 1000
+    out = []
+    for cached in _window_parse(window)[local][0]:
+        fields = list(cached)
+        fields[_START] += offset
+        fields[_END] += offset
+        fields[_ITEM] += items
+        out.append(_new(Mention, fields))
+    return out
 
 
 def literal_numbers(text: str) -> list[float]:
