@@ -170,6 +170,66 @@ class _MinHasher:
             out[index] = mins[row]
 
 
+class _BandTable:
+    """LSH buckets: band key -> slots of the accepted records with that key.
+
+    A dict of Python ints costs ~100 bytes an entry and every accepted record adds ``bands`` of
+    them; here entries live in sorted numpy arrays (12 bytes each) behind a small dict of the newest,
+    merged in when it passes an eighth of the arrays (amortised O(n log n)). A lookup takes at most
+    ``cap`` slots per key, the earliest accepted, as candidates.
+    """
+
+    def __init__(self, cap: int = 32):
+        self.cap = cap
+        self.keys = np.zeros(0, dtype=np.uint64)
+        self.slots = np.zeros(0, dtype=np.int32)
+        self.recent: dict[int, int | list[int]] = {}  # the newest entries, for lookups
+        self.recent_keys: list[int] = []  # the same, for the next merge
+        self.recent_slots: list[int] = []
+
+    def lookup(self, keys: list[int]) -> set[int]:
+        candidates: set[int] = set()
+        if self.keys.size:
+            wanted = np.array(keys, dtype=np.uint64)
+            starts = np.searchsorted(self.keys, wanted)
+            found = starts < self.keys.size
+            found[found] = self.keys[starts[found]] == wanted[found]
+            if found.any():  # most queries find nothing: one searchsorted decides it
+                for start, key in zip(starts[found].tolist(), wanted[found]):
+                    end = min(int(np.searchsorted(self.keys, key, side="right")), start + self.cap)
+                    candidates.update(self.slots[start:end].tolist())
+        if not self.recent.keys().isdisjoint(keys):
+            for key in keys:
+                hit = self.recent.get(key)
+                if isinstance(hit, int):
+                    candidates.add(hit)
+                elif hit:
+                    candidates.update(hit[: self.cap])
+        return candidates
+
+    def add(self, keys: list[int], slot: int) -> None:
+        self.recent_keys.extend(keys)
+        self.recent_slots.extend([slot] * len(keys))
+        clashes = self.recent.keys() & keys
+        if clashes:  # rare: keys shared with another recent record
+            for key in clashes:
+                hit = self.recent[key]
+                self.recent[key] = [hit, slot] if isinstance(hit, int) else hit + [slot]
+            keys = [key for key in keys if key not in clashes]
+        self.recent.update(dict.fromkeys(keys, slot))
+        if len(self.recent_keys) >= max(4096, self.keys.size // 8):
+            self._merge()
+
+    def _merge(self) -> None:
+        all_keys = np.concatenate([self.keys, np.array(self.recent_keys, dtype=np.uint64)])
+        all_slots = np.concatenate([self.slots, np.array(self.recent_slots, dtype=np.int32)])
+        order = np.lexsort((all_slots, all_keys))  # by key, then slot: the earliest accepted first
+        self.keys, self.slots = all_keys[order], all_slots[order]
+        self.recent.clear()
+        self.recent_keys.clear()
+        self.recent_slots.clear()
+
+
 class _NearIndex:
     """LSH over MinHash signatures; remembers accepted records' signatures to verify candidates."""
 
@@ -180,7 +240,7 @@ class _NearIndex:
         rng = np.random.default_rng(seed + 1)
         self.mix = rng.integers(1, 2**63 - 1, size=self.rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)
         self.band_salt = [(i * 0x9E3779B97F4A7C15) & _MASK64 for i in range(bands)]
-        self.buckets: dict[int, int | list[int]] = {}
+        self.buckets = _BandTable()
         self.store = np.zeros((1024, num_perm), dtype=np.uint32)
         self.numbers: list[int] = []
         self.count = 0
@@ -201,15 +261,9 @@ class _NearIndex:
         return combined.tolist()
 
     def query(self, signature: np.ndarray, keys: list[int], numbers: int | None) -> tuple[int, float] | None:
-        if self.buckets.keys().isdisjoint(keys):  # the common case, decided in C
+        candidates = self.buckets.lookup(keys)
+        if not candidates:
             return None
-        hits = [hit for hit in map(self.buckets.get, keys) if hit is not None]
-        candidates: set[int] = set()
-        for hit in hits:
-            if isinstance(hit, int):
-                candidates.add(hit)
-            else:
-                candidates.update(hit)
         order = sorted(candidates)
         if numbers is not None:
             order = [c for c in order if self.numbers[c] == numbers]
@@ -233,14 +287,7 @@ class _NearIndex:
         self.store[slot] = signature
         self.numbers.append(numbers)
         self.count += 1
-        for key in keys:
-            hit = self.buckets.get(key)
-            if hit is None:
-                self.buckets[key] = slot
-            elif isinstance(hit, int):
-                self.buckets[key] = [hit, slot]
-            elif len(hit) < 32:
-                hit.append(slot)
+        self.buckets.add(keys, slot)
         return slot
 
 
