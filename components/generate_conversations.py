@@ -83,7 +83,7 @@ def generate_conversations(
     checkpoint_dir = None
     if checkpoint_pvc_path:
         with open(chunks_file, "rb") as handle:
-            chunks_hash = hashlib.sha256(handle.read()).hexdigest()
+            chunks_hash = hashlib.file_digest(handle, "sha256").hexdigest()  # streamed: the file can be large
         settings = [flow_id, flow_yaml_path, model, conversations_per_chunk, max_chunks, seed, runtime_params, columns, shard_index, num_shards]
         checkpoint_dir = os.path.join(checkpoint_pvc_path, content_id(chunks_hash, settings))
     options = stage.GenerateOptions(
