@@ -16,12 +16,13 @@ USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError)
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .chunk import ChunkError
     from .convert import ConvertError
+    from .evaluate import EvaluateError
     from .endpoint import EndpointError
     from .generate import GenerateError
     from .local_llm import LocalModelError
     from socratic_sdg.pipelines.submit import SubmitError
 
-    return USER_ERRORS + (ChunkError, ConvertError, EndpointError, GenerateError, LocalModelError, SubmitError)
+    return USER_ERRORS + (ChunkError, ConvertError, EvaluateError, EndpointError, GenerateError, LocalModelError, SubmitError)
 
 
 def _say(message: str) -> None:
@@ -145,11 +146,12 @@ def cmd_flows(args) -> int:
     return 0
 
 
-def cmd_filter(args) -> int:
-    from . import filter as quality_filter
+def _filter_options(args, **overrides):
+    from .filter import FilterOptions
 
-    options = quality_filter.FilterOptions(
+    values = dict(
         rules_path=args.rules,
+        graded_turns=args.graded_turns,
         min_turn_chars=args.min_turn_chars,
         max_turn_chars=args.max_turn_chars,
         min_green_score=args.min_green_score,
@@ -180,12 +182,44 @@ def cmd_filter(args) -> int:
         judge_on_error=args.judge_on_error,
         chunks_path=args.chunks,
     )
+    values.update(overrides)
+    return FilterOptions(**values)
+
+
+def cmd_filter(args) -> int:
+    from . import filter as quality_filter
+
+    options = _filter_options(args)
     result = quality_filter.run(args.input, args.output_dir, options)
     _say(f"{result.accepted} accepted, {result.rejected} rejected of {result.total} -> {args.output_dir}")
     for layer, count in (getattr(result, "layers", None) or {}).items():
         _say(f"  layer {layer}: {count} rejected")
     for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
         _say(f"  {reason}: {count}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import evaluate
+
+    # Many replies answer one dialogue by design: dedup would keep only the first of each.
+    options = _filter_options(args, dedup=False, judge=False, judge_endpoint=None)
+    judge = None
+    if args.judge or args.judge_endpoint:
+        from .filter_judge import Judge
+
+        judge = Judge(_filter_options(args, dedup=False).judge_options())
+    try:
+        result = evaluate.evaluate(args.input, args.output_dir, options, judge=judge, examples=args.examples,
+                                   progress=_say)
+    finally:
+        if judge is not None:
+            judge.close()
+    _say(Path(result.markdown_path).read_text(encoding="utf-8").split("\n## ")[0].rstrip())
+    if "judge" in result.report:
+        judge_part = Path(result.markdown_path).read_text(encoding="utf-8").split("## Judge agreement")[1]
+        _say("\njudge agreement" + judge_part.rstrip())
+    _say(f"\nreport: {result.markdown_path} (and {Path(result.json_path).name})")
     return 0
 
 
@@ -323,6 +357,43 @@ def _add_generation_arguments(p: argparse.ArgumentParser) -> None:
     target.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer")
 
 
+def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "all") -> None:
+    """The filter's options, shared by `filter` and `evaluate`."""
+    p.add_argument("--rules", help="rules YAML (default: the packaged rules)")
+    p.add_argument("--chunks", help="chunks.jsonl: the source passages, for the judge's grounding score and problem-aware leakage")
+    layers = p.add_argument_group("layers")
+    layers.add_argument("--no-format-checks", action="store_true", help="skip the format layer (roles, lengths, template leftovers)")
+    layers.add_argument("--no-rules", action="store_true", help="skip the red/green rules")
+    layers.add_argument("--no-require-question", action="store_true", help="accept tutor turns that do not end with a question")
+    layers.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer (reference answer, sympy)")
+    layers.add_argument("--no-solve-problem", action="store_true", help="leakage: do not solve the student's own equation when there is no reference answer")
+    layers.add_argument("--graded-turns", choices=["all", "last"], default=graded_turns,
+                        help=f"tutor turns graded: all (each is a training target) or last (earlier turns are context); default {graded_turns}")
+    layers.add_argument("--min-turn-chars", type=int, default=20, help="shortest tutor turn (default 20)")
+    layers.add_argument("--max-turn-chars", type=int, default=2000, help="longest tutor turn (default 2000)")
+    layers.add_argument("--min-green-score", type=int, default=0, help="guiding moves (green flags) a final tutor turn needs (default 0)")
+    layers.add_argument("--language", help="reject turns not in this language (e.g. en); off by default")
+    dedup = p.add_argument_group("dedup")
+    dedup.add_argument("--no-dedup", action="store_true", help="keep duplicates")
+    dedup.add_argument("--no-dedup-questions", action="store_true", help="do not deduplicate student questions")
+    dedup.add_argument("--no-dedup-conversations", action="store_true", help="do not deduplicate whole conversations")
+    dedup.add_argument("--exact-dedup-only", action="store_true", help="exact duplicates only, no MinHash near-duplicates")
+    dedup.add_argument("--dedup-question-threshold", type=float, default=0.8, help="near-duplicate similarity for questions (default 0.8)")
+    dedup.add_argument("--dedup-conversation-threshold", type=float, default=0.8, help="near-duplicate similarity for conversations (default 0.8)")
+    judge = p.add_argument_group("LLM judge (optional; endpoint from LLM_API_BASE / LLM_API_KEY / LLM_MODEL)")
+    judge.add_argument("--judge", action="store_true", help="score accepted records with the LLM judge")
+    judge.add_argument("--judge-endpoint", help="judge base URL (switches the judge on; default $LLM_API_BASE)")
+    judge.add_argument("--judge-model", help="judge model (default $LLM_MODEL)")
+    judge.add_argument("--judge-prompt", help="rubric prompt YAML (default: the packaged one)")
+    judge.add_argument("--judge-max-concurrency", type=int, default=8)
+    judge.add_argument("--judge-max-retries", type=int, default=3)
+    judge.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request")
+    for score in ("guidance", "actionability", "grounding", "tone"):
+        judge.add_argument(f"--judge-min-{score}", type=int, default=3, help=f"lowest {score} score accepted (1-5, default 3)")
+    judge.add_argument("--judge-accept-wrong-answer", action="store_true", help="accept replies the judge says reveal a wrong answer")
+    judge.add_argument("--judge-on-error", default="reject", choices=["reject", "accept"], help="what a record the judge could not score becomes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="socratic-sdg",
@@ -410,38 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg filter --input work/generated/conversations.jsonl --output-dir work/filtered --chunks work/chunks.jsonl --judge""")
     p.add_argument("--input", required=True, help="JSONL with one {messages, metadata} record per line")
     p.add_argument("--output-dir", required=True, help="where accepted.jsonl, rejected.jsonl and filter_metrics.json go")
-    p.add_argument("--rules", help="rules YAML (default: the packaged rules)")
-    p.add_argument("--chunks", help="chunks.jsonl: the source passages, for the judge's grounding score and problem-aware leakage")
-    layers = p.add_argument_group("layers")
-    layers.add_argument("--no-format-checks", action="store_true", help="skip the format layer (roles, lengths, template leftovers)")
-    layers.add_argument("--no-rules", action="store_true", help="skip the red/green rules")
-    layers.add_argument("--no-require-question", action="store_true", help="accept tutor turns that do not end with a question")
-    layers.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer (reference answer, sympy)")
-    layers.add_argument("--no-solve-problem", action="store_true", help="leakage: do not solve the student's own equation when there is no reference answer")
-    layers.add_argument("--min-turn-chars", type=int, default=20, help="shortest tutor turn (default 20)")
-    layers.add_argument("--max-turn-chars", type=int, default=2000, help="longest tutor turn (default 2000)")
-    layers.add_argument("--min-green-score", type=int, default=0, help="guiding moves (green flags) a final tutor turn needs (default 0)")
-    layers.add_argument("--language", help="reject turns not in this language (e.g. en); off by default")
-    dedup = p.add_argument_group("dedup")
-    dedup.add_argument("--no-dedup", action="store_true", help="keep duplicates")
-    dedup.add_argument("--no-dedup-questions", action="store_true", help="do not deduplicate student questions")
-    dedup.add_argument("--no-dedup-conversations", action="store_true", help="do not deduplicate whole conversations")
-    dedup.add_argument("--exact-dedup-only", action="store_true", help="exact duplicates only, no MinHash near-duplicates")
-    dedup.add_argument("--dedup-question-threshold", type=float, default=0.8, help="near-duplicate similarity for questions (default 0.8)")
-    dedup.add_argument("--dedup-conversation-threshold", type=float, default=0.8, help="near-duplicate similarity for conversations (default 0.8)")
-    judge = p.add_argument_group("LLM judge (optional; endpoint from LLM_API_BASE / LLM_API_KEY / LLM_MODEL)")
-    judge.add_argument("--judge", action="store_true", help="score accepted records with the LLM judge")
-    judge.add_argument("--judge-endpoint", help="judge base URL (switches the judge on; default $LLM_API_BASE)")
-    judge.add_argument("--judge-model", help="judge model (default $LLM_MODEL)")
-    judge.add_argument("--judge-prompt", help="rubric prompt YAML (default: the packaged one)")
-    judge.add_argument("--judge-max-concurrency", type=int, default=8)
-    judge.add_argument("--judge-max-retries", type=int, default=3)
-    judge.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request")
-    for score in ("guidance", "actionability", "grounding", "tone"):
-        judge.add_argument(f"--judge-min-{score}", type=int, default=3, help=f"lowest {score} score accepted (1-5, default 3)")
-    judge.add_argument("--judge-accept-wrong-answer", action="store_true", help="accept replies the judge says reveal a wrong answer")
-    judge.add_argument("--judge-on-error", default="reject", choices=["reject", "accept"], help="what a record the judge could not score becomes")
+    _add_filter_arguments(p)
     p.set_defaults(func=cmd_filter)
+
+    p = _add(sub, "evaluate", "Measure the filter (and the judge) against human-labelled tutor replies.", """
+        socratic-sdg evaluate --input samples/tutor-eval/mrbench-dev.json --output-dir output/evaluate
+        socratic-sdg evaluate --input my_labelled.jsonl --output-dir output/evaluate --no-leakage
+        LLM_API_BASE=http://my-vllm:8000/v1 socratic-sdg evaluate --input samples/tutor-eval/mrbench-dev.json --output-dir output/evaluate --judge""")
+    p.add_argument("--input", required=True,
+                   help="labelled replies: MRBench JSON, or JSONL of {messages, metadata, labels, tutor} (see docs/evaluate.md)")
+    p.add_argument("--output-dir", required=True, help="where evaluation.json and evaluation.md go")
+    p.add_argument("--examples", type=int, default=20, help="misjudged replies listed per kind in evaluation.json (default 20)")
+    _add_filter_arguments(p, graded_turns="last")
+    p.set_defaults(func=cmd_evaluate)
 
     p = _add(sub, "export", "Write train.jsonl and validation.jsonl (chat messages format).", """
         socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset

@@ -89,6 +89,9 @@ class FilterOptions:
     """
 
     rules_path: str | None = None
+    # Which tutor turns are graded: "all" (every tutor turn of a generated dialogue is a training
+    # target) or "last" (earlier turns are given context, e.g. a human tutor's history in a labelled set).
+    graded_turns: str = "all"
     # format
     min_turn_chars: int = 20
     max_turn_chars: int = 2000
@@ -139,6 +142,8 @@ class FilterOptions:
             )
         if self.min_green_score < 0:
             raise ValueError(f"FilterOptions.min_green_score must be >= 0, got {self.min_green_score}.")
+        if self.graded_turns not in ("all", "last"):
+            raise ValueError(f"FilterOptions.graded_turns must be 'all' or 'last', got {self.graded_turns!r}.")
         if self.block_size < 1:
             raise ValueError(f"FilterOptions.block_size must be >= 1, got {self.block_size}.")
         if self.language is not None and not re.fullmatch(r"[a-z]{2,3}", self.language):
@@ -764,10 +769,13 @@ def _evaluate(
     tutor_turns = 0
     last_mask = 0
     last_sentences: list[str] | None = None
+    first_graded = len(messages) - 1 if opts.graded_turns == "last" else 0
     for index, message in enumerate(messages):
         role, content = message["role"], message["content"]
         where = _where(index, role)
         text = content.strip()
+        if index < first_graded:
+            continue  # context, not a training target
         if not text:
             reasons.append(_reason(EMPTY_TURN, "format", f"{where} is empty"))
             continue
@@ -884,8 +892,9 @@ def _leakage(messages, reference, rules: Rules, opts: FilterOptions, context: _C
             return [], {"targets": [], "target_source": None, "skipped": "the tutor only repeats the student's numbers"}
     targets, source = leakage_layer.targets_for(messages, reference, rules.leakage, use_problem=opts.leakage_use_problem)
     reasons = []
+    first_graded = len(messages) - 1 if opts.graded_turns == "last" else 0
     for index, message in enumerate(messages):
-        if message["role"] != "assistant" or not targets:
+        if message["role"] != "assistant" or not targets or index < first_graded:
             continue
         findings = leakage_layer.check_turn(message["content"], targets, lambda i=index: context.student_before(i),
                                             rules.leakage)
