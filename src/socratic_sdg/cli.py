@@ -174,6 +174,7 @@ def _filter_options(args, **overrides):
         judge_max_concurrency=args.judge_max_concurrency,
         judge_max_retries=args.judge_max_retries,
         judge_timeout=args.judge_timeout,
+        judge_min_mistake_identification=args.judge_min_mistake_identification,
         judge_min_guidance=args.judge_min_guidance,
         judge_min_actionability=args.judge_min_actionability,
         judge_min_grounding=args.judge_min_grounding,
@@ -388,8 +389,8 @@ def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "al
     judge.add_argument("--judge-max-concurrency", type=int, default=8)
     judge.add_argument("--judge-max-retries", type=int, default=3)
     judge.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request")
-    for score in ("guidance", "actionability", "grounding", "tone"):
-        judge.add_argument(f"--judge-min-{score}", type=int, default=3, help=f"lowest {score} score accepted (1-5, default 3)")
+    for score in ("mistake-identification", "guidance", "actionability", "grounding", "tone"):
+        judge.add_argument(f"--judge-min-{score}", type=int, default=3, help=f"lowest {score.replace('-', ' ')} score accepted (1-5, default 3)")
     judge.add_argument("--judge-accept-wrong-answer", action="store_true", help="accept replies the judge says reveal a wrong answer")
     judge.add_argument("--judge-on-error", default="reject", choices=["reject", "accept"], help="what a record the judge could not score becomes")
 

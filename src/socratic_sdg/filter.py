@@ -113,6 +113,7 @@ class FilterOptions:
     judge_max_concurrency: int = 8
     judge_max_retries: int = 3
     judge_timeout: float = 60.0
+    judge_min_mistake_identification: int = 3
     judge_min_guidance: int = 3
     judge_min_actionability: int = 3
     judge_min_grounding: int = 3
@@ -164,7 +165,7 @@ class FilterOptions:
             endpoint=self.judge_endpoint, model=self.judge_model, api_key=self.judge_api_key,
             prompt_path=self.judge_prompt_path, max_concurrency=self.judge_max_concurrency,
             max_retries=self.judge_max_retries, timeout=self.judge_timeout,
-            min_guidance=self.judge_min_guidance, min_actionability=self.judge_min_actionability,
+            min_mistake_identification=self.judge_min_mistake_identification, min_guidance=self.judge_min_guidance, min_actionability=self.judge_min_actionability,
             min_grounding=self.judge_min_grounding, min_tone=self.judge_min_tone,
             reject_wrong_answer=self.judge_reject_wrong_answer, on_error=self.judge_on_error,
         )

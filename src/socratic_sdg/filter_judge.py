@@ -75,6 +75,7 @@ class JudgeOptions:
     backoff_max: float = 20.0
     max_tokens: int = 400
     temperature: float = 0.0
+    min_mistake_identification: int = 3
     min_guidance: int = 3
     min_actionability: int = 3
     min_grounding: int = 3
