@@ -1,8 +1,11 @@
 """The flows: this package's Socratic flows, sdg_hub's registry, column mapping, diversity controls."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 from fake_openai import QUESTIONS, REFERENCE, STUDENT, STUDENT_ATTEMPT, STUDENT_FRUSTRATED, TUTOR, TUTOR_FOLLOWUP, FakeOpenAI
 
 from socratic_sdg import flow_catalog, generate
@@ -216,3 +219,133 @@ def test_a_flow_yaml_without_id_is_used_as_is_and_never_rewritten(tmp_path, fake
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     assert result.output_rows == 1 and result.flow_id == get_flow_identifier("Custom rubric flow")
     assert open(flow).read() == text
+
+
+# --------------------------------------------------------------------------------------------
+# The tutor prompts carry the quality filter's rubric, and their worked replies obey it
+# --------------------------------------------------------------------------------------------
+
+# The hidden reference answer of each worked example, keyed by the student message that opens its
+# conversation: the filter's leakage layer checks the example replies against it. A new example
+# conversation needs an entry here.
+ICL_REFERENCES = {
+    "How do I solve 3x - 5 = 16? Just tell me x.": "Add 5 to both sides to get 3x = 21, then divide both sides by 3: x = 7.",
+    "I differentiated x^2 sin(x) by taking the derivative of each part and multiplying them, so I got 2x cos(x). Is that right?": (
+        "No. By the product rule, the derivative of x^2 sin(x) is 2x sin(x) + x^2 cos(x)."
+    ),
+    "I've been stuck for ages on the limit of (x^2 - 9)/(x - 3) as x goes to 3. Plugging in 3 gives 0/0, so the limit doesn't exist. Please just show me how to do it.": (
+        "Since x^2 - 9 = (x - 3)(x + 3), the quotient equals x + 3 for x != 3, so the limit as x goes to 3 is 6."
+    ),
+}
+# What each reference reveals: none of it may appear in a worked tutor reply.
+ICL_REVEALED = {
+    "How do I solve 3x - 5 = 16? Just tell me x.": ["7", "21", "add 5"],
+    "I differentiated x^2 sin(x) by taking the derivative of each part and multiplying them, so I got 2x cos(x). Is that right?": ["2x sin(x) +", "x^2 cos(x)"],
+    "I've been stuck for ages on the limit of (x^2 - 9)/(x - 3) as x goes to 3. Plugging in 3 gives 0/0, so the limit doesn't exist. Please just show me how to do it.": ["6", "x + 3", "(x - 3)(x"],
+}
+RUBRIC_PHRASES = [
+    "never praise or confirm a wrong result",  # no false praise
+    "if the student's work has a mistake, say where it is",  # mistake identified and located
+    "do not give the corrected value, the corrected step or the final answer, not even inside a question",  # not revealing
+    "never state the answer",
+    "refer to the student's own numbers, expressions or steps",  # engages with their work
+    "one to three short sentences",  # no lecture
+    "end with exactly one question",  # one guiding question, at the end
+]
+FALSE_PRAISE = re.compile(r"\b(?:great|good|nice)\s+(?:job|work)\b|\bwell\s+done\b|\bcorrect\b|\bexactly\b|\bperfect\b|\bexcellent\b|\bthat['\u2019]?s\s+right\b|\byou['\u2019]re\s+(?:right|close)\b", re.IGNORECASE)
+
+
+def _tutor_prompt_blocks() -> list[tuple[str, Path, list[str]]]:
+    """(flow id, prompt file, input columns) of every PromptBuilderBlock that builds a tutor turn."""
+    found = []
+    for flow_id, flow_path in generate.package_flows().items():
+        for block in yaml.safe_load(flow_path.read_text())["blocks"]:
+            config = block["block_config"]
+            if block["block_type"] == "PromptBuilderBlock" and config["block_name"].startswith("tutor_"):
+                found.append((flow_id, flow_path.parent / config["prompt_config_path"], list(config["input_cols"])))
+    return found
+
+
+def _worked_examples(messages: list[dict]) -> list[dict]:
+    """The fixed example turns of a tutor prompt: after the system turn, before the first templated turn."""
+    examples = []
+    for message in messages[1:]:
+        if "{{" in message["content"]:
+            break
+        examples.append(message)
+    return examples
+
+
+def _example_records(examples: list[dict]) -> list[dict]:
+    """One filter record per worked tutor reply: its conversation up to that reply, with the reference."""
+    records, conversation, opener = [], [], None
+    for message in examples:
+        if message["role"] == "user" and message["content"] in ICL_REFERENCES:
+            conversation, opener = [], message["content"]
+        assert opener is not None, f"worked example opens with {message['content']!r}, which has no entry in ICL_REFERENCES"
+        conversation.append(dict(message))
+        if message["role"] == "assistant":
+            records.append({"messages": list(conversation), "metadata": {"reference_answer": ICL_REFERENCES[opener], "opener": opener}})
+    return records
+
+
+def test_tutor_prompts_carry_the_filter_rubric_and_keep_their_variables():
+    import jinja2
+    from jinja2 import meta
+
+    blocks = _tutor_prompt_blocks()
+    assert sorted(p.name for _, p, _ in blocks) == ["tutor_reply.yaml", "tutor_turn_1.yaml", "tutor_turn_2.yaml", "tutor_turn_3.yaml"]
+    shared = set()
+    for flow_id, path, input_cols in blocks:
+        messages = yaml.safe_load(path.read_text())
+        environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
+        used = set().union(*(meta.find_undeclared_variables(environment.parse(m["content"])) for m in messages))
+        assert used == set(input_cols), f"{path.name}: the template uses {sorted(used)}, the block passes {input_cols}"
+        values = {col: f"<{col}>" for col in input_cols}
+        rendered = [{"role": m["role"], "content": environment.from_string(m["content"]).render(**values)} for m in messages]
+        # what the flow and the fake server rely on: a Socratic system turn, then real chat turns ending on the student
+        assert rendered[0]["role"] == "system" and "Socratic" in rendered[0]["content"] and "<document>" in rendered[0]["content"]
+        assert rendered[-1]["role"] == "user" and rendered[-1]["content"] == f"<{input_cols[-1]}>"
+        rubric = " ".join(rendered[0]["content"].lower().replace("\u2019", "'").split())
+        missing = [phrase for phrase in RUBRIC_PHRASES if phrase not in rubric]
+        assert not missing, f"{flow_id} {path.name}: the tutor prompt lacks the rubric {missing}"
+        # the rubric and the worked examples are the same in every tutor prompt (turns 2 and 3 add one line)
+        rubric_block = rendered[0]["content"].split("(not \"Does that make sense?\").")[0]
+        shared.add((rubric_block, json.dumps(_worked_examples(messages))))
+    assert len(shared) == 2  # the multi-turn conversation example and the single-turn examples
+    assert len({rubric for rubric, _ in shared}) == 1
+
+
+def test_every_worked_tutor_reply_passes_the_quality_filter_and_obeys_the_rubric():
+    from socratic_sdg.filter import FilterOptions, check_record, load_rules
+
+    rules, options = load_rules(), FilterOptions()
+    student_work = re.compile(r"\d+(?:/\d+)?|x\^2|sin\(x\)|cos\(x\)")
+    checked = 0
+    for _, path, _ in _tutor_prompt_blocks():
+        examples = _worked_examples(yaml.safe_load(path.read_text()))
+        assert [m["role"] for m in examples] == ["user", "assistant"] * (len(examples) // 2) and len(examples) >= 4
+        records = _example_records(examples)
+        # at least one worked reply answers a wrong attempt (the multi-turn flow plants one)
+        assert any(re.search(r"\bgot\b", r["messages"][-2]["content"]) for r in records), path.name
+        for record in records:
+            opener = record["metadata"].pop("opener")
+            reply = record["messages"][-1]["content"]
+            assert check_record(record, rules, options) == [], f"{path.name}: the filter rejects the worked reply {reply!r}"
+            # the rubric, checked directly as well (the filter's rules change; the examples must not drift)
+            assert reply.endswith("?") and reply.count("?") == 1, f"{path.name}: not exactly one question at the end: {reply!r}"
+            assert 1 <= len(re.findall(r"[.!?](?:\s|$)", reply)) <= 3, f"{path.name}: more than three sentences: {reply!r}"
+            assert not FALSE_PRAISE.search(reply), f"{path.name}: praise or confirmation in {reply!r}"
+            revealed = [v for v in ICL_REVEALED[opener] if re.search(rf"(?<![\w.]){re.escape(v)}(?![\w])", reply.lower())]
+            assert not revealed, f"{path.name}: {reply!r} reveals {revealed}"
+            theirs = set(student_work.findall(" ".join(m["content"] for m in record["messages"] if m["role"] == "user")))
+            assert theirs & set(student_work.findall(reply)), f"{path.name}: {reply!r} does not refer to the student's work"
+            checked += 1
+    assert checked == 3 * 3 + 3
+
+    # the check is not vacuous: a reply that confirms and corrects the student's value is rejected
+    examples = _worked_examples(yaml.safe_load(dict((p.name, p) for _, p, _ in _tutor_prompt_blocks())["tutor_turn_2.yaml"].read_text()))
+    leaky = _example_records(examples)[1]
+    leaky["metadata"].pop("opener")
+    leaky["messages"][-1]["content"] = "Close! Add 5 to both sides instead, so 3x = 21 and x = 7. Can you check it?"
+    assert {r["code"] for r in check_record(leaky, rules, options)}
