@@ -197,6 +197,7 @@ def load_mrbench(data: Any, name: str) -> list[LabelledReply]:
                                         "model": tutor}
             if reference:
                 metadata["reference_answer"] = reference
+                metadata["reference_solution"] = _clean(str(dialogue["Ground_Truth_Solution"]))
             record = {"id": f"{dialogue_id}/{tutor}",
                       "messages": history + [{"role": "assistant", "content": response}],
                       "metadata": metadata}

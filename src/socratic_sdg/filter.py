@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from . import filter_dialogue as dialogue_layer
 from . import filter_leakage as leakage_layer
 from .records import AtomicWriter, dumps, write_json
 
@@ -355,6 +356,7 @@ class Rules:
     green_flags: tuple[Rule, ...] = ()
     weak_questions: tuple[Rule, ...] = ()
     leakage: leakage_layer.LeakageRules | None = None
+    dialogue: dialogue_layer.DialogueRules | None = None
     languages: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Derived once so check_record does not re-partition the red flags for every turn.
     _red_turn: tuple[Rule, ...] = field(default=(), repr=False, compare=False)
@@ -385,7 +387,7 @@ class Rules:
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _MACRO_RE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _TOP_KEYS = frozenset({"version", "macros", "format_flags", "red_flags", "green_flags", "weak_questions",
-                       "leakage", "languages"})
+                       "leakage", "dialogue", "languages"})
 _ENTRY_KEYS = {
     "format_flags": frozenset({"code", "pattern", "explanation", "roles", "requires"}),
     "red_flags": frozenset({"code", "pattern", "explanation", "scope", "requires"}),
@@ -428,7 +430,8 @@ def _default_data() -> dict[str, Any]:
     global _DEFAULT_DATA
     if _DEFAULT_DATA is None:
         name, data = _read_rules_yaml(default_rules_path())
-        _DEFAULT_DATA = {"name": name, "leakage": data.get("leakage"), "languages": data.get("languages")}
+        _DEFAULT_DATA = {"name": name, "leakage": data.get("leakage"), "dialogue": data.get("dialogue"),
+                         "languages": data.get("languages")}
     return _DEFAULT_DATA
 
 
@@ -467,9 +470,14 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
     else:
         defaults = _default_data()
         leakage = _parse_leakage(defaults["name"], defaults["leakage"], {})
+    if data.get("dialogue") is not None:
+        dialogue = _parse_dialogue(name, data["dialogue"], macros, leakage)
+    else:
+        defaults = _default_data()
+        dialogue = _parse_dialogue(defaults["name"], defaults["dialogue"], {}, leakage)
     raw_languages = data["languages"] if data.get("languages") is not None else _default_data()["languages"]
     languages = _parse_languages(name, raw_languages)
-    return Rules(source=name, leakage=leakage, languages=languages, **sections)
+    return Rules(source=name, leakage=leakage, dialogue=dialogue, languages=languages, **sections)
 
 
 def _parse_macros(name: str, raw: Any) -> dict[str, str]:
@@ -583,6 +591,26 @@ def _parse_leakage(name: str, raw: Any, macros: Mapping[str, str]) -> leakage_la
             raise ValueError(f"Rules file {name}: leakage.{key} must be a non-empty regex string.")
         patterns[key] = _compile(name, f"leakage.{key}", raw[key], macros)
     return leakage_layer.LeakageRules(trivial_values=frozenset(float(v) for v in trivial), **patterns)
+
+
+_DIALOGUE_PATTERNS = ("affirmation", "qualifier", "pending_question", "states_about")
+
+
+def _parse_dialogue(name: str, raw: Any, macros: Mapping[str, str],
+                    leakage: leakage_layer.LeakageRules) -> dialogue_layer.DialogueRules:
+    if not isinstance(raw, dict):
+        raise ValueError(f"Rules file {name}: dialogue must be a mapping of patterns, got {type(raw).__name__}.")
+    unknown = sorted(set(map(str, raw)) - set(_DIALOGUE_PATTERNS))
+    if unknown:
+        raise ValueError(f"Rules file {name}: dialogue has unknown key(s) {', '.join(unknown)}.")
+    patterns = {}
+    for key in _DIALOGUE_PATTERNS:
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ValueError(f"Rules file {name}: dialogue.{key} must be a non-empty regex string.")
+        patterns[key] = _compile(name, f"dialogue.{key}", raw[key], macros)
+    if "subject" not in patterns["pending_question"].groupindex:
+        raise ValueError(f"Rules file {name}: dialogue.pending_question needs a (?P<subject>...) group.")
+    return dialogue_layer.DialogueRules(tag_question=leakage.tag_question, **patterns)
 
 
 def _parse_languages(name: str, raw: Any) -> dict[str, frozenset[str]]:
@@ -881,6 +909,14 @@ def _evaluate(
         findings, leak_quality = _leakage(messages, reference if isinstance(reference, str) else None, rules, opts, context)
         reasons.extend(findings)
         quality["leakage"] = leak_quality
+        if rules.dialogue is not None and roles[-1] == "assistant":
+            graded = [len(messages) - 1] if opts.graded_turns == "last" else [
+                i for i, m in enumerate(messages) if m["role"] == "assistant"]
+            for index in graded:
+                for finding in dialogue_layer.check_reply(messages, index, metadata if isinstance(metadata, dict) else {},
+                                                          rules.dialogue, rules.leakage):
+                    reasons.append(_reason(finding.code, "leakage",
+                                           f'{_where(index, "assistant")}: "{_snippet(finding.quote)}" {finding.detail}'))
     return reasons, quality
 
 
