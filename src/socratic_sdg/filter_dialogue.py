@@ -54,6 +54,10 @@ class Finding:
 
 
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+# A statement with a question tacked on after a comma or dash ("X is Y, can you check ...?"): the
+# part before still states something.
+_TACKED_QUESTION = re.compile(r"[,;:\u2014\u2013]\s*(?:-\s*)?(?=(?:so\s+|and\s+|now\s+)?(?:can|could|would|will|do|does|did|"
+                              r"what|how|why|which|where|when|is|are)\b)|\s+-\s+(?=\w)", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?![\d])")
 _WORD_RE = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an the of to in on at for and or is are was were be it its this that these those with by as "
@@ -174,7 +178,12 @@ def check_reply(messages: Sequence[Mapping[str, Any]], index: int, metadata: Map
     reply = messages[index]["content"]
     findings: list[Finding] = []
     sentences = _sentences(reply)
-    statements = [s for s in sentences if not _is_question(s) or rules.tag_question.search(s)]
+    statements = []
+    for sentence in sentences:
+        if not _is_question(sentence) or rules.tag_question.search(sentence):
+            statements.append(sentence)
+        else:
+            statements += [part for part in _TACKED_QUESTION.split(sentence)[:-1] if part.strip()]
 
     opening = " ".join(s for s in sentences[:2] if not _is_question(s))
     affirmation = rules.affirmation.search(opening)
