@@ -127,12 +127,59 @@ def _own_results(messages: Sequence[Mapping[str, Any]], index: int, leakage_rule
     return [v for v in _numbers(latest) if not any(_close(v, k) for k in known)]
 
 
+_OPS = {"+": lambda a, b: a + b, "plus": lambda a, b: a + b, "-": lambda a, b: a - b, "minus": lambda a, b: a - b,
+        "x": lambda a, b: a * b, "*": lambda a, b: a * b, "times": lambda a, b: a * b,
+        "multiplied by": lambda a, b: a * b,
+        "divided by": lambda a, b: a / b if b else None}
+_NUM = r"(\d[\d,]*(?:\.\d+)?)"
+# No "/": "what is 1/3?" asks for a fraction of something, not for a division.
+_OP = r"\s*([-+x*]|plus|minus|times|multiplied\s+by|divided\s+by)\s*"
+# "What is 85 - 77?", "85 - 77 = ?", "what is 6 times 2?"; "What times 3 is 24?" (24 / 3).
+_ASKED_RESULT = re.compile(r"(?:what\s+is|what's|how\s+much\s+is|calculate|compute)\s+" + _NUM + _OP + _NUM
+                           + r"\s*(?:=\s*)?\?|^\W*" + _NUM + _OP + _NUM + r"\s*=\s*\?", re.IGNORECASE)
+_ASKED_FACTOR = re.compile(r"what(?:\s+number)?\s+times\s+" + _NUM + r"\s+(?:is|equals|gives(?:\s+us)?|makes)\s+"
+                           + _NUM + r"\s*\?", re.IGNORECASE)
+
+
+def _asked_value(question: str) -> float | None:
+    """The number a plain arithmetic question asks for, or None."""
+    normal = question.replace("\u00d7", "x").replace("\u2212", "-").replace("\u00f7", " divided by ")
+    match = _ASKED_RESULT.search(normal)
+    if match:
+        groups = [g for g in match.groups() if g is not None]
+        a, op, b = float(groups[0].replace(",", "")), " ".join(groups[1].lower().split()), float(groups[2].replace(",", ""))
+        return _OPS[op](a, b)
+    match = _ASKED_FACTOR.search(normal)
+    if match:
+        a, b = (float(g.replace(",", "")) for g in match.groups())
+        return b / a if a else None
+    return None
+
+
+def _pending_question(messages: Sequence[Mapping[str, Any]], index: int) -> str | None:
+    """The last question put to the student before their turn at ``index``."""
+    for earlier in range(index - 1, max(-1, index - 3), -1):
+        questions = [s for s in _sentences(messages[earlier]["content"]) if _is_question(s)]
+        if questions:
+            return questions[-1]
+    if index == 0:  # a transcript whose opening tutor turns were folded into the student's first turn
+        questions = [s for s in _sentences(messages[0]["content"])[:-1] if _is_question(s)]
+        return questions[-1] if questions else None
+    return None
+
+
 def student_is_wrong(messages: Sequence[Mapping[str, Any]], index: int, metadata: Mapping[str, Any],
                      leakage_rules: Any) -> str | None:
     """Why the student turn at ``index`` is wrong, or None when nothing shows it."""
     marked = metadata.get("wrong_student_turns")
     if isinstance(marked, list) and index in marked:
         return "the generation flow planted a mistake in it"
+    question = _pending_question(messages, index)
+    asked = _asked_value(question) if question else None
+    if asked is not None:
+        answered = _numbers(_sentences(messages[index]["content"])[-1])
+        if answered and not _close(answered[-1], abs(asked)):
+            return f'it answers "{question}" with {answered[-1]:g}, not {asked:g}'
     texts = [metadata.get(key) for key in ("reference_solution", "reference_answer")]
     reference = "\n".join(t for t in texts if isinstance(t, str) and t.strip())
     if not reference:
