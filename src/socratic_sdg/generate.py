@@ -395,6 +395,12 @@ def _turns(row: dict) -> list[dict] | None:
     return None
 
 
+# Flows that plant a wrong student attempt, and the student turn it is in (socratic-multi-turn writes
+# student_turn_2 from prompts/student_attempt.yaml). The filter's praises_wrong_answer check reads
+# metadata.wrong_student_turns: a tutor who calls that attempt right teaches the opposite of tutoring.
+PLANTED_MISTAKES = {"socratic-multi-turn": 2}
+
+
 def to_conversation(row: dict, flow_id: str, model: str, index: int = 0, diversity_columns: tuple[str, ...] = ()) -> dict | None:
     """Map one flow output row to a ``{id, messages, metadata}`` record (None when it has no dialogue).
 
@@ -413,6 +419,9 @@ def to_conversation(row: dict, flow_id: str, model: str, index: int = 0, diversi
     }
     if isinstance(row.get("reference_answer"), str):
         metadata["reference_answer"] = row["reference_answer"].strip()
+    turn = PLANTED_MISTAKES.get(flow_id)
+    if turn is not None and isinstance(row.get(f"student_turn_{turn}"), str) and len(messages) > 2 * (turn - 1):
+        metadata["wrong_student_turns"] = [2 * (turn - 1)]  # message index of that student turn
     persona = {c: row[c] for c in diversity_columns if isinstance(row.get(c), str)}
     if persona:
         metadata["diversity"] = persona
