@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/bench_filter.py [--records 20000] [--dedup-records 100000] [--repeat 3]
 
+0. The headline: the filter on human-labelled tutor replies (samples/tutor-eval, MRBench dev half,
+   766 replies by LLMs and human tutors, labelled by people): on the accepted set, the share that
+   reveals the answer and the share labelled guiding + actionable + not revealing; recall of good
+   replies ending in a question; next to accept-everything and the workshop keyword filter.
 1. Leak detection on the labelled sets (tests/data/filter_eval): this filter's deterministic layers
    next to the workshop keyword filter ("the answer is" rejected, then "what" or "?" accepted).
 2. Throughput of the deterministic per-record layers (format, rules, leakage: ``check_record`` one
@@ -40,6 +44,19 @@ from socratic_sdg import filter_eval, filter_leakage, filter_math  # noqa: E402
 from socratic_sdg.filter_dedup import DedupCandidate, Deduplicator, DedupOptions  # noqa: E402
 
 EVAL_DIR = ROOT / "tests" / "data" / "filter_eval"
+
+
+def human_labelled() -> None:
+    from socratic_sdg import evaluate
+
+    print("== Human-labelled tutor replies (samples/tutor-eval/mrbench-dev.json; the headline figures) ==")
+    replies = evaluate.load(ROOT / "samples" / "tutor-eval" / "mrbench-dev.json")
+    options = quality_filter.FilterOptions(dedup=False, graded_turns="last")
+    rows = [(name, evaluate.run_decision(name, replies, decide).overall) for name, decide in (
+        ("accept everything", evaluate.accept_all), ("workshop filter", evaluate.workshop_decide),
+        ("socratic-sdg filter", evaluate.filter_decide(options)))]
+    print("\n".join(evaluate.headline_table(rows, "decision")))
+    print()
 
 
 def evaluation() -> None:
@@ -194,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dedup-records", type=int, default=100000, help="records for the dedup benchmark (0: skip it)")
     parser.add_argument("--repeat", type=int, default=3, help="best of N for timings")
     args = parser.parse_args(argv)
+    human_labelled()
     evaluation()
     throughput(args.records, args.repeat)
     if args.dedup_records:

@@ -495,7 +495,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> list[str]:
+def headline_table(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> list[str]:
     columns = list(_HEADLINE_COLUMNS)
     if any("moves" in row for _, row in rows):
         columns.append(("moves", "telling/asking moves bal. acc."))
@@ -514,10 +514,10 @@ def markdown(report: Mapping[str, Any]) -> str:
              f"{report['replies']} labelled replies from {len(report['tutors'])} tutors; "
              f"filter layers: {', '.join(report['filter_layers'])}. "
              "Shares on the accepted set; \"good\" = labelled guiding and actionable and not revealing.", ""]
-    lines += _table([(d["name"], d["overall"]) for d in decisions], "decision")
+    lines += headline_table([(d["name"], d["overall"]) for d in decisions], "decision")
     main = decisions[-1]
     lines += ["", f"## Per tutor ({main['name']})", ""]
-    lines += _table(sorted(main["per_tutor"].items()), "tutor")
+    lines += headline_table(sorted(main["per_tutor"].items()), "tutor")
     lines += ["", f"## Accepted / rejected per label ({main['name']})", "",
               "| dimension | label | accepted | rejected |", "|---|---|---|---|"]
     for dimension, values in main["confusion"].items():
