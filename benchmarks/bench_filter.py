@@ -7,7 +7,8 @@
    reveals the answer and the share labelled guiding + actionable + not revealing; recall of good
    replies ending in a question; next to accept-everything and the workshop keyword filter.
 1. Leak detection on the labelled sets (tests/data/filter_eval): this filter's deterministic layers
-   next to the workshop keyword filter ("the answer is" rejected, then "what" or "?" accepted).
+   next to the workshop keyword filter ("the answer is", "the solution is", "therefore, x =" rejected, then a
+   "?" or a guiding phrase accepted).
 2. Throughput of the deterministic per-record layers (format, rules, leakage: ``check_record`` one
    record at a time) on synthetic records that look like generated ones (see
    socratic_sdg.filter_eval.synthetic_records: ~25% leaking, ~10% weak, ~20% multi-turn, every

@@ -277,18 +277,24 @@ WORKSHOP_GREEN = ("what do you notice", "what operation would", "what do you thi
                   "what would happen", "can you try")
 
 
+def workshop_verdict(reply: str) -> str | None:
+    """The workshop's keyword filter on one tutor reply: None (keep) or why it drops it."""
+    low = reply.lower()
+    if any(phrase in low for phrase in WORKSHOP_RED):
+        return "states_answer"
+    if "?" in reply or any(phrase in low for phrase in WORKSHOP_GREEN):
+        return None
+    return "no_question"
+
+
 def workshop_decide(record: Mapping[str, Any]) -> tuple[bool, set[str]]:
     """The workshop's keyword filter on the final tutor reply."""
     messages = record.get("messages") or []
     reply = messages[-1].get("content", "") if messages and isinstance(messages[-1], dict) else ""
     if not isinstance(reply, str) or not reply.strip():
         return False, {"empty"}
-    low = reply.lower()
-    if any(phrase in low for phrase in WORKSHOP_RED):
-        return False, {"states_answer"}
-    if "?" in reply or any(phrase in low for phrase in WORKSHOP_GREEN):
-        return True, set()
-    return False, {"no_question"}
+    why = workshop_verdict(reply)
+    return why is None, {why} if why else set()
 
 
 def accept_all(record: Mapping[str, Any]) -> tuple[bool, set[str]]:

@@ -4,7 +4,8 @@
   see ``tests/data/filter_eval/README.md``) and reports precision and recall of leak detection (the
   positive class is ``leak``) plus the accuracy of accept/reject decisions.
 * :func:`workshop_decide` is the workshop's keyword filter, kept as the baseline to beat: it rejects
-  a reply containing "the answer is" and then accepts anything containing "what" or "?".
+  a reply containing "the answer is", "the solution is" or "therefore, x =", then accepts one with a
+  "?" or a guiding phrase (the same filter `socratic-sdg evaluate` compares against).
 * :func:`synthetic_records` makes realistic generated records (correct math, one reference answer
   each, unique text) for benchmarks: a mix of guiding, leaking and weak replies, single- and
   multi-turn, in the shape the generation stage writes.
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import filter as quality_filter
 from .filter_judge import JUDGE_LEAK_CODES
+from .evaluate import workshop_verdict
 from .filter_leakage import LEAK_CODES
 
 # A decision: (accepted, set of drop-reason codes).
@@ -56,8 +58,8 @@ def filter_decide(opts: quality_filter.FilterOptions | None = None) -> Callable[
 
 
 def workshop_decide(record: Mapping[str, Any]) -> Decision:
-    """The workshop's keyword filter, applied to every tutor turn: reject "the answer is", then
-    accept a reply containing "what" or "?" (else reject). Malformed records are rejected."""
+    """The workshop's keyword filter (:func:`socratic_sdg.evaluate.workshop_verdict`) applied to every
+    tutor turn, since each is a training target here. Malformed records are rejected."""
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         return (False, {"malformed"})
@@ -65,11 +67,9 @@ def workshop_decide(record: Mapping[str, Any]) -> Decision:
     if not tutor or not all(isinstance(t, str) for t in tutor):
         return (False, {"malformed"})
     for text in tutor:
-        low = text.lower()
-        if "the answer is" in low:
-            return (False, {"states_answer"})
-        if "what" not in low and "?" not in text:
-            return (False, {"no_question"})
+        why = workshop_verdict(text)
+        if why:
+            return (False, {why})
     return (True, set())
 
 
