@@ -370,7 +370,7 @@ def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "al
     layers.add_argument("--no-solve-problem", action="store_true", help="leakage: do not solve the student's own equation when there is no reference answer")
     layers.add_argument("--graded-turns", choices=["all", "last"], default=graded_turns,
                         help=f"tutor turns graded: all (each is a training target) or last (earlier turns are context); default {graded_turns}")
-    layers.add_argument("--min-turn-chars", type=int, default=20, help="shortest tutor turn (default 20)")
+    layers.add_argument("--min-turn-chars", type=int, default=10, help="shortest tutor turn in characters (default 10)")
     layers.add_argument("--max-turn-chars", type=int, default=2000, help="longest tutor turn (default 2000)")
     layers.add_argument("--min-green-score", type=int, default=0, help="guiding moves (green flags) a final tutor turn needs (default 0)")
     layers.add_argument("--language", help="reject turns not in this language (e.g. en); off by default")

@@ -79,8 +79,9 @@ class FilterOptions:
     """Knobs for one filter run, grouped by layer. Every layer can be switched off.
 
     ``rules_path`` None means the packaged ``rules/default_rules.yaml``. The length bounds apply to
-    tutor (assistant) turns only: a student may well write "help?", but a two-word tutor reply
-    cannot guide and a 2000-character one is a lecture. ``min_green_score`` counts distinct
+    tutor (assistant) turns only: a student may well write "help?", but a tutor reply under 10
+    characters ("Why?", "Ok.") is a broken generation rather than a move, while a short question
+    ("What is 6 × 2?", the move human tutors make most) guides; a 2000-character one is a lecture. ``min_green_score`` counts distinct
     green-flag codes in the final tutor turn, on top of the question ``require_question`` demands.
 
     The judge runs when ``judge`` is true, ``judge_endpoint`` is set or ``judge_complete`` (a
@@ -94,7 +95,7 @@ class FilterOptions:
     # target) or "last" (earlier turns are given context, e.g. a human tutor's history in a labelled set).
     graded_turns: str = "all"
     # format
-    min_turn_chars: int = 20
+    min_turn_chars: int = 10  # "What is 6 × 2?" is a whole Socratic move; shorter is a broken generation
     max_turn_chars: int = 2000
     check_format: bool = True  # pattern checks and length bounds; the dialogue structure is always checked
     language: str | None = None  # e.g. "en": reject tutor turns written in another language
