@@ -157,11 +157,10 @@ def _asked_value(question: str) -> float | None:
 
 
 def _pending_question(messages: Sequence[Mapping[str, Any]], index: int) -> str | None:
-    """The last question put to the student before their turn at ``index``."""
-    for earlier in range(index - 1, max(-1, index - 3), -1):
-        questions = [s for s in _sentences(messages[earlier]["content"]) if _is_question(s)]
-        if questions:
-            return questions[-1]
+    """The tutor's last question before the student's turn at ``index``."""
+    if index >= 1:
+        questions = [s for s in _sentences(messages[index - 1]["content"]) if _is_question(s)]
+        return questions[-1] if questions else None
     if index == 0:  # a transcript whose opening tutor turns were folded into the student's first turn
         questions = [s for s in _sentences(messages[0]["content"])[:-1] if _is_question(s)]
         return questions[-1] if questions else None
@@ -176,8 +175,9 @@ def student_is_wrong(messages: Sequence[Mapping[str, Any]], index: int, metadata
         return "the generation flow planted a mistake in it"
     question = _pending_question(messages, index)
     asked = _asked_value(question) if question else None
-    if asked is not None:
-        answered = _numbers(_sentences(messages[index]["content"])[-1])
+    sentences = _sentences(messages[index]["content"])
+    if asked is not None and sentences:
+        answered = _numbers(sentences[-1])
         if answered and not _close(answered[-1], abs(asked)):
             return f'it answers "{question}" with {answered[-1]:g}, not {asked:g}'
     texts = [metadata.get(key) for key in ("reference_solution", "reference_answer")]
