@@ -20,6 +20,7 @@ def filter_conversations(
     judge_model: str = "",
     judge_max_concurrency: int = 8,
     judge_min_score: int = 3,
+    judge_min_mistake_identification: int = 3,
 ):
     """Keep conversations where the tutor guides and never gives the answer away.
 
@@ -40,6 +41,7 @@ def filter_conversations(
         judge_model: Judge model; empty uses LLM_MODEL.
         judge_max_concurrency: Judge requests in flight.
         judge_min_score: Lowest accepted judge score (1-5) for guidance, actionability, grounding and tone.
+        judge_min_mistake_identification: Lowest accepted judge score (1-5) for noticing the student's mistake (3 = to some extent; 0 = off). Not scored when the student made none.
     """
     import os
 
@@ -61,6 +63,7 @@ def filter_conversations(
         judge_min_actionability=judge_min_score,
         judge_min_grounding=judge_min_score,
         judge_min_tone=judge_min_score,
+        judge_min_mistake_identification=judge_min_mistake_identification,
         chunks_path=os.path.join(chunks.path, "chunks.jsonl"),
     )
     result = stage.run(os.path.join(conversations.path, "conversations.jsonl"), filtered.path, options)

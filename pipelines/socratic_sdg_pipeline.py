@@ -85,6 +85,7 @@ def socratic_sdg_pipeline(
     filter_judge_model: str = "",
     filter_judge_max_concurrency: int = 8,
     filter_judge_min_score: int = 3,
+    filter_judge_min_mistake_identification: int = 3,
     export_validation_ratio: float = 0.1,
     export_seed: int = 42,
     export_format: str = "messages",
@@ -143,6 +144,7 @@ def socratic_sdg_pipeline(
         filter_judge_model: Judge model; empty uses LLM_MODEL from the Secret (or generate_model).
         filter_judge_max_concurrency: Judge requests in flight at once.
         filter_judge_min_score: Lowest judge score (1-5) accepted for guidance, actionability, grounding and tone.
+        filter_judge_min_mistake_identification: Lowest judge score (1-5) accepted for noticing the student's mistake (3 = to some extent; 0 = off). Not scored when the student made none.
         export_validation_ratio: Share of source chunks whose conversations go to validation.jsonl.
         export_seed: Seed of the grouped train/validation split.
         export_format: messages (chat format, for training_hub and dataset_download) or prompt_completion (TRL).
@@ -267,6 +269,7 @@ def socratic_sdg_pipeline(
         judge_model=filter_judge_model,
         judge_max_concurrency=filter_judge_max_concurrency,
         judge_min_score=filter_judge_min_score,
+        judge_min_mistake_identification=filter_judge_min_mistake_identification,
     )
     # The optional LLM judge reads the same endpoint Secret as generation.
     kubernetes.use_secret_as_env(

@@ -20,6 +20,30 @@ compatible endpoint from options or ``LLM_API_BASE`` / ``LLM_API_KEY`` / ``LLM_M
   (default) or accepted on the strength of the deterministic layers.
 
 The rubric prompt is data: ``rules/judge_prompt.yaml`` (or ``prompt_path``).
+
+The rubric follows the taxonomy human annotators use in MRBench (Maurya et al., NAACL 2025), so that
+its verdicts can be measured against human labels (``socratic-sdg evaluate --judge``):
+
+* ``mistake_identification`` 1-5, or null when the student's latest message holds no mistake;
+* ``answer_revealing`` (the taxonomy's "revealing of the answer"), asked as the label itself:
+  ``no`` / ``yes_correct`` / ``yes_incorrect`` (the old ``guides`` / ``reveals_right_answer`` /
+  ``reveals_wrong_answer`` are read as aliases);
+* ``guidance`` and ``actionability`` 1-5; ``tone`` 1-5; ``grounding`` 1-5 or null (fit with the
+  course passage: no human label, null without a passage).
+
+:meth:`Verdict.labels` turns scores into the taxonomy's labels: 4-5 ``yes``, 3 ``partly`` ("to some
+extent"), 1-2 ``no``; tone 4-5 ``encouraging``, 3 ``neutral``, 1-2 ``offensive``. The parser also
+takes the label words in place of numbers ("Yes" 5, "To some extent" 3, "No" 1; "Encouraging" 5,
+"Neutral" 3, "Offensive" 1) and the MRBench key names (``Providing_Guidance``, ...). :func:`decide`
+applies a minimum per score (``min_<score>``, default 3: "partly" is accepted, "no" is not; a null
+score is not judged) and rejects a revealed answer (a right one unless ``reject_revealed_answer``
+is off, a wrong one unless ``reject_wrong_answer`` is off).
+
+What is judged: the rubric asks about the FINAL tutor turn, as a reply to the student's latest
+message, with the whole dialogue as context (as the human labels are given). A generated dialogue
+ends with a tutor turn, but its earlier tutor turns are training targets too: ``graded_turns="all"``
+asks once per tutor turn, each time with the dialogue cut right after that turn, and keeps the worst
+verdict per dimension (one request per tutor turn); ``"last"`` (the default) asks once per record.
 """
 
 from __future__ import annotations
@@ -41,8 +65,15 @@ import yaml
 
 Complete = Callable[[list[dict[str, str]]], str]
 
-ANSWER_LABELS = ("guides", "reveals_wrong_answer", "reveals_right_answer")
-SCORES = ("guidance", "actionability", "grounding", "tone")
+# The taxonomy's "revealing of the answer" labels, and the rubric's older names for them.
+REVEALING_LABELS = ("no", "yes_correct", "yes_incorrect")
+ANSWER_LABELS = ("guides", "reveals_wrong_answer", "reveals_right_answer")  # version 1 of the rubric
+_OLD_REVEALING = {"no": "guides", "yes_correct": "reveals_right_answer", "yes_incorrect": "reveals_wrong_answer"}
+# Scores from 1 to 5; these may be null: no mistake to identify, no passage to ground in.
+SCORES = ("mistake_identification", "guidance", "actionability", "grounding", "tone")
+NULLABLE = frozenset({"mistake_identification", "grounding"})
+# The dimensions Verdict.labels() reports, in the taxonomy's terms.
+LABEL_DIMENSIONS = ("mistake_identification", "revealing", "guidance", "actionability", "tone")
 
 JUDGE_REVEALS_ANSWER = "judge_reveals_answer"
 JUDGE_REVEALS_WRONG_ANSWER = "judge_reveals_wrong_answer"
@@ -51,6 +82,9 @@ JUDGE_UNPARSABLE = "judge_unparsable"
 JUDGE_ERROR = "judge_error"
 JUDGE_LEAK_CODES = frozenset({JUDGE_REVEALS_ANSWER, JUDGE_REVEALS_WRONG_ANSWER})
 PLACEHOLDERS = ("passage", "reference_answer", "conversation")
+# Appended to the rubric when a reply was not its JSON, for the one retry (``parse_retries``).
+PARSE_REMINDER = ("\n\nYour previous reply was not this JSON object. Reply with the JSON object only, "
+                  "starting with { and ending with }, and no other text.")
 
 
 class JudgeError(ValueError):
@@ -81,6 +115,8 @@ class JudgeOptions:
     min_grounding: int = 3
     min_tone: int = 3
     reject_wrong_answer: bool = True
+    reject_revealed_answer: bool = True
+    graded_turns: str = "last"  # "last": the final tutor turn | "all": each tutor turn (one request each)
     on_error: str = "reject"  # "reject" | "accept"
     max_consecutive_failures: int = 25
 
@@ -95,6 +131,8 @@ class JudgeOptions:
             value = getattr(self, f"min_{name}")
             if not 0 <= value <= 5:
                 raise ValueError(f"judge min_{name} must be between 0 and 5, got {value}.")
+        if self.graded_turns not in ("last", "all"):
+            raise ValueError(f"judge graded_turns must be 'last' or 'all', got {self.graded_turns!r}.")
         if self.on_error not in ("reject", "accept"):
             raise ValueError(f"judge on_error must be 'reject' or 'accept', got {self.on_error!r}.")
 
@@ -172,19 +210,126 @@ def render(prompt: JudgePrompt, record: Mapping[str, Any], passage: str | None) 
 
 @dataclass(frozen=True)
 class Verdict:
-    answer_revealing: str
+    """A parsed judge reply: ``revealing`` (no / yes_correct / yes_incorrect), ``scores`` (1-5 or
+    None for each of :data:`SCORES`) and a short rationale."""
+
+    revealing: str
     scores: dict[str, int | None]
     rationale: str
 
+    @property
+    def answer_revealing(self) -> str:
+        """The rubric's version-1 label (guides / reveals_right_answer / reveals_wrong_answer)."""
+        return _OLD_REVEALING[self.revealing]
+
+    def labels(self) -> dict[str, str]:
+        """The verdict in the MRBench taxonomy's terms (the dimensions of :data:`LABEL_DIMENSIONS`).
+
+        Scores 4-5 are ``yes``, 3 ``partly``, 1-2 ``no``; tone 4-5 ``encouraging``, 3 ``neutral``,
+        1-2 ``offensive``. A dimension the judge scored null (no mistake to identify) is left out.
+        """
+        out: dict[str, str] = {}
+        for name in LABEL_DIMENSIONS:
+            if name == "revealing":
+                out[name] = self.revealing
+                continue
+            value = self.scores.get(name)
+            if value is None:
+                continue
+            if name == "tone":
+                out[name] = "encouraging" if value >= 4 else "neutral" if value == 3 else "offensive"
+            else:
+                out[name] = "yes" if value >= 4 else "partly" if value == 3 else "no"
+        return out
+
     def as_quality(self) -> dict[str, Any]:
-        return {"answer_revealing": self.answer_revealing, **self.scores, "rationale": self.rationale}
+        return {"revealing": self.revealing, **self.scores, "labels": self.labels(), "rationale": self.rationale}
 
 
 _FENCE_RE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+_NUMBER_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*5|out of 5)?\s*$")
+
+# Reply keys: the rubric's names, the MRBench annotation names, and near misses.
+_KEY_ALIASES = {
+    "revealing": "answer_revealing", "revealing_of_the_answer": "answer_revealing",
+    "reveals_answer": "answer_revealing", "answer_reveal": "answer_revealing", "reveal": "answer_revealing",
+    "mistake_identified": "mistake_identification", "identifies_mistake": "mistake_identification",
+    "providing_guidance": "guidance", "tutor_tone": "tone",
+}
+_REVEALING_ALIASES = {
+    "no": "no", "none": "no", "false": "no", "guides": "no", "guide": "no", "guiding": "no", "not_revealed": "no",
+    "yes_correct": "yes_correct", "yes": "yes_correct", "true": "yes_correct", "reveals_right_answer": "yes_correct",
+    "reveals_right": "yes_correct", "reveals_answer": "yes_correct", "reveals_correct_answer": "yes_correct",
+    "yes_incorrect": "yes_incorrect", "yes_wrong": "yes_incorrect", "reveals_wrong_answer": "yes_incorrect",
+    "reveals_wrong": "yes_incorrect", "reveals_incorrect_answer": "yes_incorrect",
+}
+_WORD_SCORES = {"yes": 5, "to_some_extent": 3, "some_extent": 3, "partly": 3, "partially": 3, "partial": 3,
+                "somewhat": 3, "no": 1}
+_TONE_WORDS = {"encouraging": 5, "neutral": 3, "offensive": 1}
+
+
+def _slug(value: Any) -> str:
+    return "_".join(re.sub(r"[^a-z0-9]+", " ", str(value).lower()).split())
+
+
+def _revealing(raw: Any) -> str:
+    if raw is None:  # not a "no": a judge that did not say is not trusted with a leak
+        raise JudgeParseError(f"answer_revealing must be one of {', '.join(REVEALING_LABELS)}, got null")
+    if isinstance(raw, bool):
+        return "yes_correct" if raw else "no"
+    slug = _slug(raw)
+    if slug in _REVEALING_ALIASES:
+        return _REVEALING_ALIASES[slug]
+    # the annotation's long forms: "Yes (and the revealed answer is correct)", "Yes (but ... incorrect)"
+    if slug.startswith("yes"):
+        return "yes_incorrect" if ("incorrect" in slug or "wrong" in slug) else "yes_correct"
+    if slug.startswith("no"):
+        return "no"
+    raise JudgeParseError(f"answer_revealing must be one of {', '.join(REVEALING_LABELS)}, got {raw!r}")
+
+
+_NOT_JUDGED = frozenset({"null", "none", "n_a", "na", "not_applicable"})
+_NO_MISTAKE = frozenset({"no_mistake", "no_mistakes", "no_error", "no_errors"})  # mistake_identification only
+
+
+def _score(name: str, raw: Any) -> int | None:
+    problem = f"{name} must be a number from 1 to 5, got {raw!r}"
+    slug = _slug(raw) if isinstance(raw, str) else ""
+    if raw is None or slug in _NOT_JUDGED or (name == "mistake_identification" and slug in _NO_MISTAKE):
+        if name in NULLABLE:
+            return None
+        raise JudgeParseError(problem)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise JudgeParseError(problem)
+    if isinstance(raw, (int, float)):
+        value = float(raw)
+    elif match := _NUMBER_RE.match(raw):  # "4", "4.0", "4/5", "4 out of 5"
+        value = float(match.group(1))
+    elif name == "tone":  # the taxonomy's words: "Encouraging", "Neutral", "Offensive"
+        if slug.split("_")[0] not in _TONE_WORDS:
+            raise JudgeParseError(problem)
+        value = float(_TONE_WORDS[slug.split("_")[0]])
+    elif slug in _WORD_SCORES:  # the taxonomy's words: "Yes", "To some extent", "No"
+        value = float(_WORD_SCORES[slug])
+    elif slug.split("_")[0] in ("yes", "no"):  # "Yes, clearly", "No guidance"
+        value = float(_WORD_SCORES[slug.split("_")[0]])
+    elif "some_extent" in slug:
+        value = 3.0
+    else:
+        raise JudgeParseError(problem)
+    if not 1 <= value <= 5:
+        raise JudgeParseError(f"{name} must be from 1 to 5, got {raw!r}")
+    return int(value + 0.5)  # half up: 4.5 is 5, not banker's 4
 
 
 def parse_verdict(text: str) -> Verdict:
-    """The rubric JSON inside a judge reply (code fences and chatter around it tolerated)."""
+    """The rubric JSON inside a judge reply (code fences and chatter around it tolerated).
+
+    Keys may use the MRBench names (``Revealing_of_the_Answer``, ``Providing_Guidance``,
+    ``Tutor_Tone``, any case); scores may be label words ("Yes", "To some extent", "No",
+    "Encouraging", "Neutral", "Offensive"). ``mistake_identification`` and ``grounding`` may be null
+    or missing (not judged); the other scores and ``answer_revealing`` are required.
+    """
     if not isinstance(text, str) or not text.strip():
         raise JudgeParseError("the judge returned an empty reply")
     candidates = [m.group(1) for m in _FENCE_RE.finditer(text)]
@@ -202,42 +347,59 @@ def parse_verdict(text: str) -> Verdict:
             break
     if data is None:
         raise JudgeParseError(f'no JSON object in the judge reply "{_snippet(text)}"')
-    label = str(data.get("answer_revealing", "")).strip().lower().replace(" ", "_").replace("-", "_")
-    aliases = {"reveals_right": "reveals_right_answer", "reveals_answer": "reveals_right_answer",
-               "reveals_wrong": "reveals_wrong_answer", "guide": "guides", "guiding": "guides"}
-    label = aliases.get(label, label)
-    if label not in ANSWER_LABELS:
-        raise JudgeParseError(f"answer_revealing must be one of {', '.join(ANSWER_LABELS)}, got {data.get('answer_revealing')!r}")
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        slug = _slug(key)
+        fields.setdefault(_KEY_ALIASES.get(slug, slug), value)
+    if "answer_revealing" not in fields:
+        raise JudgeParseError(f"answer_revealing is missing (one of {', '.join(REVEALING_LABELS)})")
+    revealing = _revealing(fields["answer_revealing"])
+    scores = {name: _score(name, fields.get(name)) for name in SCORES}
+    rationale = str(fields.get("rationale") or "").strip()
+    return Verdict(revealing, scores, rationale[:500])
+
+
+_REVEAL_SEVERITY = {"no": 0, "yes_incorrect": 1, "yes_correct": 2}
+
+
+def worst(verdicts: Sequence[Verdict], names: Sequence[str] | None = None) -> Verdict:
+    """One verdict for several tutor turns: the most severe reveal, the lowest score per dimension
+    (None only where every turn is None), the rationales of the turns that fall short, named."""
+    if len(verdicts) == 1:
+        return verdicts[0]
+    names = list(names) if names is not None else [f"turn {i + 1}" for i in range(len(verdicts))]
+    revealing = max((v.revealing for v in verdicts), key=_REVEAL_SEVERITY.__getitem__)
     scores: dict[str, int | None] = {}
     for name in SCORES:
-        raw = data.get(name)
-        if raw is None and name == "grounding":
-            scores[name] = None
-            continue
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise JudgeParseError(f"{name} must be a number from 1 to 5, got {raw!r}") from None
-        if not 1 <= value <= 5:
-            raise JudgeParseError(f"{name} must be from 1 to 5, got {raw!r}")
-        scores[name] = int(round(value))
-    rationale = str(data.get("rationale", "")).strip()
-    return Verdict(label, scores, rationale[:500])
+        values = [v.scores.get(name) for v in verdicts if v.scores.get(name) is not None]
+        scores[name] = min(values) if values else None
+
+    def short(v: Verdict) -> bool:  # reveals, or holds a worst score below "yes"
+        return v.revealing != "no" or any(v.scores.get(n) is not None and v.scores[n] == scores[n] < 4 for n in SCORES)
+
+    notes = [f"{label}: {v.rationale}" for label, v in zip(names, verdicts) if v.rationale and short(v)]
+    return Verdict(revealing, scores, "; ".join(notes)[:500])
 
 
 def decide(verdict: Verdict, options: JudgeOptions) -> list[dict[str, str]]:
-    """Drop reasons for a verdict under the configured thresholds (empty: accept)."""
+    """Drop reasons for a verdict under the configured thresholds (empty: accept).
+
+    A revealed right answer is rejected (unless ``reject_revealed_answer`` is off), a revealed wrong
+    one too (unless ``reject_wrong_answer`` is off); each score below its ``min_<name>`` is a
+    ``judge_low_<name>`` reason. A null score (no mistake to identify, no passage) is not judged.
+    """
     reasons = []
     why = f" ({verdict.rationale})" if verdict.rationale else ""
-    if verdict.answer_revealing == "reveals_right_answer":
-        reasons.append(_reason(JUDGE_REVEALS_ANSWER, f"the judge found that a tutor turn reveals the answer{why}"))
-    elif verdict.answer_revealing == "reveals_wrong_answer" and options.reject_wrong_answer:
-        reasons.append(_reason(JUDGE_REVEALS_WRONG_ANSWER, f"the judge found that a tutor turn states a wrong answer{why}"))
+    if verdict.revealing == "yes_correct" and options.reject_revealed_answer:
+        reasons.append(_reason(JUDGE_REVEALS_ANSWER, f"the judge found that the tutor reveals the answer{why}"))
+    elif verdict.revealing == "yes_incorrect" and options.reject_wrong_answer:
+        reasons.append(_reason(JUDGE_REVEALS_WRONG_ANSWER, f"the judge found that the tutor states a wrong answer{why}"))
     for name in SCORES:
         value = verdict.scores.get(name)
         minimum = getattr(options, f"min_{name}")
         if value is not None and value < minimum:
-            reasons.append(_reason(JUDGE_LOW[name], f"the judge scored {name} {value}/5, below the minimum {minimum}{why}"))
+            label = name.replace("_", " ")
+            reasons.append(_reason(JUDGE_LOW[name], f"the judge scored {label} {value}/5, below the minimum {minimum}{why}"))
     return reasons
 
 
@@ -352,7 +514,29 @@ class Judge:
 
     def _judge_one(self, record: Mapping[str, Any], passage: str | None) -> JudgeOutcome:
         options = self.options
-        messages = render(self.prompt, record, passage)
+        messages = list(record.get("messages") or [])
+        cuts = [len(messages)]
+        if options.graded_turns == "all":
+            # every tutor turn, as the final turn of the dialogue so far
+            cuts = [i + 1 for i, m in enumerate(messages) if isinstance(m, Mapping) and m.get("role") == "assistant"] or cuts
+        verdicts: list[Verdict] = []
+        attempts = 0
+        for cut in cuts:
+            view = record if cut == len(messages) else {**record, "messages": messages[:cut]}
+            verdict, used, code, error = self._ask(render(self.prompt, view, passage))
+            attempts += used
+            if verdict is None:
+                return self._failure(code, error if len(cuts) == 1 else f"tutor turn {len(verdicts) + 1}: {error}", attempts)
+            verdicts.append(verdict)
+        verdict = worst(verdicts, [f"tutor turn {i + 1}" for i in range(len(verdicts))])
+        with self._lock:
+            self._consecutive = 0
+            self.stats["judged"] += 1
+        return JudgeOutcome(verdict, decide(verdict, options), verdict.as_quality(), attempts)
+
+    def _ask(self, messages: list[dict[str, str]]) -> tuple[Verdict | None, int, str, str]:
+        """One verdict for one prompt, with retries: (verdict or None, attempts, failure code, error)."""
+        options = self.options
         attempts = 0
         transport_tries = 0
         parse_tries = 0
@@ -360,7 +544,7 @@ class Judge:
         code = JUDGE_ERROR
         while True:
             if self._tripped:
-                return self._failure(JUDGE_ERROR, "the judge was stopped after repeated failures", attempts)
+                return None, attempts, JUDGE_ERROR, "the judge was stopped after repeated failures"
             attempts += 1
             with self._lock:
                 self.stats["calls"] += 1
@@ -371,7 +555,7 @@ class Judge:
                 if fatal:
                     with self._lock:
                         self._tripped = fatal
-                    return self._failure(JUDGE_ERROR, fatal, attempts)
+                    return None, attempts, JUDGE_ERROR, fatal
                 last_error = f"{type(exc).__name__}: {_snippet(str(exc))}"
                 code = JUDGE_ERROR
                 if transport_tries < options.max_retries and _retryable(exc):
@@ -380,9 +564,9 @@ class Judge:
                         self.stats["retries"] += 1
                     self._sleep(self._backoff(transport_tries - 1))
                     continue
-                break
+                return None, attempts, code, last_error
             try:
-                verdict = parse_verdict(reply)
+                return parse_verdict(reply), attempts, "", ""
             except JudgeParseError as exc:
                 last_error = str(exc)
                 code = JUDGE_UNPARSABLE
@@ -390,13 +574,10 @@ class Judge:
                     parse_tries += 1
                     with self._lock:
                         self.stats["retries"] += 1
+                    # The same prompt at temperature 0 gets the same reply: ask again with a reminder.
+                    messages = messages[:-1] + [{**messages[-1], "content": messages[-1]["content"] + PARSE_REMINDER}]
                     continue
-                break
-            with self._lock:
-                self._consecutive = 0
-                self.stats["judged"] += 1
-            return JudgeOutcome(verdict, decide(verdict, options), verdict.as_quality(), attempts)
-        return self._failure(code, last_error, attempts)
+                return None, attempts, code, last_error
 
     def _failure(self, code: str, error: str, attempts: int) -> JudgeOutcome:
         options = self.options
