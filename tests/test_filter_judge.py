@@ -561,8 +561,9 @@ def test_evaluate_agreement_figures_match_a_hand_count(tmp_path: Path, capsys) -
     expected = {
         # A yes/yes, B no/partly, C partly/partly, D yes/yes, F yes/yes (E: null, not paired).
         # F1 yes 1, partly 2/3, no 0 -> macro 5/9; po 4/5, pe (3*3 + 1*2 + 1*0)/25 = 11/25 -> kappa 9/14.
-        "mistake_identification": {"pairs": 5, "macro_f1": 5 / 9, "f1": 1.0, "binary_macro_f1": 5 / 9,
-                                   "kappa": 9 / 14, "binary_kappa": 9 / 14},
+        # Binary (yes / not yes): all five agree -> 1, 1.
+        "mistake_identification": {"pairs": 5, "macro_f1": 5 / 9, "f1": 1.0, "binary_macro_f1": 1.0,
+                                   "kappa": 9 / 14, "binary_kappa": 1.0},
         # A no/no, B yc/yc, C no/yc, D yi/yc, E no/no, F no/no. F1 no 6/7, yc 1/2, yi 0 -> 19/42;
         # po 4/6, pe (4*3 + 1*3 + 1*0)/36 = 15/36 -> 3/7. Binary (no / yes): F1 yes 4/5, no 6/7;
         # po 5/6, pe (4*3 + 2*3)/36 = 1/2 -> 2/3.
@@ -570,16 +571,19 @@ def test_evaluate_agreement_figures_match_a_hand_count(tmp_path: Path, capsys) -
                       "kappa": 3 / 7, "binary_kappa": 2 / 3},
         # A yes/yes, B no/no, C partly/yes, D no/no, E yes/yes, F partly/partly. F1 yes 4/5, no 1,
         # partly 2/3 -> 37/45; po 5/6, pe (2*3 + 2*2 + 2*1)/36 = 1/3 -> 3/4.
-        "guidance": {"pairs": 6, "macro_f1": 37 / 45, "f1": 4 / 5, "binary_macro_f1": 37 / 45,
-                     "kappa": 3 / 4, "binary_kappa": 3 / 4},
+        # Binary (yes / not yes): only C disagrees; F1 yes 4/5, not 6/7 -> 29/35; po 5/6, pe 1/2 -> 2/3.
+        "guidance": {"pairs": 6, "macro_f1": 37 / 45, "f1": 4 / 5, "binary_macro_f1": 29 / 35,
+                     "kappa": 3 / 4, "binary_kappa": 2 / 3},
         # A yes/yes, B partly/no, C yes/yes, D no/no, E yes/yes, F no/no. F1 yes 1, no 4/5, partly 0
         # -> 3/5; po 5/6, pe (3*3 + 2*3 + 1*0)/36 = 5/12 -> 5/7.
-        "actionability": {"pairs": 6, "macro_f1": 3 / 5, "f1": 1.0, "binary_macro_f1": 3 / 5,
-                          "kappa": 5 / 7, "binary_kappa": 5 / 7},
+        # Binary (yes / not yes): all six agree -> 1, 1.
+        "actionability": {"pairs": 6, "macro_f1": 3 / 5, "f1": 1.0, "binary_macro_f1": 1.0,
+                          "kappa": 5 / 7, "binary_kappa": 1.0},
         # A enc/enc, B neu/neu, C enc/enc, D neu/enc, E off/neu, F enc/enc. F1 enc 6/7, neu 1/2, off 0
         # -> 19/42; po 4/6, pe (3*4 + 2*2 + 1*0)/36 = 4/9 -> 2/5.
-        "tone": {"pairs": 6, "macro_f1": 19 / 42, "f1": 6 / 7, "binary_macro_f1": 19 / 42,
-                 "kappa": 2 / 5, "binary_kappa": 2 / 5},
+        # Binary (encouraging / not): only D disagrees; F1 6/7 and 4/5 -> 29/35; po 5/6, pe 1/2 -> 2/3.
+        "tone": {"pairs": 6, "macro_f1": 19 / 42, "f1": 6 / 7, "binary_macro_f1": 29 / 35,
+                 "kappa": 2 / 5, "binary_kappa": 2 / 3},
     }
     for dimension, figures in expected.items():
         assert judge[dimension] == {k: v if k == "pairs" else round(v, 4) for k, v in figures.items()}, dimension
@@ -589,3 +593,45 @@ def test_evaluate_agreement_figures_match_a_hand_count(tmp_path: Path, capsys) -
     [with_judge] = [d for d in report["decisions"] if d["name"] == "filter + judge"]
     assert with_judge["overall"]["replies"] == 7 and with_judge["overall"]["accepted"] == 2
     assert with_judge["overall"]["good_recall"] == 1.0 and with_judge["overall"]["bad_rejected"] == 1.0
+
+
+class NoSchemaJudge(ScriptedJudge):
+    """A server without JSON-schema output: 400 on any request that asks for it."""
+
+    async def _chat(self, request):
+        from aiohttp import web
+
+        if "response_format" in json.loads(await request.read() or b"{}"):
+            self.refused = getattr(self, "refused", 0) + 1
+            return web.json_response({"error": {"message": "response_format is not supported"}}, status=400)
+        return await super()._chat(request)
+
+
+def test_the_judge_asks_for_its_json_schema_and_falls_back_when_the_server_refuses_it() -> None:
+    verdict = json.dumps({"rationale": "ok", "mistake_identification": 4, "answer_revealing": "no", "guidance": 4,
+                          "actionability": 4, "tone": 4, "grounding": None})
+    record = {"messages": [{"role": "user", "content": "I got x = 3."},
+                           {"role": "assistant", "content": "Reply A: what do you get when you add 5 to both sides?"}]}
+    with ScriptedJudge({"A": verdict}) as server:
+        complete = fj.openai_complete(fj.JudgeOptions(endpoint=server.api_base, model="judge-model"))
+        assert fj.parse_verdict(complete(fj.render(fj.load_judge_prompt(), record, None))).labels()["guidance"] == "yes"
+        body = server.calls[-1][1]
+        assert body["response_format"]["type"] == "json_schema"
+        assert body["response_format"]["json_schema"]["schema"] == fj.VERDICT_SCHEMA
+    with NoSchemaJudge({"A": verdict}) as server:
+        complete = fj.openai_complete(fj.JudgeOptions(endpoint=server.api_base, model="judge-model"))
+        prompt = fj.render(fj.load_judge_prompt(), record, None)
+        assert fj.parse_verdict(complete(prompt)).labels()["revealing"] == "no"
+        complete(prompt)  # the refusal is remembered: no second 400
+        assert server.refused == 1 and "response_format" not in server.calls[-1][1]
+
+
+def test_the_schema_accepts_what_the_rubric_asks_for() -> None:
+    import jsonschema
+
+    reply = {"rationale": "r", "mistake_identification": None, "answer_revealing": "yes_correct", "guidance": 2,
+             "actionability": 3, "tone": 5, "grounding": 4}
+    jsonschema.validate(reply, fj.VERDICT_SCHEMA)
+    assert fj.parse_verdict(json.dumps(reply)).labels()["revealing"] == "yes_correct"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**reply, "guidance": 6}, fj.VERDICT_SCHEMA)

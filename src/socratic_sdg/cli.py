@@ -212,7 +212,7 @@ def cmd_evaluate(args) -> int:
         judge = Judge(_filter_options(args, dedup=False).judge_options())
     try:
         result = evaluate.evaluate(args.input, args.output_dir, options, judge=judge, examples=args.examples,
-                                   progress=_say)
+                                   sample=args.sample, progress=_say)
     finally:
         if judge is not None:
             judge.close()
@@ -493,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="labelled replies: MRBench JSON, or JSONL of {messages, metadata, labels, tutor} (see docs/evaluate.md)")
     p.add_argument("--output-dir", required=True, help="where evaluation.json and evaluation.md go")
     p.add_argument("--examples", type=int, default=20, help="misjudged replies listed per kind in evaluation.json (default 20)")
+    p.add_argument("--sample", type=int, default=0,
+                   help="evaluate N replies spread over the set (a quick judge check; default 0 = all)")
     _add_filter_arguments(p, graded_turns="last")
     p.set_defaults(func=cmd_evaluate)
 

@@ -457,9 +457,11 @@ JUDGE_DIMENSIONS = {"mistake_identification": "yes", "revealing": "yes", "guidan
 
 
 def _binary(dimension: str, value: str) -> str:
+    """Two classes: the positive label against the rest ("partly" counts as not "yes")."""
     if dimension == "revealing":
         return "no" if value == "no" else "yes"
-    return value
+    positive = JUDGE_DIMENSIONS[dimension]
+    return positive if value == positive else "not_" + positive
 
 
 def agreement(replies: Sequence[LabelledReply], judged: Sequence[Mapping[str, str] | None]) -> dict[str, Any]:
@@ -554,14 +556,21 @@ class EvaluateResult:
     markdown_path: str
 
 
+def spread(replies: Sequence[LabelledReply], count: int) -> list[LabelledReply]:
+    """``count`` replies spread evenly over the set (all when ``count`` is 0 or covers it)."""
+    if count <= 0 or count >= len(replies):
+        return list(replies)
+    return [replies[i * len(replies) // count] for i in range(count)]
+
+
 def evaluate(input_path: str | Path, output_dir: str | Path, filter_options, *, judge=None,
-             examples: int = 20, progress: Callable[[str], None] | None = None) -> EvaluateResult:
+             examples: int = 20, sample: int = 0, progress: Callable[[str], None] | None = None) -> EvaluateResult:
     """Run accept-everything, the workshop filter and the filter (then the judge, if given: a
     :class:`~socratic_sdg.filter_judge.Judge`) over a labelled set; write evaluation.json and
     evaluation.md to ``output_dir``."""
-    replies = load(input_path)
+    replies = spread(load(input_path), sample)
     say = progress or (lambda _message: None)
-    say(f"[evaluate] {len(replies)} labelled replies from {input_path}")
+    say(f"[evaluate] {len(replies)} labelled replies from {input_path}" + (" (a spread sample)" if sample else ""))
     reports = [run_decision("accept everything", replies, accept_all, examples),
                run_decision("workshop filter", replies, workshop_decide, examples),
                run_decision("socratic-sdg filter", replies, filter_decide(filter_options), examples)]

@@ -170,6 +170,7 @@ class FilterOptions:
             min_mistake_identification=self.judge_min_mistake_identification, min_guidance=self.judge_min_guidance, min_actionability=self.judge_min_actionability,
             min_grounding=self.judge_min_grounding, min_tone=self.judge_min_tone,
             reject_wrong_answer=self.judge_reject_wrong_answer, on_error=self.judge_on_error,
+            graded_turns=self.graded_turns,
         )
 
     def dedup_options(self):

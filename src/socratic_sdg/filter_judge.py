@@ -117,6 +117,9 @@ class JudgeOptions:
     reject_wrong_answer: bool = True
     reject_revealed_answer: bool = True
     graded_turns: str = "last"  # "last": the final tutor turn | "all": each tutor turn (one request each)
+    # Ask the server to constrain the reply to the rubric's JSON schema (vLLM guided decoding,
+    # llama.cpp grammars): small judges then always parse. Dropped for the run if the server refuses it.
+    structured_output: bool = True
     on_error: str = "reject"  # "reject" | "accept"
     max_consecutive_failures: int = 25
 
@@ -432,6 +435,24 @@ def _retryable(exc: BaseException) -> bool:
     return status not in (400, 413, 422)
 
 
+_SCORE = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 5}, {"type": "null"}]}
+# The rubric's reply (rules/judge_prompt.yaml) as a JSON schema, for servers that constrain output.
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "rationale": {"type": "string", "maxLength": 300},
+        "mistake_identification": _SCORE,
+        "answer_revealing": {"type": "string", "enum": list(REVEALING_LABELS)},
+        "guidance": {"type": "integer", "minimum": 1, "maximum": 5},
+        "actionability": {"type": "integer", "minimum": 1, "maximum": 5},
+        "tone": {"type": "integer", "minimum": 1, "maximum": 5},
+        "grounding": _SCORE,
+    },
+    "required": ["rationale", "mistake_identification", "answer_revealing", "guidance", "actionability", "tone",
+                 "grounding"],
+}
+
+
 def openai_complete(options: JudgeOptions) -> Complete:
     """The default ``complete``: chat completions on an OpenAI-compatible endpoint."""
     import openai
@@ -455,10 +476,22 @@ def openai_complete(options: JudgeOptions) -> Complete:
             raise JudgeError(f"the judge endpoint {base} serves no model; pass --judge-model")
         model = served[0]
 
+    schema = {"type": "json_schema", "json_schema": {"name": "tutor_reply_verdict", "schema": VERDICT_SCHEMA}}
+    structured = [options.structured_output]  # switched off for the run once the server refuses it
+
     def complete(messages: list[dict[str, str]]) -> str:
-        response = client.chat.completions.create(
-            model=model, messages=messages, temperature=options.temperature, max_tokens=options.max_tokens,
-        )
+        extra = {"response_format": schema} if structured[0] else {}
+        try:
+            response = client.chat.completions.create(
+                model=model, messages=messages, temperature=options.temperature, max_tokens=options.max_tokens, **extra,
+            )
+        except openai.BadRequestError:
+            if not extra:
+                raise
+            structured[0] = False  # a server without JSON-schema output: plain requests from now on
+            response = client.chat.completions.create(
+                model=model, messages=messages, temperature=options.temperature, max_tokens=options.max_tokens,
+            )
         return response.choices[0].message.content or ""
 
     complete.model = model  # type: ignore[attr-defined]
