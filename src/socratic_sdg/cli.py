@@ -581,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # one line per HTTP request drowns the progress lines
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except _user_errors() as exc:
