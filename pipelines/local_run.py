@@ -37,6 +37,9 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
 
     from .socratic_sdg_pipeline import socratic_sdg_pipeline
 
+    from .submit import check_parameter_names
+
+    check_parameter_names(options.parameters, socratic_sdg_pipeline.component_spec.inputs)  # before any work
     started = time.monotonic()
     input_dir = Path(options.input_dir).resolve()
     if not input_dir.is_dir():

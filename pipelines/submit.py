@@ -216,14 +216,26 @@ def _coerce(name: str, value: Any, ptype: str) -> Any:
     return value
 
 
+def check_parameter_names(names, valid) -> None:
+    """Raise SubmitError naming every unknown parameter and the closest valid name for each."""
+    import difflib
+
+    unknown = sorted(set(names) - set(valid))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise SubmitError(
+        f"unknown pipeline parameter{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+        "the parameters are listed in docs/parameters.md"
+    )
+
+
 def check_parameters(package: PipelinePackage, values: dict[str, Any]) -> dict[str, Any]:
     """The run's parameters, typed as the pipeline declares them; unknown names are an error."""
-    unknown = sorted(set(values) - set(package.parameters))
-    if unknown:
-        raise SubmitError(
-            f"unknown pipeline parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-            f"valid parameters: {', '.join(sorted(package.parameters))} (see docs/parameters.md)"
-        )
+    check_parameter_names(values, package.parameters)
     return {name: _coerce(name, value, package.parameters[name].get("parameterType", "STRING")) for name, value in values.items()}
 
 

@@ -101,3 +101,50 @@ def test_secret_values_never_reach_the_output(tmp_path, fake_llm, monkeypatch, c
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "socratic_sdg.cli", "compile", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "socratic-sdg compile" in result.stdout
+
+
+def test_a_full_disk_or_an_unwritable_path_is_one_sentence(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from socratic_sdg import filter as quality_filter
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "What?"}]}) + "\n")
+    target = tmp_path / "out" / "accepted.jsonl"
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(quality_filter, "run", full)
+    assert cli.main(["filter", "--input", str(source), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"no space left on the device writing {target}" in err and "rerun" in err
+
+    def read_only(*_args, **_kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", "/data/out")
+
+    monkeypatch.setattr(quality_filter, "run", read_only)
+    assert cli.main(["filter", "--input", str(source), "--output-dir", "/data/out"]) == 2
+    assert "cannot write /data/out (Permission denied); choose a folder you can write to" in capsys.readouterr().err
+
+
+def test_a_parameter_typo_is_named_with_the_closest_name_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LLM_API_BASE", raising=False)
+    code = cli.main(["run", "--input", str(tmp_path), "--output-dir", str(tmp_path / "out"), "--param", "generate_max_chunk=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "unknown pipeline parameter generate_max_chunk (did you mean generate_max_chunks?)" in err
+    assert not (tmp_path / "out").exists()  # nothing started: no server, no runs folder
+
+
+def test_serve_local_on_a_port_in_use_is_one_sentence(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["serve-local", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"port {port} on 127.0.0.1 is already in use" in err

@@ -25,6 +25,23 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return USER_ERRORS + (ChunkError, ConvertError, EvaluateError, EndpointError, GenerateError, LocalModelError, SubmitError)
 
 
+def os_error_sentence(exc: OSError) -> str:
+    """One sentence for an OSError: what happened, to which path, and what to do."""
+    import errno
+
+    path = exc.filename or "a file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the device writing {path}; free space (or point --output-dir elsewhere) and "
+                "rerun: outputs already written are kept, and generation resumes from its checkpoint")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path} ({exc.strerror}); choose a folder you can write to"
+    if exc.errno == errno.EISDIR:
+        return f"{path} is a folder, but a file is expected there"
+    if exc.errno == errno.ENOTDIR or exc.errno == errno.EEXIST:
+        return f"{path} is in the way ({exc.strerror}): a file stands where a folder is expected, or the other way round"
+    return f"{exc.strerror or exc} ({path})"
+
+
 def _say(message: str) -> None:
     print(message, flush=True)
 
@@ -331,6 +348,7 @@ def cmd_submit(args) -> int:
 def cmd_serve_local(args) -> int:
     from . import local_llm
 
+    local_llm.check_port(args.port)
     _say(f"serving {local_llm.find_model(args.model)} as model {local_llm.MODEL_NAME!r} at http://127.0.0.1:{args.port}/v1 (Ctrl-C stops)")
     local_llm.main(["--port", str(args.port)] + (["--model", args.model] if args.model else []))
     return 0
@@ -587,6 +605,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _user_errors() as exc:
         print(f"socratic-sdg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine, not the code: a full disk, a read-only folder, a path that is a file
+        print(f"socratic-sdg {args.command}: error: {os_error_sentence(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

