@@ -31,6 +31,10 @@ CUSTOM_KINDS = {
     ("serving.kserve.io/v1beta1", "InferenceService"),
 }
 
+# serving.kserve.io/deploymentMode: KServe >= 0.16 names RawDeployment `Standard` (the old name is a
+# legacy alias it still accepts; KServe before 0.16 knows only RawDeployment).
+DEPLOYMENT_MODES = {"Standard", "RawDeployment", "Serverless"}
+
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(
     KUBECTL is None, reason="kubectl is not installed: `kubectl kustomize` builds the manifests (install kubectl >= 1.27 to run these tests)"
@@ -165,16 +169,55 @@ def test_openshift_ai_overlay_has_pipeline_server_model_and_rbac_but_never_the_s
     assert credentials == {"secretName": "socratic-sdg-pipelines-s3", "accessKey": "AWS_ACCESS_KEY_ID", "secretKey": "AWS_SECRET_ACCESS_KEY"}
 
     (role,) = find(overlay, "Role", "socratic-sdg-submitter")
-    grants = {(group, resource): set(rule["verbs"]) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
-    assert "get" in grants[("route.openshift.io", "routes")]
-    assert {"get", "list"} <= grants[(submit.DSPA_GROUP, submit.DSPA_PLURAL)]
-    assert {"get"} <= grants[(submit.ISVC_GROUP, submit.ISVC_PLURAL)]
-    secrets_rule = next(rule for rule in role["rules"] if rule["resources"] == ["secrets"])
-    assert secrets_rule["resourceNames"] == [pipeline_defaults()["llm_secret_name"]]
     (binding,) = find(overlay, "RoleBinding", "socratic-sdg-submitter")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "socratic-sdg-submitter", "namespace": namespace}]
     assert find(overlay, "ServiceAccount", "socratic-sdg-submitter")
+
+
+def allows(rules: list[dict], verb: str, group: str, resource: str, name: str | None = None) -> bool:
+    """Kubernetes RBAC for one request: some rule matches the group, resource (or resource/subresource),
+    verb and, when the rule names resources, the object's name (no wildcards in our Roles)."""
+    return any(
+        group in rule.get("apiGroups", []) and resource in rule.get("resources", []) and verb in rule.get("verbs", [])
+        and (not rule.get("resourceNames") or name in rule["resourceNames"])
+        for rule in rules
+    )
+
+
+@needs_kubectl
+@pytest.mark.parametrize("kustomization", ["rbac", "overlays/openshift-ai"])
+def test_the_built_submitter_role_lets_submit_through_old_and_new_pipeline_servers(kustomization):
+    """What `socratic-sdg submit` asks of the cluster, checked against the kustomize output.
+
+    DSPO >= 2.18 puts the pipeline API behind kube-rbac-proxy: every GET needs `get` and every POST
+    `create` on `datasciencepipelinesapplications/api` of that DSPA (by name). Older operators put
+    an OAuth proxy in front that let in whoever may `get` the route ds-pipeline-<dspa>.
+    """
+    from socratic_sdg.pipelines import submit
+
+    (role,) = find(kustomization, "Role", "socratic-sdg-submitter")
+    rules = role["rules"]
+    dspa = submit.DEFAULT_DSPA
+    if kustomization == "overlays/openshift-ai":
+        (built_dspa,) = find(kustomization, "DataSciencePipelinesApplication")
+        assert built_dspa["metadata"]["name"] == dspa
+    # finding the server (submit.Cluster.pipeline_server) and the model (--isvc)
+    assert allows(rules, "get", "route.openshift.io", "routes", f"ds-pipeline-{dspa}")
+    assert allows(rules, "get", "route.openshift.io", "routes", f"ds-pipeline-ui-{dspa}")
+    assert allows(rules, "list", submit.DSPA_GROUP, submit.DSPA_PLURAL)
+    assert allows(rules, "get", submit.ISVC_GROUP, submit.ISVC_PLURAL, "granite")
+    secret = pipeline_defaults()["llm_secret_name"]
+    assert allows(rules, "get", "", "secrets", secret) and allows(rules, "patch", "", "secrets", secret)
+    assert not allows(rules, "get", "", "secrets", "another-secret"), "only the endpoint Secret"
+    # the pipeline API through kube-rbac-proxy (DSPO >= 2.18): GET -> get, POST -> create
+    api = f"{submit.DSPA_PLURAL}/api"
+    assert allows(rules, "get", submit.DSPA_GROUP, api, dspa), "GET /apis/v2beta1/... would be 403"
+    assert allows(rules, "create", submit.DSPA_GROUP, api, dspa), "POST (upload, create run) would be 403"
+    assert not allows(rules, "delete", submit.DSPA_GROUP, api, dspa), "submit never deletes: do not grant it"
+    assert not allows(rules, "get", submit.DSPA_GROUP, api, "another-dspa"), "only the project's pipeline server, by name"
+    # the route rule stays for operators older than 2.18
+    assert allows(rules, "get", "route.openshift.io", "routes", f"ds-pipeline-{dspa}")
 
 
 @needs_kubectl
@@ -192,7 +235,24 @@ def test_the_inference_service_runs_on_the_vllm_runtime_and_serves_its_own_name(
     assert not container["image"].endswith(":latest")
     resources = model["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"], "extended resources need request == limit"
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in {"RawDeployment", "Serverless"}
+    # KServe >= 0.16 calls RawDeployment `Standard` and still accepts the old name (which older
+    # KServe, as in OpenShift AI 2.x, needs): accept both, and Serverless (Knative).
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in DEPLOYMENT_MODES
+
+
+def test_the_inference_service_notes_the_deployment_mode_alias_and_modelcar():
+    """RawDeployment is the legacy alias of Standard (KServe 0.16); an oci:// storageUri needs modelcar support."""
+    isvc_text = (MANIFESTS / "model-serving" / "inferenceservice.yaml").read_text()
+    (isvc,) = [d for d in yaml.safe_load_all(isvc_text) if d]
+    mode = isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+    if mode == "RawDeployment":
+        comments = " ".join(line for line in isvc_text.splitlines() if line.lstrip().startswith("#"))
+        assert "Standard" in comments and "0.16" in comments, "say that RawDeployment is the legacy alias of Standard (KServe 0.16)"
+    for doc in ("kind.md", "openshift-ai.md"):
+        assert "Standard" in (ROOT / "docs" / doc).read_text() and "RawDeployment" in (ROOT / "docs" / doc).read_text(), doc
+    if isvc["spec"]["predictor"]["model"]["storageUri"].startswith("oci://"):
+        kind_doc = (ROOT / "docs" / "kind.md").read_text()
+        assert "enableModelcar" in kind_doc and "inferenceservice-config" in kind_doc, "plain KServe needs modelcar enabled for oci://"
 
 
 @needs_kubectl
