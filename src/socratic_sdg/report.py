@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .records import AtomicWriter, read_jsonl
+from .records import AtomicWriter, check_complete, read_jsonl, remove_stale_temps
 
 LENGTH_BINS = (0, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -37,6 +37,7 @@ def dataset_statistics(dataset_dir: str | os.PathLike[str]) -> dict:
     One pass over the splits; memory does not grow with the number of records (histogram bins,
     running totals and a count per source document)."""
     folder = Path(dataset_dir)
+    check_complete(folder)  # train and validation from one export, not from two
     student, tutor = _Histogram(), _Histogram()
     records = tokens_total = tokens_max = 0
     per_source: Counter[str] = Counter()
@@ -245,8 +246,9 @@ def write_reports(summary: dict, dataset_dir: str | os.PathLike[str], license_id
     from . import summary as run_summary
 
     folder = Path(dataset_dir)
-    stats = dataset_statistics(folder)
     paths = {"card": folder / "README.md", "html": folder / "report.html", "markdown": folder / "report.md"}
+    remove_stale_temps(folder, [path.name for path in paths.values()])  # what a killed earlier run left
+    stats = dataset_statistics(folder)
     with AtomicWriter(paths["card"]) as handle:
         handle.write(dataset_card(summary, stats, license_id))
     with AtomicWriter(paths["html"]) as handle:

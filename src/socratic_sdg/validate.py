@@ -2,15 +2,18 @@
 
 training_hub, KFP's dataset_download component and TRL read JSONL with one ``{"messages": [...]}``
 per line (roles system/user/assistant); a workshop notebook reads ``messages[0]`` as the student and
-``messages[1]`` as the tutor. Problems are reported by file and line.
+``messages[1]`` as the tutor. Problems are reported by file and line, and a folder whose export was
+interrupted between its files (a train.jsonl and a validation.jsonl from different runs) is reported
+too: its set manifest says so.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .records import incomplete_sets, parse_json_line
 
 SPLITS = ("train.jsonl", "validation.jsonl")
 ROLES = {"system", "user", "assistant"}
@@ -67,21 +70,26 @@ def check_row(row: object) -> list[str]:
 def validate(dataset_dir: str | os.PathLike[str]) -> ValidationReport:
     folder = Path(dataset_dir)
     report = ValidationReport()
+    report.problems.extend(incomplete_sets(folder))
     for split in SPLITS:
         path = folder / split
         if not path.is_file():
             report.problems.append(f"{path}: missing (a dataset folder holds {' and '.join(SPLITS)})")
             continue
         count = 0
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
+        with path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    report.problems.append(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start + 1} of the line)")
+                    continue
                 if not line.strip():
                     report.problems.append(f"{path}:{line_no}: empty line")
                     continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    report.problems.append(f"{path}:{line_no}: not valid JSON ({exc.msg})")
+                row, problem = parse_json_line(line)
+                if problem is not None:
+                    report.problems.append(f"{path}:{line_no}: not valid JSON ({problem})")
                     continue
                 count += 1
                 report.problems.extend(f"{path}:{line_no}: {problem}" for problem in check_row(row))
