@@ -604,3 +604,90 @@ def test_throughput_is_thousands_per_second(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - start
     assert result.total == 3000 and result.accepted == 2000
     assert elapsed < 3.0, f"{result.total / elapsed:.0f} records/s"  # generous: ~6000/s on a laptop core
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 13: inputs and outputs an operator ran into
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_deeply_nested_line_is_one_rejected_record_not_a_crash(tmp_path: Path) -> None:
+    good = json.dumps(dialogue(PROBLEM, GOOD_REPLY, id="good"))
+    deep = '{"id": "deep", "messages": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    huge = '{"id": "huge", "n": ' + "1" * 5000 + "}"  # more digits than Python converts
+    source = write_lines(tmp_path / "in.jsonl", [good, deep, huge])
+    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    assert (result.total, result.accepted, result.rejected) == (3, 1, 2)
+    rejected = read_lines(Path(result.rejected_path))
+    assert [r["metadata"]["drop_reasons"][0]["code"] for r in rejected] == ["invalid_json", "invalid_json"]
+    assert "line 2" in rejected[0]["metadata"]["drop_reasons"][0]["detail"]
+    assert "nested" in rejected[0]["metadata"]["drop_reasons"][0]["detail"]
+
+
+def test_a_file_where_no_line_parses_is_an_input_error_and_keeps_the_previous_outputs(tmp_path: Path, samples_dir: Path) -> None:
+    source, _ = _mixed_input(tmp_path)
+    first = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    pdf = sorted(samples_dir.glob("*.pdf"))[0]
+    with pytest.raises(ValueError) as raised:
+        quality_filter.run(pdf, tmp_path / "out", FilterOptions())
+    message = str(raised.value)
+    assert str(pdf) in message and "PDF" in message and "socratic-sdg generate" in message and "\n" not in message
+    text = write_lines(tmp_path / "notes.txt", ["some notes", "not json at all"])
+    with pytest.raises(ValueError, match="no JSON record") as raised:
+        quality_filter.run(text, tmp_path / "out", FilterOptions())
+    assert str(text) in str(raised.value)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before and first.accepted == 2
+    # an input with some good lines still sorts the bad ones one by one
+    mixed = write_lines(tmp_path / "mixed.jsonl", ["not json", json.dumps(dialogue(PROBLEM, GOOD_REPLY))])
+    assert quality_filter.run(mixed, tmp_path / "out2", FilterOptions()).rejected == 1
+
+
+def test_a_missing_input_names_the_file_and_what_writes_it(tmp_path: Path) -> None:
+    missing = tmp_path / "generated" / "conversations.jsonl"
+    with pytest.raises(FileNotFoundError) as raised:
+        quality_filter.run(missing, tmp_path / "out", FilterOptions())
+    assert str(missing) in str(raised.value) and "socratic-sdg generate" in str(raised.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_utf8_in_the_chunks_names_the_file_and_line(tmp_path: Path) -> None:
+    chunks = tmp_path / "chunks.jsonl"
+    chunks.write_bytes(b'{"chunk_id": "a", "text": "ok"}\n{"chunk_id": "b", "text": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match="UTF-8") as raised:
+        quality_filter.load_passages(chunks)
+    assert f"{chunks}:2" in str(raised.value)
+    chunks.write_text('{"chunk_id": "a", "text": ' + "[" * 200_000 + "]" * 200_000 + "}\n")
+    with pytest.raises(ValueError, match=f"{chunks}:1"):
+        quality_filter.load_passages(chunks)
+
+
+def test_accepted_and_rejected_are_one_set_a_kill_between_them_is_refused_downstream(tmp_path: Path) -> None:
+    from socratic_sdg import export, records
+    from test_records import killed_during_renames
+
+    source, _ = _mixed_input(tmp_path)
+    quality_filter.run(source, tmp_path / "out", FilterOptions())
+    more = write_lines(tmp_path / "more.jsonl", [json.dumps(dialogue(PROBLEM, GOOD_REPLY, id=f"g{i}")) for i in range(3)])
+    killed_during_renames(f"""
+        from socratic_sdg import filter as quality_filter
+        quality_filter.run({str(more)!r}, {str(tmp_path / 'out')!r}, quality_filter.FilterOptions(dedup=False))
+    """, ("accepted.jsonl", "rejected.jsonl"))
+    accepted = tmp_path / "out" / "accepted.jsonl"
+    with pytest.raises(records.IncompleteSetError) as raised:
+        export.run(accepted, tmp_path / "dataset")
+    assert str(accepted) in str(raised.value) and "filter" in str(raised.value)
+    quality_filter.run(more, tmp_path / "out", FilterOptions(dedup=False))  # the rerun completes the set
+    assert export.run(accepted, tmp_path / "dataset").train + export.run(accepted, tmp_path / "dataset").validation == 3
+
+
+def test_stale_temp_files_of_the_outputs_are_removed_on_start(tmp_path: Path) -> None:
+    source, _ = _mixed_input(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".accepted.jsonl.abcd1234.tmp", out / ".rejected.jsonl.x_y_z_w_.tmp", out / ".filter_metrics.json.12345678.tmp"]
+    kept = [out / "mine.tmp", out / ".train.jsonl.abcd1234.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x" * 1000)
+    quality_filter.run(source, out, FilterOptions())
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)

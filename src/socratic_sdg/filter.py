@@ -48,11 +48,23 @@ import yaml
 
 from . import filter_dialogue as dialogue_layer
 from . import filter_leakage as leakage_layer
-from .records import AtomicWriter, dumps, write_json
+from .records import (
+    AtomicFileSet,
+    JsonlError,
+    check_complete,
+    dumps,
+    iter_json_lines,
+    parse_json_line,
+    remove_stale_temps,
+    require_input,
+)
 
 ACCEPTED_FILE = "accepted.jsonl"
 REJECTED_FILE = "rejected.jsonl"
 METRICS_FILE = "filter_metrics.json"
+OUTPUT_FILES = (ACCEPTED_FILE, REJECTED_FILE, METRICS_FILE)  # written as one set (records.AtomicFileSet)
+PRODUCER = "the filter (socratic-sdg filter, or the pipeline's filter step)"
+INPUT_MADE_BY = "the conversations.jsonl that `socratic-sdg generate` (the pipeline's generate step) writes"
 
 ROLES = frozenset({"system", "user", "assistant"})
 SCOPES = frozenset({"turn", "statement"})
@@ -984,10 +996,9 @@ def _parse_line(line_no: int, text: str | None) -> tuple[dict[str, Any] | None, 
     """The record on a line, or None and why it is not one."""
     if text is None:
         return None, f"line {line_no} is not valid UTF-8"
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, f"line {line_no} is not valid JSON ({exc.msg} at column {exc.colno})"
+    value, problem = parse_json_line(text)  # also a line nested too deeply to parse, or a 5000-digit number
+    if problem is not None:
+        return None, f"line {line_no} is not valid JSON ({problem})"
     if not isinstance(value, dict):
         return None, f"line {line_no} is a JSON {type(value).__name__}, not an object"
     return value, ""
@@ -1020,19 +1031,10 @@ def _blocks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def load_passages(path: str | os.PathLike[str]) -> dict[str, str]:
     """chunk_id -> text from a chunks.jsonl (for the judge's grounding score)."""
     passages: dict[str, str] = {}
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"chunks file {path} does not exist or is not a file")
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                chunk = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from exc
-            if isinstance(chunk, dict) and isinstance(chunk.get("chunk_id"), str) and isinstance(chunk.get("text"), str):
-                passages[chunk["chunk_id"]] = chunk["text"]
+    path = require_input(path, "chunks file", "the chunks.jsonl that `socratic-sdg chunk` (the pipeline's chunk step) writes")
+    for _, chunk in iter_json_lines(path):  # a line that is not UTF-8 or not JSON: an error naming file and line
+        if isinstance(chunk, dict) and isinstance(chunk.get("chunk_id"), str) and isinstance(chunk.get("text"), str):
+            passages[chunk["chunk_id"]] = chunk["text"]
     return passages
 
 
@@ -1059,9 +1061,12 @@ def run(
     """Split ``input_path`` (JSONL dialogues) into accepted and rejected files under ``output_dir``.
 
     Streams in blocks of ``opts.block_size`` lines. Blank lines are not records and are skipped;
-    every other line lands in exactly one output, in input order. Outputs are written through temp
-    files and renamed into place, so a failed run (a broken rules file, an unusable judge endpoint)
-    never leaves half a dataset behind.
+    every other line lands in exactly one output, in input order. The three outputs are one
+    :class:`~.records.AtomicFileSet`: written through temp files and switched together, so a failed
+    run (a broken rules file, an unusable judge endpoint) never leaves half a dataset behind, and a
+    run killed between the switches leaves the set marked incomplete, which the export refuses.
+    Temp files a killed earlier run left in ``output_dir`` are removed first. An input in which no
+    line is a JSON record (a PDF, a text file) is an error, not a result: a JsonlError naming it.
     """
     opts = opts or FilterOptions()
     started = time.perf_counter()
@@ -1069,9 +1074,8 @@ def run(
     if opts.language and opts.language not in rules.languages:
         raise ValueError(f"language {opts.language!r} has no word list in the rules file "
                          f"(available: {', '.join(sorted(rules.languages)) or 'none'}).")
-    input_path = Path(input_path)
-    if not input_path.is_file():
-        raise FileNotFoundError(f"filter input {input_path} does not exist or is not a file")
+    input_path = require_input(input_path, "filter input", INPUT_MADE_BY)
+    check_complete(input_path)  # a conversations.jsonl whose writer was killed half way through its set
     passages = load_passages(opts.chunks_path) if (opts.judge_enabled and opts.chunks_path) else {}
     judge = None
     if opts.judge_enabled:
@@ -1086,23 +1090,25 @@ def run(
 
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    accepted_path = out_dir / ACCEPTED_FILE
-    rejected_path = out_dir / REJECTED_FILE
-    metrics_path = out_dir / METRICS_FILE
+    remove_stale_temps(out_dir, OUTPUT_FILES)
     layer_names = opts.layers()
 
-    total = accepted = 0
+    total = accepted = parsed = 0
+    first_problem = ""
     reason_counts: Counter[str] = Counter()
     layer_counts: Counter[str] = Counter()
     try:
-        with AtomicWriter(accepted_path) as accepted_out, AtomicWriter(rejected_path) as rejected_out:
+        with AtomicFileSet(out_dir, OUTPUT_FILES, kind="filter", producer=PRODUCER) as outputs:
+            accepted_out, rejected_out = outputs[ACCEPTED_FILE], outputs[REJECTED_FILE]
             for block in _blocks(_lines(input_path), opts.block_size):
                 entries: list[_Entry] = []
                 for line_no, text, best_effort in block:
                     record, problem = _parse_line(line_no, text)
                     if record is None:
+                        first_problem = first_problem or problem
                         entries.append(_Entry(line_no, None, best_effort, [_reason(INVALID_JSON, "format", problem)], {}))
                         continue
+                    parsed += 1
                     reasons, quality = _evaluate(record, rules, opts)
                     quality["layers"] = layer_names
                     entries.append(_Entry(line_no, record, "", reasons, quality))
@@ -1144,10 +1150,33 @@ def run(
                         accepted_out.write(dumps(_annotated(entry.record, "quality", entry.quality)) + "\n")
                 if progress is not None:
                     progress(f"[filter] {total} records, {accepted} accepted")
+            if total and not parsed:  # before the switch: the outputs of an earlier run stay
+                raise _not_records(input_path, total, first_problem)
+            result, metrics = _result(out_dir, total, accepted, reason_counts, layer_counts, layer_names,
+                                      rules, judge, dedup, started)
+            json.dump(metrics, outputs[METRICS_FILE], ensure_ascii=False, indent=2, sort_keys=True)
+            outputs[METRICS_FILE].write("\n")
     finally:
         if judge is not None:
             judge.close()
+    return result
 
+
+def _not_records(path: Path, lines: int, first_problem: str) -> JsonlError:
+    """The error for an input in which no line is a JSON record."""
+    with path.open("rb") as handle:
+        head = handle.read(5)
+    if head == b"%PDF-":
+        return JsonlError(f"{path} is a PDF, not JSONL: the filter reads {INPUT_MADE_BY}, so convert, chunk and "
+                          "generate from the PDF first")
+    return JsonlError(f"{path} has no JSON record on any of its {lines} non-blank lines ({first_problem}), so it is not "
+                      f"the filter's input: pass {INPUT_MADE_BY}")
+
+
+def _result(out_dir: Path, total: int, accepted: int, reason_counts: Counter[str], layer_counts: Counter[str],
+            layer_names: list[str], rules: Rules, judge: Any, dedup: Any, started: float) -> tuple[FilterResult, dict[str, Any]]:
+    """The run's FilterResult and the content of filter_metrics.json."""
+    accepted_path, rejected_path, metrics_path = (out_dir / name for name in OUTPUT_FILES)
     seconds = time.perf_counter() - started
     result = FilterResult(
         total=total,
@@ -1176,5 +1205,4 @@ def run(
         metrics["judge"] = dict(judge.stats)
     if dedup is not None:
         metrics["dedup"] = dedup.metrics()
-    write_json(metrics_path, metrics)
-    return result
+    return result, metrics
