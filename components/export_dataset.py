@@ -50,6 +50,9 @@ def export_dataset(
     from socratic_sdg import report as run_report
     from socratic_sdg import summary as run_summary
 
+    if pvc_path:
+        stage.check_copy_target(pvc_path)  # refuse a folder that is not ours before building anything
+
     options = stage.ExportOptions(
         validation_ratio=validation_ratio,
         seed=seed,
