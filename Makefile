@@ -25,11 +25,33 @@ PYTEST_ARGS ?=
 #   make release-yaml IMAGE=quay.io/me/socratic-sdg@sha256:... CONVERT_IMAGE=quay.io/me/socratic-sdg-convert@sha256:...
 IMAGE ?= quay.io/socratic-sdg/socratic-sdg:0.1.0
 CONVERT_IMAGE ?= quay.io/socratic-sdg/socratic-sdg-convert:0.1.0
-ENGINE ?= $(shell command -v podman || command -v docker)
+# `make images` options (docs/images.md); empty means the Containerfile's default.
+# ENGINE: podman or docker; by default the first of them whose `info` works (a client without a daemon does not).
+ENGINE ?=
+# BASE_IMAGE: the runtime image's base (default: UBI 9 Python 3.11, pinned in images/runtime/Containerfile).
+BASE_IMAGE ?=
+# PIP_INDEX_URL: a PyPI mirror, for both images (taken from the environment too, as pip does).
+PIP_INDEX_URL ?=
+# TORCH_INDEX_URL: the index of CPU torch wheels for the conversion image.
+TORCH_INDEX_URL ?=
+# CA_CERTS_DIR: a folder inside the repo with extra CA certificates (*.pem, *.crt) for the builds' downloads.
+CA_CERTS_DIR ?=
+# DOCLING_MODELS_DIR: a folder inside the repo with docling's models (else the build downloads them).
+DOCLING_MODELS_DIR ?=
+# BUILD_ARGS: anything else for `ENGINE build`, e.g. --network=host or --build-arg HF_ENDPOINT=...
+BUILD_ARGS ?=
+build_arg = $(if $($(1)),--build-arg $(1)=$($(1)))
+RUNTIME_BUILD_ARGS = $(call build_arg,BASE_IMAGE) $(call build_arg,PIP_INDEX_URL) $(call build_arg,CA_CERTS_DIR) $(BUILD_ARGS)
+CONVERT_BUILD_ARGS = --build-arg RUNTIME_IMAGE=$(IMAGE) $(call build_arg,PIP_INDEX_URL) $(call build_arg,TORCH_INDEX_URL) \
+	$(call build_arg,DOCLING_MODELS_DIR) $(BUILD_ARGS)
 
 export SOCRATIC_SDG_LOCAL_MODEL := $(abspath $(MODEL))
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
+# No usage reports from the libraries (mlflow-tracing via sdg_hub writes an installation id under
+# ~/.config otherwise; it reads MLFLOW_DISABLE_TELEMETRY, and DO_NOT_TRACK only as "true").
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
 
 .PHONY: help setup check-python run test compile lock images release-yaml clean
 
@@ -37,7 +59,7 @@ help:
 	@echo "make run      run the whole pipeline locally on $(INPUT) (KFP local runner)"
 	@echo "make test     install what the tests need and run them"
 	@echo "make compile  regenerate the committed pipeline YAML, component specs and docs/parameters.md"
-	@echo "make images   build the runtime and conversion images with podman or docker"
+	@echo "make images   build the runtime and conversion images with podman or docker (options: docs/images.md)"
 	@echo "make release-yaml IMAGE=...@sha256:... CONVERT_IMAGE=...  compile with pinned images into dist/"
 	@echo "make lock     re-resolve requirements/lock.txt from requirements/base.in"
 	@echo "make check-python  check that $(PYTHON) is new enough (>= $(PYTHON_FLOOR)); make setup does it first"
@@ -69,10 +91,26 @@ test: setup
 compile: $(VENV)/.installed
 	$(BIN)/socratic-sdg compile
 
+# The folders given as build args must be inside the build context (the repo) and not dropped by .containerignore.
 images:
-	@test -n "$(ENGINE)" || { echo "no podman or docker found: install one to build images"; exit 1; }
-	$(ENGINE) build -f images/runtime/Containerfile -t $(IMAGE) .
-	$(ENGINE) build -f images/convert/Containerfile --build-arg RUNTIME_IMAGE=$(IMAGE) -t $(CONVERT_IMAGE) .
+	@for var in CA_CERTS_DIR=$(CA_CERTS_DIR) DOCLING_MODELS_DIR=$(DOCLING_MODELS_DIR); do \
+	  name=$${var%%=*}; dir=$${var#*=}; [ -n "$$dir" ] || continue; \
+	  case "$$dir" in /*|../*|*/../*|..) ok=;; *) ok=yes;; esac; \
+	  if [ -z "$$ok" ] || [ ! -d "$$dir" ] || grep -qx "$${dir%%/*}" .containerignore; then \
+	    echo "$$name=$$dir: give a folder inside the repository, relative to it and not dropped by .containerignore (the build context is the repo)"; exit 1; fi; \
+	done
+	@engine=; tried=; \
+	for e in $(or $(ENGINE),podman docker); do \
+	  if ! command -v $$e >/dev/null 2>&1; then tried="$${tried:+$$tried; }$$e not found"; continue; fi; \
+	  if out=$$($$e info 2>&1); then engine=$$e; break; fi; \
+	  tried="$${tried:+$$tried; }$$e found but \`$$e info\` fails: $$(printf '%s\n' "$$out" | grep -v '^ *$$' | tail -n 1)"; \
+	done; \
+	if [ -z "$$engine" ]; then \
+	  echo "no working container engine ($$tried): start the docker daemon or install podman (docs/images.md), or choose one with ENGINE=..."; exit 1; fi; \
+	echo "$$engine build -f images/runtime/Containerfile $(strip $(RUNTIME_BUILD_ARGS)) -t $(IMAGE) ."; \
+	$$engine build -f images/runtime/Containerfile $(RUNTIME_BUILD_ARGS) -t $(IMAGE) . && \
+	echo "$$engine build -f images/convert/Containerfile $(strip $(CONVERT_BUILD_ARGS)) -t $(CONVERT_IMAGE) ." && \
+	$$engine build -f images/convert/Containerfile $(CONVERT_BUILD_ARGS) -t $(CONVERT_IMAGE) .
 
 release-yaml: $(VENV)/.installed
 	mkdir -p dist
