@@ -120,3 +120,30 @@ def test_bad_options_and_missing_input_name_the_fix(tmp_path):
         chunk.ChunkOptions(min_tokens=600)
     with pytest.raises(chunk.ChunkError, match="not available offline"):
         chunk.encoding("no-such-encoding")
+
+
+def test_an_unreadable_converted_document_is_named(problem_set, tmp_path):
+    import shutil
+
+    converted = tmp_path / "converted"
+    shutil.copytree(problem_set, converted)
+    (converted / "linear-equations.json").write_text('{"documents": 1, "failed": 0}')
+    (tmp_path / "chunks.jsonl").write_text("earlier chunks\n")
+    with pytest.raises(chunk.ChunkError, match=rf"{converted / 'linear-equations.json'} \(converted from linear-equations.md\) cannot be read.*convert") as caught:
+        chunk.run(converted, tmp_path / "chunks.jsonl")
+    assert "\n" not in str(caught.value)
+    assert (tmp_path / "chunks.jsonl").read_text() == "earlier chunks\n"  # nothing already produced is lost
+    (converted / "linear-equations.json").unlink()
+    with pytest.raises(chunk.ChunkError, match=rf"{converted / 'linear-equations.json'} \(converted from linear-equations.md\) cannot be read"):
+        chunk.run(converted, tmp_path / "chunks.jsonl")
+
+
+def test_chunk_on_the_pdf_folder_suggests_converting_it_elsewhere(tmp_path, samples_dir):
+    with pytest.raises(chunk.ChunkError) as caught:
+        chunk.run(samples_dir, tmp_path / "chunks.jsonl")
+    message = str(caught.value)
+    assert f"--input {samples_dir}" in message and f"--output-dir {samples_dir}" not in message
+    assert "socratic-sdg convert" in message and "\n" not in message
+    with pytest.raises(chunk.ChunkError) as caught:
+        chunk.run(tmp_path / "nowhere", tmp_path / "chunks.jsonl")
+    assert str(tmp_path / "nowhere") in str(caught.value) and "run the convert stage first" in str(caught.value)

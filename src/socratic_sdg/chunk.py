@@ -300,6 +300,51 @@ class ChunkResult:
         }
 
 
+def _not_converted(in_dir: Path) -> str:
+    """Why ``in_dir`` is not a convert output folder, and the commands that make one."""
+    from .convert import SUPPORTED_SUFFIXES
+
+    holds_documents = in_dir.is_dir() and any(p.suffix.lower() in SUPPORTED_SUFFIXES for p in in_dir.rglob("*"))
+    if holds_documents:  # the PDF folder itself: convert it into a folder of its own
+        return (
+            f"{in_dir} holds documents, not the convert stage's output (it has no documents.jsonl); run the convert stage first: "
+            f"socratic-sdg convert --input {in_dir} --output-dir work/converted, then socratic-sdg chunk --input work/converted"
+        )
+    return (
+        f"{in_dir / 'documents.jsonl'} not found, so {in_dir} is not a convert stage output folder; run the convert stage first "
+        f"(socratic-sdg convert --input FOLDER_OF_PDFS --output-dir {in_dir}) or point --input at its output folder"
+    )
+
+
+def _load(document_class, in_dir: Path, doc: dict, listing: Path):
+    """One converted document; a missing or damaged one is named, with the command that rewrites it."""
+    try:
+        path = in_dir / doc["docling_json"]
+        source = doc.get("source", doc["docling_json"])
+    except (KeyError, TypeError):
+        raise ChunkError(f"{listing} has a record without docling_json ({str(doc)[:120]}); convert the documents again into {in_dir}") from None
+    try:
+        return document_class.load_from_json(path)
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        reason = getattr(exc, "strerror", None) or _first_error(exc)
+        raise ChunkError(
+            f"{path} (converted from {source}) cannot be read as a DoclingDocument ({reason}); "
+            f"convert the documents again (socratic-sdg convert --input FOLDER_OF_PDFS --output-dir {in_dir}) and rerun chunk"
+        ) from None
+
+
+def _first_error(exc: Exception) -> str:
+    """The first problem in a pydantic ValidationError (not its multi-line report), or the message."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            return f"{'.'.join(map(str, first['loc'])) or 'document'}: {first['msg']}"
+        except Exception:  # not pydantic's shape
+            pass
+    return " ".join(str(exc).split())[:160]
+
+
 def run(
     input_dir: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
@@ -317,7 +362,7 @@ def run(
     in_dir = Path(input_dir)
     listing = in_dir / "documents.jsonl"
     if not listing.is_file():
-        raise ChunkError(f"{listing} not found; run the convert stage first (socratic-sdg convert --output-dir {in_dir})")
+        raise ChunkError(_not_converted(in_dir))
     encoding(options.tokenizer)  # fail before any work when the tokenizer is missing
     output = Path(output_path)
     seen: set[str] = set()
@@ -325,7 +370,7 @@ def run(
 
     def all_chunks() -> Iterator[dict]:
         for doc in read_jsonl(listing):
-            document = DoclingDocument.load_from_json(in_dir / doc["docling_json"])
+            document = _load(DoclingDocument, in_dir, doc, listing)
             kept, noise = chunk_document(document, doc, options)
             result.documents += 1
             for record in noise:
