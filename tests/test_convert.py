@@ -215,3 +215,169 @@ def test_shards_cover_every_file_once_and_merge_like_one_run(tmp_path, samples_d
     # more shards than files: the extra shards are empty, not errors
     empty = convert.run(samples_dir, tmp_path / "shard-9", shard_index=9, num_shards=10)
     assert empty.documents == [] and empty.failures == []
+
+
+# --- issue 13: output names, options, output folder, remote endpoint ---------------------------
+
+
+def test_an_input_named_like_a_stage_file_does_not_overwrite_it(tmp_path):
+    from socratic_sdg import chunk
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    text = "# Ratios\n\nA ratio compares two quantities. If there are 3 red and 5 blue marbles, what is the ratio of red to all marbles?\n"
+    for name in ("convert_metrics.md", "Chunk_Metrics.md", "notes.md"):
+        (inputs / name).write_text(text.replace("Ratios", name))
+    out = tmp_path / "out"
+    result = convert.run(inputs, out)
+
+    names = {d["source"]: d["docling_json"] for d in result.documents}
+    assert names["notes.md"] == "notes.json"
+    assert names["convert_metrics.md"].startswith("convert_metrics-") and names["Chunk_Metrics.md"].startswith("Chunk_Metrics-")
+    assert json.loads((out / "convert_metrics.json").read_text())["documents"] == 3
+    chunked = chunk.run(out, out / "chunks.jsonl", chunk.ChunkOptions(min_tokens=5))
+    assert chunked.documents == 3 and json.loads((out / "chunk_metrics.json").read_text())["documents"] == 3
+    assert json.loads((out / names["Chunk_Metrics.md"]).read_text())["name"]  # chunk's metrics went beside, not over it
+
+
+def test_output_names_do_not_depend_on_the_order_or_the_shard(tmp_path):
+    inputs = tmp_path / "in"
+    (inputs / "a").mkdir(parents=True)
+    (inputs / "a" / "b.md").write_text("# From the folder\n\nWhat is 2 + 3?\n")
+    (inputs / "a__b.md").write_text("# From the flat file\n\nWhat is 4 + 5?\n")
+    paths = sorted(p for p in inputs.rglob("*.md"))
+    assert convert.output_names(paths, inputs) == convert.output_names(list(reversed(paths)), inputs)
+
+    shards = [tmp_path / "shard-0", tmp_path / "shard-1"]
+    for index, shard in enumerate(shards):  # one file per shard: each shard alone sees no collision
+        convert.run(inputs, shard, shard_index=index, num_shards=2)
+    merged = convert.merge(shards, tmp_path / "merged")
+    whole = convert.run(inputs, tmp_path / "whole")
+    assert merged.documents == whole.documents
+    by_source = {d["source"]: d for d in merged.documents}
+    assert len({d["markdown"] for d in merged.documents}) == 2
+    assert "folder" in (tmp_path / "merged" / by_source["a/b.md"]["markdown"]).read_text()
+    assert "flat file" in (tmp_path / "merged" / by_source["a__b.md"]["markdown"]).read_text()
+
+
+def test_merge_refuses_shards_whose_names_collide(tmp_path):
+    shards = []
+    for index, text in enumerate(("# One\n\nWhat is 1 + 1?\n", "# Two\n\nWhat is 2 + 2?\n")):
+        (tmp_path / f"in-{index}").mkdir()
+        (tmp_path / f"in-{index}" / "lesson.md").write_text(text)
+        convert.run(tmp_path / f"in-{index}", tmp_path / f"shard-{index}")
+        shards.append(tmp_path / f"shard-{index}")
+    with pytest.raises(convert.ConvertError, match="lesson.md.*both"):
+        convert.merge(shards, tmp_path / "merged")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("workers", -1, r"workers must be 0 \(one per core\) or more, got -1"),
+        ("timeout_seconds", -1, r"timeout must be 0 \(no limit\) or more seconds, got -1"),
+        ("timeout_seconds", float("nan"), r"timeout must be"),
+        ("max_pages", -2, r"max_pages must be 0 \(no limit\) or more, got -2"),
+    ],
+)
+def test_negative_options_are_refused_in_one_sentence(option, value, message):
+    with pytest.raises(convert.ConvertError, match=message) as caught:
+        convert.ConvertOptions(**{option: value})
+    assert "\n" not in str(caught.value)
+
+
+def test_cli_negative_workers_exits_at_once(tmp_path, capsys):
+    from socratic_sdg import cli
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "lesson.md").write_text("# One\n\nWhat is 1 + 1?\n")
+    for flag in ("--workers", "--timeout"):
+        assert cli.main(["convert", "--input", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), flag, "-1"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and "-1" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "lesson.md").write_text("# One\n\nWhat is 1 + 1?\n")
+    (tmp_path / "taken").write_text("keep me")
+    with pytest.raises(convert.ConvertError, match=f"output folder {tmp_path / 'taken'} is a file.*--output-dir"):
+        convert.run(tmp_path / "in", tmp_path / "taken")
+    with pytest.raises(convert.ConvertError, match=f"output folder {tmp_path / 'taken'} is a file"):
+        convert.merge([], tmp_path / "taken")
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_output_inside_the_input_folder(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "lesson.md").write_text("# One\n\nWhat is 1 + 1?\n")
+    with pytest.raises(convert.ConvertError, match=f"output folder {inputs} is the input folder.*--output-dir"):
+        convert.run(inputs, inputs)
+    # a folder below the input is not read back as input on the next run
+    convert.run(inputs, inputs / "converted")
+    again = convert.run(inputs, inputs / "converted")
+    assert [d["source"] for d in again.documents] == ["lesson.md"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_vlm_remote_with_an_unreachable_endpoint_fails_fast(tmp_path, samples_dir, monkeypatch):
+    import time
+
+    shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", tmp_path)
+    api_base = f"http://127.0.0.1:{_free_port()}/v1"
+    monkeypatch.setenv("LLM_API_BASE", api_base)
+    options = convert.ConvertOptions(pipeline="vlm-remote", vlm_model="granite-vision", workers=1)
+    started = time.monotonic()
+    with pytest.raises(convert.ConvertError, match=rf"{api_base} cannot be reached.*LLM_API_BASE") as caught:
+        convert.run(tmp_path, tmp_path / "out", options)
+    assert time.monotonic() - started < 5
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out" / "failures.jsonl").exists()  # no file blamed for the endpoint
+
+
+def test_vlm_remote_with_an_endpoint_that_does_not_answer_fails_after_the_check_timeout(tmp_path, samples_dir, monkeypatch):
+    import socket
+    import time
+
+    shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", tmp_path)
+    monkeypatch.setattr(convert, "ENDPOINT_CHECK_SECONDS", 0.5)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        api_base = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        options = convert.ConvertOptions(pipeline="vlm-remote", vlm_api_base=api_base, vlm_model="granite-vision", workers=1)
+        started = time.monotonic()
+        with pytest.raises(convert.ConvertError, match=rf"{api_base} did not answer within 0.5s"):
+            convert.run(tmp_path, tmp_path / "out", options)
+        assert time.monotonic() - started < 5
+
+
+def test_vlm_remote_names_the_models_the_endpoint_serves(tmp_path, samples_dir, monkeypatch):
+    from fake_openai import FakeOpenAI
+
+    shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", tmp_path)
+    with FakeOpenAI(models=["granite-vision"]) as server:
+        options = convert.ConvertOptions(pipeline="vlm-remote", vlm_api_base=server.api_base, vlm_model="llava", workers=1)
+        with pytest.raises(convert.ConvertError, match="does not serve a model named 'llava' .*granite-vision.*VLM_MODEL"):
+            convert.run(tmp_path, tmp_path / "out", options)
+        assert server.requests == 0
+
+
+def test_vlm_remote_blames_the_model_not_the_scan_when_no_text_comes_back(tmp_path):
+    from types import SimpleNamespace
+
+    (tmp_path / "page.pdf").write_bytes(b"%PDF-1.4 stand-in")
+    empty = SimpleNamespace(document=SimpleNamespace(export_to_markdown=lambda **_: " "))
+    converter = SimpleNamespace(convert=lambda *a, **k: empty)
+    with pytest.raises(convert.UnreadableDocument, match="vision model returned no text") as caught:
+        convert.convert_one(converter, tmp_path / "page.pdf", convert.ConvertOptions(pipeline="vlm-remote"))
+    assert caught.value.kind == "NoText" and "standard pipeline" not in str(caught.value)

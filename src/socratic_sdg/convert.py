@@ -9,12 +9,14 @@ file converted once is not converted again.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import multiprocessing
 import os
 import queue
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +30,12 @@ log = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".pdf", ".md", ".html", ".htm", ".docx")
 PIPELINES = ("native", "standard", "vlm-remote")
 MODELS_HINT = "run `docling-tools models download -o DIR` and set DOCLING_ARTIFACTS_PATH=DIR (the conversion image bakes them)"
+ENDPOINT_CHECK_SECONDS = 5.0  # vlm-remote: how long the one pre-flight request may take
+
+# What the stage writes into its output folder besides <name>.md and <name>.json (and what the
+# chunk stage writes when pointed at the same folder): no document may be named over them.
+STAGE_FILES = ("documents.jsonl", "failures.jsonl", "convert_metrics.json", ".cache", "chunks.jsonl", "chunks_dropped.jsonl", "chunk_metrics.json")
+RESERVED_NAMES = frozenset(Path(f).stem.casefold() for f in STAGE_FILES if Path(f).suffix in (".md", ".json"))
 
 
 class ConvertError(RuntimeError):
@@ -70,6 +78,14 @@ class ConvertOptions:
             raise ConvertError(f"unknown conversion pipeline {self.pipeline!r}; choose one of {', '.join(PIPELINES)}")
         if not 0.0 <= self.max_failure_ratio <= 1.0:
             raise ConvertError(f"max_failure_ratio must be between 0 and 1, got {self.max_failure_ratio}")
+        if not self.workers >= 0:  # a negative count would start no worker and wait forever
+            raise ConvertError(f"workers must be 0 (one per core) or more, got {self.workers}; pass --workers 0 or a number of processes")
+        if not self.timeout_seconds >= 0:  # also NaN
+            raise ConvertError(
+                f"timeout must be 0 (no limit) or more seconds, got {self.timeout_seconds:g}; pass --timeout 0 for no limit or a number of seconds per file"
+            )
+        if not self.max_pages >= 0:
+            raise ConvertError(f"max_pages must be 0 (no limit) or more, got {self.max_pages}; pass --max-pages 0 for no limit or a page count")
 
     def resolved(self) -> "ConvertOptions":
         """The options with their environment defaults filled in, here in the parent process:
@@ -124,28 +140,61 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def find_inputs(input_dir: str | os.PathLike[str], shard_index: int = 0, num_shards: int = 1) -> list[Path]:
-    """Supported files below ``input_dir`` (recursively), in a stable order; one shard of them."""
+def find_inputs(
+    input_dir: str | os.PathLike[str], shard_index: int = 0, num_shards: int = 1, exclude: Iterable[str | os.PathLike[str]] = ()
+) -> list[Path]:
+    """Supported files below ``input_dir`` (recursively), in a stable order; one shard of them.
+
+    Files below an ``exclude`` folder (the stage's own output and cache, when they sit inside the
+    input folder) are not inputs: the Markdown a run writes is not converted again by the next.
+    """
     root = Path(input_dir)
-    if not root.is_dir():
-        raise ConvertError(f"input folder {root} does not exist or is not a folder; point --input at the folder holding the PDFs")
-    if not 0 <= shard_index < num_shards:
-        raise ConvertError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    _check_input(root, shard_index, num_shards)
+    skipped = []
+    for folder in exclude:
+        try:
+            skipped.append(Path(folder).resolve().relative_to(root.resolve()).parts)
+        except ValueError:  # not inside the input folder
+            continue
+    paths = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in SUPPORTED_SUFFIXES and not any(p.relative_to(root).parts[: len(s)] == s for s in skipped)
+    )
     return paths[shard_index::num_shards]
 
 
+def _check_input(root: Path, shard_index: int, num_shards: int) -> None:
+    if not root.is_dir():
+        raise ConvertError(f"input folder {root} does not exist or is not a folder; point --input at the folder holding the PDFs")
+    if num_shards < 1:
+        raise ConvertError(f"the number of shards must be 1 or more, got {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise ConvertError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
+
+
 def output_names(paths: list[Path], root: Path) -> dict[Path, str]:
-    """A distinct output name per input: its relative path without suffix, '/' as '__'."""
-    names: dict[Path, str] = {}
-    taken: set[str] = set()
-    for path in paths:
-        name = "__".join(path.relative_to(root).with_suffix("").parts)
-        if name in taken:  # x.pdf beside x.md, or a/b.pdf beside a__b.pdf
-            name = f"{name}-{content_id(str(path.relative_to(root)), length=8)}"
-        taken.add(name)
-        names[path] = name
-    return names
+    """A distinct output name per input: its relative path without suffix, '/' as '__'.
+
+    Inputs whose names would collide with each other (x.pdf beside x.md, a/b.pdf beside a__b.pdf,
+    A.pdf beside a.pdf on a case-insensitive disk), or with a file the stage writes
+    (convert_metrics.pdf), all get a suffix derived from their relative path. A name depends only
+    on the set of paths, never on their order: run() names the whole input list before taking its
+    shard, so every shard (and the merge) agrees.
+    """
+    relative = {path: path.relative_to(root) for path in paths}
+    base = {path: "__".join(rel.with_suffix("").parts) for path, rel in relative.items()}
+    names = dict(base)
+    for length in (8, 16, 64):
+        groups: dict[str, list[Path]] = {}
+        for path, name in names.items():
+            groups.setdefault(name.casefold(), []).append(path)
+        clashing = [path for key, group in groups.items() if len(group) > 1 or key in RESERVED_NAMES for path in group]
+        if not clashing:
+            return names
+        for path in clashing:
+            names[path] = f"{base[path]}-{content_id(relative[path].as_posix(), length=length)}"
+    raise ConvertError(f"cannot give {len(clashing)} files distinct output names (e.g. {relative[clashing[0]]}); rename them")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,10 +239,7 @@ def _vlm_remote_format_option(options: ConvertOptions):
     from docling.document_converter import PdfFormatOption
     from docling.pipeline.vlm_pipeline import VlmPipeline
 
-    api_base, model = (options.vlm_api_base or "").rstrip("/"), options.vlm_model
-    if not api_base or not model:
-        raise ConvertError("the vlm-remote pipeline needs an endpoint and a vision model: set LLM_API_BASE and VLM_MODEL (or --vlm-model)")
-    headers = {"Authorization": f"Bearer {options.vlm_api_key}"} if options.vlm_api_key else {}
+    api_base, model, headers = _vlm_endpoint(options)
     vlm = ApiVlmOptions(
         url=f"{api_base}/chat/completions",
         params={"model": model, "max_tokens": 4096},
@@ -203,6 +249,62 @@ def _vlm_remote_format_option(options: ConvertOptions):
         response_format=ResponseFormat.MARKDOWN,
     )
     return PdfFormatOption(pipeline_cls=VlmPipeline, pipeline_options=VlmPipelineOptions(enable_remote_services=True, vlm_options=vlm))
+
+
+def _vlm_endpoint(options: ConvertOptions) -> tuple[str, str, dict[str, str]]:
+    """The vlm-remote endpoint's base URL, model and request headers (the key never in a message)."""
+    api_base, model = (options.vlm_api_base or "").strip().rstrip("/"), (options.vlm_model or "").strip()
+    if not api_base or not model:
+        raise ConvertError("the vlm-remote pipeline needs an endpoint and a vision model: set LLM_API_BASE and VLM_MODEL (or --vlm-model)")
+    if not api_base.startswith(("http://", "https://")):
+        raise ConvertError(f"LLM_API_BASE={api_base!r} is not an http(s) URL; set it to the vision model server's OpenAI base URL, e.g. http://host:8000/v1")
+    headers = {"Authorization": f"Bearer {options.vlm_api_key}"} if options.vlm_api_key else {}
+    return api_base, model, headers
+
+
+def check_vlm_endpoint(options: ConvertOptions) -> None:
+    """One quick request before any file is sent: the vlm-remote endpoint answers and serves the model.
+
+    docling retries every page against a dead endpoint and then reports the page as empty, so
+    without this an unreachable server costs minutes and blames every file for having no text.
+    """
+    import urllib.error
+    import urllib.request
+
+    api_base, model, headers = _vlm_endpoint(options)
+    fix = "start the model server, or set LLM_API_BASE to its OpenAI base URL (e.g. http://host:8000/v1)"
+    request = urllib.request.Request(f"{api_base}/models", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=ENDPOINT_CHECK_SECONDS) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise ConvertError(f"the vision model endpoint {api_base} refused the request (HTTP {exc.code}); set LLM_API_KEY to a key it accepts") from None
+        if exc.code == 404:
+            raise ConvertError(f"{api_base}/models does not exist (HTTP 404); set LLM_API_BASE to the server's OpenAI base URL, usually ending in /v1") from None
+        raise ConvertError(
+            f"the vision model endpoint {api_base} answered HTTP {exc.code} to /models; wait until the model server is ready, or {fix}"
+        ) from None
+    except (TimeoutError, socket.timeout):
+        raise ConvertError(f"the vision model endpoint {api_base} did not answer within {ENDPOINT_CHECK_SECONDS:g}s; {fix}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+            raise ConvertError(f"the vision model endpoint {api_base} did not answer within {ENDPOINT_CHECK_SECONDS:g}s; {fix}") from None
+        reason = getattr(exc.reason, "strerror", None) or _one_line(exc.reason if isinstance(exc.reason, BaseException) else exc)
+        raise ConvertError(f"the vision model endpoint {api_base} cannot be reached ({reason}); {fix}") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise ConvertError(f"the vision model endpoint {api_base} cannot be reached ({_one_line(exc)}); {fix}") from None
+    try:
+        served = [entry["id"] for entry in json.loads(body)["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise ConvertError(
+            f"the vision model endpoint {api_base} answered /models with something that is not a model list; {fix}"
+        ) from None
+    if served and model not in served:
+        raise ConvertError(
+            f"the vision model endpoint {api_base} does not serve a model named {model!r} (it serves: {', '.join(map(str, served))}); "
+            "set VLM_MODEL (or --vlm-model) to one of those"
+        )
 
 
 def make_converter(options: ConvertOptions):
@@ -278,9 +380,20 @@ def convert_one(converter, path: Path, options: ConvertOptions) -> tuple[str, st
     document = result.document
     markdown = document.export_to_markdown(escape_html=False)
     if not markdown.strip():
-        raise UnreadableDocument("NoText", "no text could be extracted (scanned pages need the standard pipeline with OCR)")
+        raise UnreadableDocument("NoText", _no_text_reason(options))
     pages = len(result.pages) if result.pages else document.num_pages()
     return markdown, document.model_dump_json(), pages
+
+
+def _no_text_reason(options: ConvertOptions) -> str:
+    if options.pipeline == "vlm-remote":
+        return (
+            "the vision model returned no text for any page (the endpoint's errors are in the log); "
+            "check that VLM_MODEL names a vision model the endpoint at LLM_API_BASE serves"
+        )
+    if options.pipeline == "standard" and options.do_ocr:
+        return "no text could be extracted, even with OCR; check that the pages show text when opened"
+    return "no text could be extracted (scanned pages need the standard pipeline with OCR: --pipeline standard --ocr)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,15 +602,26 @@ def run(
     options = options.resolved()
     input_root = Path(input_dir)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    inputs = find_inputs(input_root, shard_index, num_shards)
+    cache_folder = Path(options.cache_dir) if options.cache_dir else out / ".cache"
+    _check_input(input_root, shard_index, num_shards)
+    if out.resolve() == input_root.resolve():
+        raise ConvertError(
+            f"the output folder {out} is the input folder, so the next run would convert its own Markdown; "
+            f"choose another --output-dir, e.g. {out.resolve().parent / (out.resolve().name + '-converted')}"
+        )
+    # Names come from the whole input list, not this shard's part of it: every shard agrees.
+    every_input = find_inputs(input_root, exclude=(out, cache_folder))
+    inputs = every_input[shard_index::num_shards]
     if not inputs and num_shards == 1:
         raise ConvertError(
             f"no documents found in {input_root} (looked for {', '.join(SUPPORTED_SUFFIXES)} recursively); "
             "copy the PDFs there or point --input at another folder"
         )
-    names = output_names(inputs, input_root)
-    cache = ConversionCache(Path(options.cache_dir) if options.cache_dir else out / ".cache")
+    names = output_names(every_input, input_root)
+    make_output_folder(out)
+    if cache_folder.exists() and not cache_folder.is_dir():
+        raise ConvertError(f"the cache folder {cache_folder} is a file; choose another --cache-dir or move the file away")
+    cache = ConversionCache(cache_folder)
     fingerprint = options.fingerprint()
     result = ConvertResult()
     failures: dict[Path, dict] = {}
@@ -540,6 +664,8 @@ def run(
 
     if result.reused and progress:
         progress(f"[convert] {result.reused} of {len(inputs)} files unchanged since their last conversion: reused")
+    if todo and options.pipeline == "vlm-remote":
+        check_vlm_endpoint(options)  # one quick request, not minutes of retries per page
     if todo:
         workers = options.workers or os.cpu_count() or 1
         _run_pool(todo, options, cache.folder, min(workers, len(todo)), on_outcome)
@@ -570,6 +696,16 @@ def run(
     return result
 
 
+def make_output_folder(out: Path) -> None:
+    """Create the output folder, or say in one sentence why it cannot be."""
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"the output folder {out} is a file, not a folder; choose another --output-dir or move the file away")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConvertError(f"cannot create the output folder {out} ({exc.strerror or exc}); choose another --output-dir") from None
+
+
 def check_failures(result: ConvertResult, max_failure_ratio: float, out: Path, input_root: Path | str) -> None:
     """Fail the stage when no file converted, or too many failed (the outputs are already written)."""
     total = len(result.documents) + len(result.failures)
@@ -596,10 +732,13 @@ def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.Pat
     """Combine the outputs of convert shards into one folder, as one unsharded run would write it,
     and apply the failure threshold to the whole run."""
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    shards = [Path(shard) for shard in shard_dirs]
+    listings = {shard: list(read_jsonl(shard / "documents.jsonl")) for shard in shards}
+    _check_merge_names(listings)  # before anything is copied
+    make_output_folder(out)
     merged = ConvertResult()
-    for shard in map(Path, shard_dirs):
-        for document in read_jsonl(shard / "documents.jsonl"):
+    for shard in shards:
+        for document in listings[shard]:
             for key in ("markdown", "docling_json"):
                 shutil.copyfile(shard / document[key], out / document[key])
             merged.documents.append(document)
@@ -615,3 +754,21 @@ def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.Pat
     return merged
 
 
+def _check_merge_names(listings: dict[Path, list[dict]]) -> None:
+    """Two shards' documents never land on one file, nor on a file the stage writes (shards written
+    by an older version, or converted from different input folders, can disagree)."""
+    owners: dict[str, tuple[Path, str]] = {}
+    for shard, documents in listings.items():
+        for document in documents:
+            for key in ("markdown", "docling_json"):
+                name = document[key]
+                if name.casefold() in STAGE_FILES:
+                    raise ConvertError(
+                        f"{name} in shard {shard} (from {document['source']}) would overwrite the stage's own file; convert the shards again with this version"
+                    )
+                first = owners.setdefault(name.casefold(), (shard, document["source"]))
+                if first != (shard, document["source"]):
+                    raise ConvertError(
+                        f"{name} is in both shard {first[0]} (from {first[1]}) and shard {shard} (from {document['source']}); "
+                        "convert every shard from the same input folder with this version, then merge again"
+                    )
