@@ -635,3 +635,55 @@ def test_the_schema_accepts_what_the_rubric_asks_for() -> None:
     assert fj.parse_verdict(json.dumps(reply)).labels()["revealing"] == "yes_correct"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**reply, "guidance": 6}, fj.VERDICT_SCHEMA)
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets never reach a judge error text (issue 13)
+# --------------------------------------------------------------------------------------------
+
+JUDGE_SECRET = "judge-KEY-987654321-zyx"  # matches no credential pattern: only the configured key's redaction hides it
+
+
+class Echoing(Exception):
+    """A client error whose text echoes the request's headers, as some proxies do."""
+
+    def __init__(self, status: int | None):
+        super().__init__(f"Error code: {status} - upstream said: Authorization: Bearer {JUDGE_SECRET}; key={JUDGE_SECRET}")
+        self.status_code = status
+
+
+@pytest.mark.parametrize("status", [500, 404, None])
+def test_judge_errors_never_hold_the_api_key(monkeypatch, status) -> None:
+    monkeypatch.setenv("LLM_API_KEY", JUDGE_SECRET)
+
+    def complete(messages):
+        raise Echoing(status)
+
+    with fj.Judge(fj.JudgeOptions(max_retries=0, max_consecutive_failures=1), complete=complete, sleep=lambda s: None) as judge:
+        try:
+            outcomes = judge.judge_many([(convo("r", "What?"), None)])
+            text = json.dumps([o.__dict__ for o in outcomes], default=str)
+        except fj.JudgeError as exc:  # the breaker (or a 404) stops the run with one line
+            text = str(exc)
+    assert "***" in text and JUDGE_SECRET not in text
+
+
+def test_an_unparsable_judge_reply_echoing_the_key_is_redacted(monkeypatch) -> None:
+    monkeypatch.setenv("LLM_API_KEY", JUDGE_SECRET)
+    with fj.Judge(fj.JudgeOptions(parse_retries=0), complete=lambda m: f"Bearer {JUDGE_SECRET}", sleep=lambda s: None) as judge:
+        [outcome] = judge.judge_many([(convo("r", "What?"), None)])
+    assert outcome.reasons and JUDGE_SECRET not in json.dumps(outcome.reasons) + str(outcome.error)
+
+
+def test_a_judge_endpoint_echoing_the_authorization_header_leaks_no_key(monkeypatch) -> None:
+    from fake_openai import Fault
+
+    monkeypatch.delenv("LLM_API_KEY", raising=False)  # the key only in the options: redacted all the same
+    with FakeOpenAI() as server:
+        server.faults = [Fault("", "echo_headers", 500)]
+        options = fj.JudgeOptions(endpoint=server.api_base, model="fake-model", api_key=JUDGE_SECRET, max_retries=0, max_consecutive_failures=99)
+        with fj.Judge(options, sleep=lambda s: None) as judge:
+            [outcome] = judge.judge_many([(convo("r", "What?"), None)])
+        assert server.faulted["echo_headers"] >= 1
+    text = json.dumps(outcome.reasons) + str(outcome.error) + json.dumps(outcome.quality)
+    assert "Bearer ***" in text and JUDGE_SECRET[:12] not in text  # not even the start of it, before a cut

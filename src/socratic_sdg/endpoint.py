@@ -6,12 +6,62 @@ never pipeline parameters and never logged.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 
 class EndpointError(RuntimeError):
     """The model endpoint is misconfigured or unreachable; the message says which and how to fix it."""
+
+
+# --- secrets out of error texts ---------------------------------------------------------------
+
+_SECRETS: set[str] = set()  # API keys this process was configured with (from the environment)
+_MIN_SECRET = 4  # shorter values are no secret worth hiding, and replacing them would garble any text
+REDACTED = "***"
+# What looks like a credential whoever configured it: an Authorization (or API key) header or field
+# and its value, a bearer token, an OpenAI-style sk-... key, a Hugging Face token, a password in a URL.
+_CREDENTIAL_PATTERNS = (
+    (
+        re.compile(
+            r"(?i)\b([\w-]*?(?:authorization|api[-_]?key|access[-_]?token|auth[-_]?token))"
+            r"([\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|digest|token)\s+)?[^\s\"',;}\])]+"
+        ),
+        r"\1\2\3" + REDACTED,
+    ),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 " + REDACTED),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-" + REDACTED),
+    (re.compile(r"\bhf_[A-Za-z0-9]{10,}"), "hf_" + REDACTED),
+    (re.compile(r"(?i)\b(https?://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + "@"),
+)
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a credential so that :func:`redact` removes it from every error text of this process."""
+    value = (value or "").strip()
+    if len(value) >= _MIN_SECRET and value != "EMPTY":
+        _SECRETS.add(value)
+
+
+def redact(text: object) -> str:
+    """``text`` with the configured API keys (and LLM_API_KEY) and anything that looks like a credential
+    replaced by ``***``: for error texts from an endpoint or proxy, which may echo the request's headers,
+    before they are stored (failed.jsonl, checkpoints) or printed. Redact before truncating."""
+    text = str(text)
+    secrets = set(_SECRETS)
+    env_key = os.environ.get("LLM_API_KEY", "").strip()
+    if len(env_key) >= _MIN_SECRET and env_key != "EMPTY":
+        secrets.add(env_key)
+    for secret in sorted(secrets, key=len, reverse=True):  # a key that contains another goes first
+        for form in {secret, json.dumps(secret)[1:-1], quote(secret, safe="")}:
+            if form in text:
+                text = text.replace(form, REDACTED)
+    for pattern, replacement in _CREDENTIAL_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -19,6 +69,9 @@ class EndpointConfig:
     api_base: str
     model: str
     api_key: str = "EMPTY"  # local servers ignore it; the OpenAI client insists on a value
+
+    def __post_init__(self) -> None:
+        register_secret(self.api_key)  # never in an error text, whoever echoes it
 
     def __repr__(self) -> str:  # keep the key out of logs and tracebacks
         return f"EndpointConfig(api_base={self.api_base!r}, model={self.model!r}, api_key=***)"

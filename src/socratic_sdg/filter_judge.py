@@ -63,6 +63,8 @@ from typing import Any
 
 import yaml
 
+from .endpoint import redact, register_secret
+
 Complete = Callable[[list[dict[str, str]]], str]
 
 # The taxonomy's "revealing of the answer" labels, and the rubric's older names for them.
@@ -411,7 +413,9 @@ def _reason(code: str, detail: str) -> dict[str, str]:
 
 
 def _snippet(text: str, limit: int = 80) -> str:
-    flat = " ".join(str(text).split())
+    """One line of at most ``limit`` characters, credentials redacted first (an endpoint or proxy may
+    echo the request's Authorization header in an error)."""
+    flat = " ".join(redact(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
 
 
@@ -459,6 +463,7 @@ def openai_complete(options: JudgeOptions) -> Complete:
 
     base = (options.endpoint or os.environ.get("LLM_API_BASE", "")).strip().rstrip("/")
     key = (options.api_key or os.environ.get("LLM_API_KEY", "")).strip() or "EMPTY"
+    register_secret(key)  # never in an error text or a rejection reason
     model = (options.model or os.environ.get("LLM_MODEL", "")).strip()
     if not base:
         raise JudgeError("the judge needs an endpoint: pass --judge-endpoint (or set LLM_API_BASE) to an OpenAI-compatible base URL")

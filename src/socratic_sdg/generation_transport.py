@@ -18,6 +18,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from .endpoint import redact, register_secret
+
 log = logging.getLogger(__name__)
 
 # Arguments of an OpenAI chat completion request (and vLLM's sampling extensions) that are forwarded
@@ -76,6 +78,8 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _error_message(body: bytes) -> str:
+    """The message of an error body, one line, credentials redacted (a proxy may echo the request's
+    Authorization header) before it is cut to 300 characters."""
     text = body.decode("utf-8", "replace")
     try:
         data = json.loads(text)
@@ -83,7 +87,21 @@ def _error_message(body: bytes) -> str:
         message = error.get("message", text) if isinstance(error, dict) else str(error)
     except (json.JSONDecodeError, AttributeError):
         message = text
-    return " ".join(str(message).split())[:300] or "(empty body)"
+    return " ".join(redact(message).split())[:300] or "(empty body)"
+
+
+def token_count(value: Any) -> int:
+    """A usage token count as the endpoint reported it, or 0 when it is not a whole number (a reply
+    with an odd usage block is still a good reply)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return max(0, int(number)) if number == number and number not in (float("inf"), float("-inf")) and number.is_integer() else 0
 
 
 def kind_for_status(status: int, message: str) -> str:
@@ -117,12 +135,13 @@ def parse_completion(data: Any) -> ParsedResponse:
             raise TransportFailure("bad_response", "the endpoint answered with an empty message")
         messages.append({"content": message.get("content"), **message})
         truncated = truncated or choice.get("finish_reason") == "length"
-    usage = data.get("usage") or {}
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
     return ParsedResponse(
         messages=messages,
         truncated=truncated,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
+        prompt_tokens=token_count(usage.get("prompt_tokens")),
+        completion_tokens=token_count(usage.get("completion_tokens")),
     )
 
 
@@ -147,6 +166,7 @@ class DirectTransport:
 
     def __init__(self, api_base: str, api_key: str, model: str, max_connections: int = 0):
         self.url = api_base.rstrip("/") + "/chat/completions"
+        register_secret(api_key)
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self.model = model
         self.max_connections = max_connections
@@ -199,7 +219,7 @@ class DirectTransport:
         except asyncio.TimeoutError:
             raise TransportFailure("timeout", f"no answer within {timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise TransportFailure("connection", f"connection error: {' '.join(str(exc).split())[:200] or exc.__class__.__name__}") from None
+            raise TransportFailure("connection", f"connection error: {' '.join(redact(exc).split())[:200] or exc.__class__.__name__}") from None
         if status != 200:
             message = _error_message(raw)
             raise TransportFailure(kind_for_status(status, message), f"HTTP {status}: {message}", status, retry_after)
@@ -246,8 +266,8 @@ class LitellmTransport:
         return ParsedResponse(
             messages=messages_out,
             truncated=truncated,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            prompt_tokens=token_count(getattr(usage, "prompt_tokens", 0)),
+            completion_tokens=token_count(getattr(usage, "completion_tokens", 0)),
         )
 
 
