@@ -9,6 +9,18 @@ A flow folder may also hold ``diversity.yaml``: axes sampled per row with a seed
 tone, misconception, request type...), each becoming input columns the prompts use
 (:func:`load_diversity`). Flows that need in-context examples (``icl_document``, ``icl_query_1``...)
 get the bundled math example (``flows/_shared/icl_examples.yaml``) unless values are given.
+
+Who may supply a flow. A flow YAML (``--flow-yaml``, the pipeline's ``generate_flow_yaml_path``, e.g. a
+ConfigMap) is configuration with the reach of code: it decides what the task sends to the endpoint
+(the course material and its prompts), which files in the task it reads as prompts, and which sdg_hub
+blocks run, some of which call URLs of their own (agent and MCP blocks) or run code (sdg_hub's Python
+interpreter block). :func:`load_flow` renders every prompt template in Jinja's
+``SandboxedEnvironment`` (sdg_hub compiles them with a plain ``jinja2.Template``, which would let a
+prompt reach Python internals and run commands in the task, where the LLM API key is in the
+environment), refuses prompts that name ``_``-prefixed attributes, and checks each prompt's variables
+against the columns its block passes, before any request. That closes template code execution, not
+the rest: let only people who may already run workloads in the project (edit the pipeline, write
+the PVC) supply flows, and keep write access to a flow's ConfigMap as narrow as to the pipeline.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .endpoint import redact
 from .generation_errors import GenerateError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a cost map at import otherwise
@@ -114,6 +127,109 @@ def loadable_flow_path(path: Path) -> Path:
     copy = folder / path.name
     copy.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return copy
+
+
+def load_flow(path: Path):
+    """sdg_hub's ``Flow`` from a flow YAML, its prompts rendered in Jinja's sandbox and checked
+    (:func:`secure_prompts`): what the generation stage and the estimate run."""
+    from sdg_hub import Flow
+
+    path = Path(path)
+    try:
+        flow = Flow.from_yaml(str(loadable_flow_path(path)))
+    except Exception as exc:
+        raise GenerateError(f"cannot load the flow {path}: {' '.join(redact(exc).split())[:400]}") from None
+    secure_prompts(flow, path)
+    return flow
+
+
+_SANDBOX = None
+
+
+def _sandbox():
+    """One Jinja sandbox for every flow prompt, with jinja2.Template's defaults (same rendering)."""
+    global _SANDBOX
+    if _SANDBOX is None:
+        from jinja2.sandbox import SandboxedEnvironment
+
+        _SANDBOX = SandboxedEnvironment()
+    return _SANDBOX
+
+
+def _template_names(input_cols: Any) -> list[str]:
+    """The names a PromptBuilderBlock's templates see: its input columns, or the values of a column mapping."""
+    if isinstance(input_cols, dict):
+        return [str(v) for v in input_cols.values()]
+    if isinstance(input_cols, str):
+        return [input_cols]
+    return [str(c) for c in input_cols or []]
+
+
+def _private_names(ast) -> list[str]:
+    """Attributes or keys starting with ``_`` that a template reads (``x.__class__``, ``x['_y']``)."""
+    from jinja2 import nodes
+
+    found = []
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_") and name not in found:
+            found.append(name)
+    return found
+
+
+def secure_prompts(flow, flow_path: Path) -> None:
+    """Render the flow's prompt templates in Jinja's sandbox, and check them before any request.
+
+    sdg_hub's PromptBuilderBlock compiles each prompt message with ``jinja2.Template`` (compiling runs
+    no template expression; rendering does). Each compiled template is replaced by the same source
+    compiled in a ``SandboxedEnvironment``: the renderer sdg_hub calls then runs in the sandbox. The
+    checks, each a :class:`GenerateError` naming the flow, the prompt file and the fix:
+
+    * a template that reads an attribute or key starting with ``_`` (the way out of a template);
+    * a template variable the block does not pass (a typo such as ``{{studnet_message}}``, which
+      sdg_hub would refuse on every row, after the requests of the blocks before it).
+    """
+    import difflib
+
+    from jinja2 import meta
+
+    flow_id = getattr(flow.metadata, "id", None) or getattr(flow.metadata, "name", "") or str(flow_path)
+    for block in flow.blocks:
+        config = getattr(block, "prompt_template_config", None)
+        templates = getattr(config, "message_templates", None)
+        if not templates:
+            continue
+        prompt_path = Path(str(getattr(block, "prompt_config_path", "") or ""))
+        try:
+            prompt = prompt_path.resolve().relative_to(Path(flow_path).parent.resolve())
+        except ValueError:
+            prompt = prompt_path
+        names = _template_names(block.input_cols)
+        environment = _sandbox()
+        for template in templates:
+            source = template.original_source
+            try:
+                ast = environment.parse(source)
+            except Exception as exc:  # sdg_hub compiled it, so this is unexpected: say where
+                raise GenerateError(f"the flow {flow_id!r} prompt {prompt} does not parse as a Jinja template ({' '.join(str(exc).split())[:200]}); fix it") from None
+            private = _private_names(ast)
+            if private:
+                raise GenerateError(
+                    f"the flow {flow_id!r} prompt {prompt} (block {block.block_name!r}) reads {', '.join(private)}: "
+                    "flow prompts render in a sandbox that refuses names starting with '_'; use only the block's columns "
+                    f"({', '.join(names) or 'none'})"
+                )
+            unknown = sorted(meta.find_undeclared_variables(ast) - set(names))
+            if unknown:
+                hints = [difflib.get_close_matches(u, names, n=1) for u in unknown]
+                hint = "; ".join(f"did you mean {h[0]!r} for {u!r}" for u, h in zip(unknown, hints) if h)
+                raise GenerateError(
+                    f"the flow {flow_id!r} prompt {prompt} (block {block.block_name!r}) uses the variable(s) "
+                    f"{', '.join(unknown)}, which the block does not pass (its columns: {', '.join(names) or 'none'})"
+                    + (f"; {hint}" if hint else "")
+                    + "; fix the variable in the prompt or add the column to the block's input_cols"
+                )
+            template.content_template = environment.from_string(source)
 
 
 def _source(path: Path) -> str:
