@@ -57,7 +57,9 @@ class Fault:
     kind: ``status`` (HTTP ``status``), ``429`` (with ``Retry-After: retry_after``), ``hang`` (no answer
     for ``hang_seconds``, then the connection closes), ``empty`` (200 with an empty body),
     ``malformed`` (200 with a body that is not JSON), ``no_content`` (200, a JSON completion whose
-    message has no content), ``reset`` (close the connection without answering).
+    message has no content), ``reset`` (close the connection without answering), ``echo_headers``
+    (HTTP ``status`` whose error body echoes the request's headers, Authorization included, as some
+    proxies and debug servers do), ``bad_usage`` (a good reply whose ``usage`` counts are not integers).
     ``times``: how often each distinct prompt gets the fault before it is answered normally
     (None = always).
     """
@@ -289,6 +291,19 @@ class FakeOpenAI:
             return web.Response(status=200, body=b'{"id": "chatcmpl-x", "choices": [{"index": 0, "mess', content_type="application/json")
         if fault.kind == "no_content":
             return web.json_response({"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "m", "choices": []})
+        if fault.kind == "echo_headers":
+            headers = dict(request.headers)
+            auth = request.headers.get("Authorization", "")
+            message = f"Authorization: {auth} refused by upstream; request {headers}; raw: " + "\r\n".join(f"{k}: {v}" for k, v in headers.items())
+            return web.json_response({"error": {"message": message, "request_headers": headers}}, status=fault.status)
+        if fault.kind == "bad_usage":
+            body = json.loads(await request.read() or b"{}")
+            content = self.reply_for(body.get("messages", []))
+            return web.json_response({
+                "id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": "n/a", "completion_tokens": 7.0, "total_tokens": None},
+            })
         if fault.kind == "reset":
             if request.transport is not None:
                 request.transport.abort()

@@ -154,3 +154,14 @@ def test_a_probe_whose_rows_all_fail_is_reported_not_extrapolated(fake_llm, tmp_
     assert not result.estimable and result.requests is None
     text = "\n".join(result.summary_lines())
     assert "3 of 3 probe rows failed (server_error 3)" in text and "generated no conversation" in text
+
+
+def test_chunks_generate_would_reject_are_not_counted(tmp_path):
+    chunks = write_chunks(tmp_path / "chunks.jsonl", 4)
+    write_jsonl(tmp_path / "chunks.jsonl", chunks + [{**chunks[0], "chunk_id": "null", "text": None},
+                                                     {**chunks[1], "chunk_id": "huge", "text": "x" * 30_000}])
+    result = estimate.run(tmp_path / "chunks.jsonl", EstimateOptions(probe_rows=0))
+    assert result.chunks == 4 and result.rows_available == 4
+    assert any(note.startswith("2 chunk(s) cannot be generated from and are not counted (first, record 5: text is null") for note in result.notes)
+    limit = EstimateOptions(probe_rows=0, generate_options=GenerateOptions(max_chunk_chars=50_000))
+    assert estimate.run(tmp_path / "chunks.jsonl", limit).chunks == 5  # the limit is the run's

@@ -51,7 +51,7 @@ def test_conversations_from_chunks_through_the_socratic_flow(fake_llm, tmp_path)
         kinds[conversation["metadata"]["chunk_id"]].add(conversation["metadata"]["diversity"]["request_type"])
     assert all(len(k) == 2 for k in kinds.values())
     # no checkpoint folder is left behind when none was asked for
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["conversations.jsonl", "failed.jsonl", "generate_metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".socratic-sdg-set-generate.json", "conversations.jsonl", "failed.jsonl", "generate_metrics.json"]
 
 
 def test_ids_are_stable_across_runs(fake_llm, tmp_path):
@@ -193,3 +193,111 @@ def test_the_request_limiter_orders_by_stage_and_drains_least_advanced_first():
     first, drained = asyncio.run(main())
     assert first == [(3, 2), (3, 9), (2, 1), (1, 5)]  # later stages first, then input order
     assert drained == [(1, 3), (1, 7), (2, 0), (3, 0)]
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: what a chunk must be, what a chunks file must be (issue 13)
+# --------------------------------------------------------------------------------------------
+
+
+def test_chunks_with_fields_of_the_wrong_type_are_recorded_not_generated_from(fake_llm, tmp_path):
+    good = _chunks(1)[0]
+    bad = [
+        {**good, "chunk_id": "null-text", "text": None},
+        {**good, "chunk_id": "dict-text", "text": {"body": "Section 9"}},
+        {**good, "chunk_id": "string-headings", "headings": "notes"},
+        {**good, "chunk_id": "blank-text", "text": "  \n"},
+        {**good, "chunk_id": "number-source", "source": 3},
+        {key: value for key, value in good.items() if key != "chunk_id"},
+    ]
+    write_jsonl(tmp_path / "chunks.jsonl", [good, *bad])
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(), _endpoint(fake_llm))
+
+    assert (result.input_rows, result.output_rows, result.failed_rows) == (7, 1, 6)
+    assert fake_llm.requests == 3  # only the good chunk was sent
+    assert not any("None" in p or "n > o > t > e > s" in p or "body" in p for p in fake_llm.prompts)
+    failed = list(read_jsonl(tmp_path / "out" / "failed.jsonl"))
+    assert [f["chunk_id"] for f in failed] == ["null-text", "dict-text", "string-headings", "blank-text", "number-source", None]
+    assert {f["kind"] for f in failed} == {"invalid_chunk"}
+    reasons = [f["reason"] for f in failed]
+    assert "record 2 of the chunks file: text is null, not a string" in reasons[0]
+    assert "text is an object, not a string" in reasons[1]
+    assert "headings is a string, not a list of strings" in reasons[2]
+    assert "text is empty" in reasons[3] and "source is a number" in reasons[4] and "no chunk_id" in reasons[5]
+    metrics = result.metrics()
+    assert metrics["rows_rejected"] == 6 and metrics["rows_failed_by_kind"] == {"invalid_chunk": 6}
+
+
+def test_an_oversized_chunk_is_rejected_early_under_a_settable_limit(fake_llm, tmp_path):
+    chunks = _chunks(2)
+    chunks[1]["text"] = "Section 1: " + "x" * 30_000
+    write_jsonl(tmp_path / "chunks.jsonl", chunks)
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(), _endpoint(fake_llm))
+    assert (result.output_rows, result.failed_rows) == (1, 1) and fake_llm.requests == 3
+    assert max(len(p) for p in fake_llm.prompts) < 10_000  # the 30,000 characters were never sent
+    [failed] = read_jsonl(tmp_path / "out" / "failed.jsonl")
+    assert failed["kind"] == "chunk_too_large" and failed["chunk_id"] == "chunk-1"
+    assert "30,011 characters, more than max_chunk_chars=20,000" in failed["reason"] and "--max-chunk-chars" in failed["reason"]
+
+    fake_llm.reset_stats()
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out2", generate.GenerateOptions(max_chunk_chars=40_000), _endpoint(fake_llm))
+    assert (result.output_rows, result.failed_rows) == (2, 0) and fake_llm.requests == 6
+    assert generate.GenerateOptions(max_chunk_chars=0).max_chunk_chars == 0  # 0 = no limit
+    with pytest.raises(generate.GenerateError, match="max_chunk_chars must be 0"):
+        generate.GenerateOptions(max_chunk_chars=-1)
+
+
+def test_an_input_that_is_not_a_usable_chunks_file_is_refused_in_one_sentence(fake_llm, tmp_path):
+    run = lambda path, **kw: generate.run(path, tmp_path / "out", generate.GenerateOptions(**kw), _endpoint(fake_llm))  # noqa: E731
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(generate.GenerateError, match=r"empty.jsonl holds no chunks; make it with `socratic-sdg chunk`"):
+        run(tmp_path / "empty.jsonl")
+    write_jsonl(tmp_path / "bad.jsonl", [{"chunk_id": "a", "text": None}, {"chunk_id": "b", "text": 3}])
+    with pytest.raises(generate.GenerateError, match=r"holds no usable chunk: all 2 were rejected \(first, record 1: text is null.*socratic-sdg chunk"):
+        run(tmp_path / "bad.jsonl")
+    (tmp_path / "folder").mkdir()
+    write_jsonl(tmp_path / "folder" / "chunks.jsonl", _chunks(1))
+    with pytest.raises(generate.GenerateError, match=r"folder is a folder, but --input takes the chunks.jsonl file that `socratic-sdg chunk.*did you mean .*folder/chunks.jsonl"):
+        run(tmp_path / "folder")
+    with pytest.raises(generate.GenerateError, match=r"chunks file .*missing.jsonl not found; make it with `socratic-sdg chunk"):
+        run(tmp_path / "missing.jsonl")
+    assert fake_llm.requests == 0 and not (tmp_path / "out").exists()
+
+    # a shard whose share is empty while the file has usable chunks is not an error: it writes empty outputs
+    write_jsonl(tmp_path / "one.jsonl", _chunks(1))
+    result = run(tmp_path / "one.jsonl", shard_index=1, num_shards=2)
+    assert (result.input_rows, result.output_rows) == (0, 0)
+
+
+def test_the_cli_says_what_is_wrong_with_the_input_in_one_line_and_exits_2(fake_llm, tmp_path, monkeypatch, capsys):
+    from socratic_sdg import cli
+
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "folder").mkdir()
+    for given in (tmp_path / "folder", tmp_path / "missing.jsonl", tmp_path / "empty.jsonl"):
+        assert cli.main(["generate", "--input", str(given), "--output-dir", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("socratic-sdg generate: error: ") and "socratic-sdg chunk" in err
+        assert "Errno" not in err and "Traceback" not in err
+    args = cli.build_parser().parse_args(["generate", "--input", "c", "--output-dir", "o", "--max-chunk-chars", "500", "--max-retry-after", "5"])
+    options = cli._generate_options(args)
+    assert (options.max_chunk_chars, options.max_retry_after) == (500, 5.0)
+
+
+def test_secrets_are_redacted_from_error_texts(monkeypatch):
+    from socratic_sdg.endpoint import redact, register_secret
+
+    register_secret("plain-Key-4711-xyz")
+    monkeypatch.setenv("LLM_API_KEY", "env-key-0815-abc")
+    assert redact("refused plain-Key-4711-xyz and env-key-0815-abc") == "refused *** and ***"
+    assert redact("as url: plain-Key-4711-xyz%2F, json: env-key-0815-abc") == "as url: ***%2F, json: ***"
+    assert redact('{"Authorization": "Bearer abcdefgh1234", "Host": "h"}') == '{"Authorization": "Bearer ***", "Host": "h"}'
+    assert redact("{'authorization': 'Basic dXNlcjpwYXNz'}") == "{'authorization': 'Basic ***'}"
+    assert redact("Authorization: Bearer zz.yy-xx\r\nHost: h") == "Authorization: Bearer ***\r\nHost: h"
+    assert redact("x-api-key: abcd1234 and api_key='abcd1234'") == "x-api-key: *** and api_key='***'"
+    assert redact("key sk-proj-abcdefghijk rejected") == "key sk-*** rejected"
+    assert redact("http://user:pa55@proxy:3128/v1") == "http://***@proxy:3128/v1"
+    for harmless in ("maximum context length is 4096 tokens; token limit", "the endpoint refused the API key (HTTP 401); check LLM_API_KEY"):
+        assert redact(harmless) == harmless

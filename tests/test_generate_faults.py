@@ -105,8 +105,13 @@ def test_the_run_wide_retry_budget_stops_a_retry_storm(tmp_path):
     with FakeOpenAI() as server:
         server.faults = [Fault("", "status", 500)]  # everything fails
         write_jsonl(tmp_path / "chunks.jsonl", _chunks(12))
-        options = generate.GenerateOptions(max_concurrency=4, num_retries=3, max_total_retries=5, max_consecutive_failures=1000, **FAST)
-        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
+        options = generate.GenerateOptions(
+            max_concurrency=4, num_retries=3, max_total_retries=5, max_consecutive_failures=1000, stop_after_same_failures=0, **FAST
+        )
+        # no row succeeded: the outputs are written, then the run fails (the CLI exits non-zero)
+        with pytest.raises(generate.NothingGenerated, match=r"no conversation from .*chunks.jsonl: all 12 rows failed \(server_error 12\)") as error:
+            generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
+        result = error.value.result
         conversations, failed, metrics = _outputs(tmp_path / "out")
     assert result.failed_rows == 12 and not conversations
     _accounted_once(12, conversations, failed)
@@ -190,3 +195,111 @@ blocks:
         write_jsonl(tmp_path / "none.jsonl", [{"chunk_id": "z", "text": "Section 7: x"}])
         result = generate.run(tmp_path / "none.jsonl", tmp_path / "out2", generate.GenerateOptions(flow_yaml_path=str(flow), **FAST), _endpoint(server))
         assert (result.output_rows, result.failed_rows) == (0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 13: secrets, systematic failures, Retry-After, odd usage blocks
+# --------------------------------------------------------------------------------------------
+
+SECRET = "k3y-TOPSECRET-0123456789"  # matches no credential pattern: only the configured key's redaction hides it
+
+
+def _files_holding(root, needle: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_text(errors="replace")]
+
+
+@pytest.mark.parametrize("transport", ["direct", "litellm"])
+def test_an_endpoint_echoing_the_authorization_header_never_leaks_the_key(tmp_path, monkeypatch, capsys, transport):
+    from socratic_sdg import cli
+
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(6))
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("LLM_API_BASE", server.api_base)
+        monkeypatch.setenv("LLM_MODEL", "fake-model")
+        monkeypatch.setenv("LLM_API_KEY", SECRET)  # secrets come from the environment only
+        server.faults = [Fault("Section 1:", "echo_headers", 500), Fault("Section 2:", "echo_headers", 401)]
+        common = ["--input", str(tmp_path / "chunks.jsonl"), "--num-retries", "1", "--transport", transport, "--max-concurrency", "2"]
+        code = cli.main(["generate", *common, "--output-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+        assert code == 0 and server.faulted["echo_headers"] >= 2
+        failed = {f["chunk_id"]: f for f in read_jsonl(tmp_path / "out" / "failed.jsonl")}
+        assert failed["chunk-1"]["kind"] == "server_error" and failed["chunk-2"]["kind"] == "auth"
+        assert all("***" in f["reason"] for f in failed.values())  # the echo is there, the key is not
+
+        # every request echoes the headers with a 401: the run stops and says why on stderr
+        server.faults = [Fault("", "echo_headers", 401)]
+        code = cli.main(["generate", *common, "--output-dir", str(tmp_path / "out2"), "--checkpoint-dir", str(tmp_path / "ckpt2")])
+        captured = capsys.readouterr()
+        assert code == 2 and "failed the same way (auth: generate_student_message: " in captured.err and "refused by upstream" in captured.err
+        # the circuit breaker's message (what the CLI prints for it) quotes the last failure
+        options = generate.GenerateOptions(max_concurrency=1, max_consecutive_failures=3, stop_after_same_failures=0, transport=transport, **FAST)
+        with pytest.raises(EndpointUnavailable, match=r"in a row \(last: auth: .*Bearer \*\*\*") as error:
+            generate.run(tmp_path / "chunks.jsonl", tmp_path / "out3", options, EndpointConfig.from_env())
+    assert "***" in captured.err and SECRET not in captured.out + captured.err + str(error.value)
+    assert _files_holding(tmp_path, SECRET) == []
+
+
+def test_rows_all_failing_the_same_way_stop_the_run_and_fail_it(tmp_path, monkeypatch, capsys):
+    """Before: a refusal every row gets (here HTTP 400, which is not an endpoint failure, so the circuit
+    breaker does not fire) was sent for all 40 rows, and the run exited 0 with nothing generated."""
+    from socratic_sdg import cli
+
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(40))
+    with FakeOpenAI() as server:
+        server.faults = [Fault("", "status", 400)]
+        lines: list[str] = []
+        options = generate.GenerateOptions(max_concurrency=2, **FAST)
+        with pytest.raises(generate.NothingGenerated, match=r"the first 5 rows all failed the same way \(bad_request: generate_student_message: HTTP 400: injected failure 400\), so the run stopped"):
+            generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server), progress=lines.append)
+        assert server.requests <= 5 + 2 + 2  # the five, what was in flight, and rows starting as the fifth failed
+        conversations, failed, metrics = _outputs(tmp_path / "out")  # written before the error
+        assert not conversations and len(failed) >= 5 and {f["kind"] for f in failed} == {"bad_request"}
+        assert metrics["stopped_early"] == "same_failure" and metrics["rows_not_started"] == 40 - len(failed)
+        assert any("stopped: the first 5 rows all failed the same way" in line for line in lines)
+
+        monkeypatch.setenv("LLM_API_BASE", server.api_base)
+        monkeypatch.setenv("LLM_MODEL", "fake-model")
+        code = cli.main(["generate", "--input", str(tmp_path / "chunks.jsonl"), "--output-dir", str(tmp_path / "cli")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("\n") == 1 and "no conversation from" in captured.err
+    assert "conversations      0 from 40 rows" in captured.out  # the summary of what was written
+
+
+def test_different_failures_or_a_success_do_not_stop_the_run(tmp_path):
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(12))
+    with FakeOpenAI() as server:
+        server.faults = [Fault(f"Section {i}:", "status", 400) for i in range(1, 12)]  # all but row 0 refused
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(max_concurrency=1, **FAST), _endpoint(server))
+    assert (result.output_rows, result.failed_rows) == (1, 11) and result.metrics()["stopped_early"] is None
+
+
+def test_the_retry_after_cap_is_an_option_and_the_pause_is_announced(tmp_path):
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
+    lines: list[str] = []
+    with FakeOpenAI() as server:
+        server.faults = [Fault("Section 0:", "429", retry_after=30, times=1)]
+        started = time.monotonic()
+        options = generate.GenerateOptions(max_retry_after=0.4, **FAST)
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server), progress=lines.append)
+        elapsed = time.monotonic() - started
+    assert result.output_rows == 2 and elapsed < 10  # not the 30 s the server asked for
+    assert any("the endpoint asked to wait 30s (Retry-After, more than --max-retry-after 0.4s): no request is sent for 0.4s" in line for line in lines)
+    with pytest.raises(generate.GenerateError, match="max_retry_after must be 0 or more"):
+        generate.GenerateOptions(max_retry_after=-1)
+
+
+def test_a_usage_block_with_odd_counts_keeps_the_reply(tmp_path):
+    from socratic_sdg.generation_transport import parse_completion
+
+    reply = {"choices": [{"message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}
+    parsed = parse_completion({**reply, "usage": {"prompt_tokens": "12", "completion_tokens": "many"}})
+    assert (parsed.messages[0]["content"], parsed.prompt_tokens, parsed.completion_tokens) == ("Hi", 12, 0)
+    assert parse_completion({**reply, "usage": [1, 2]}).prompt_tokens == 0
+    assert parse_completion({**reply, "usage": {"prompt_tokens": 3.5, "completion_tokens": float("nan")}}).completion_tokens == 0
+
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
+    with FakeOpenAI() as server:
+        server.faults = [Fault("Section 0:", "bad_usage")]
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(**FAST), _endpoint(server))
+    metrics = result.metrics()
+    assert (result.output_rows, result.failed_rows) == (2, 0) and metrics["requests_succeeded"] == 6
+    assert metrics["completion_tokens"] == server.completion_tokens + 3 * 7  # the odd replies' 7.0 counts, "n/a" does not

@@ -349,3 +349,104 @@ def test_every_worked_tutor_reply_passes_the_quality_filter_and_obeys_the_rubric
     leaky["metadata"].pop("opener")
     leaky["messages"][-1]["content"] = "Close! Add 5 to both sides instead, so 3x = 21 and x = 7. Can you check it?"
     assert {r["code"] for r in check_record(leaky, rules, options)}
+
+
+# --------------------------------------------------------------------------------------------
+# Flow prompts: checked before the first request, rendered in Jinja's sandbox (issue 13)
+# --------------------------------------------------------------------------------------------
+
+
+def _copy_of_package_flows(tmp_path) -> Path:
+    import shutil
+
+    copy = tmp_path / "flows"
+    shutil.copytree(flow_catalog.package_flows_dir(), copy)
+    return copy
+
+
+def test_a_prompt_variable_typo_is_named_before_the_first_request(tmp_path, fake_llm, monkeypatch, capsys):
+    flows = _copy_of_package_flows(tmp_path)
+    prompt = flows / "socratic_single_turn" / "prompts" / "reference_answer.yaml"
+    prompt.write_text(prompt.read_text().replace("{{student_message}}", "{{studnet_message}}"))
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(40))
+    options = generate.GenerateOptions(flow_yaml_path=str(flows / "socratic_single_turn" / "flow.yaml"), **FAST)
+    with pytest.raises(generate.GenerateError) as error:
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
+    message = str(error.value)
+    assert message.startswith("the flow 'socratic-single-turn' prompt prompts/reference_answer.yaml (block 'reference_answer_prompt') uses the variable(s) studnet_message")
+    assert "(its columns: document, student_message)" in message and "did you mean 'student_message' for 'studnet_message'" in message
+    assert fake_llm.requests == 0 and not (tmp_path / "out").exists()
+
+    from socratic_sdg import cli
+
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    code = cli.main(["generate", "--input", str(tmp_path / "chunks.jsonl"), "--output-dir", str(tmp_path / "out"),
+                     "--flow-yaml", options.flow_yaml_path])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "studnet_message" in err and fake_llm.requests == 0
+    # the estimate loads the flow the same way: the same sentence, no request either
+    from socratic_sdg import estimate
+
+    with pytest.raises(generate.GenerateError, match="uses the variable.*studnet_message"):
+        estimate.run(tmp_path / "chunks.jsonl", estimate.EstimateOptions(probe_rows=0, generate_options=options))
+
+
+def _one_prompt_flow(tmp_path, content: str) -> str:
+    folder = tmp_path / "evil"
+    (folder / "prompts").mkdir(parents=True)
+    (folder / "prompts" / "p.yaml").write_text(yaml.safe_dump([{"role": "user", "content": content}]))
+    (folder / "flow.yaml").write_text(
+        """
+metadata:
+  id: evil-flow
+  name: Evil flow
+  dataset_requirements: {required_columns: [document]}
+blocks:
+  - block_type: PromptBuilderBlock
+    block_config: {block_name: p, input_cols: [document], output_cols: p_prompt, prompt_config_path: prompts/p.yaml, format_as_messages: true}
+  - block_type: LLMChatBlock
+    block_config: {block_name: gen_question, input_cols: p_prompt, output_cols: raw, max_tokens: 40, async_mode: true}
+  - block_type: LLMResponseExtractorBlock
+    block_config: {block_name: ex, input_cols: raw, extract_content: true, field_prefix: q_}
+  - block_type: RenameColumnsBlock
+    block_config: {block_name: rn, input_cols: {q_content: question}}
+  - block_type: DuplicateColumnsBlock
+    block_config: {block_name: dup, input_cols: {question: response}}
+"""
+    )
+    return str(folder / "flow.yaml")
+
+
+def test_a_flow_prompt_cannot_run_code_in_the_task(tmp_path, fake_llm):
+    marker = tmp_path / "pwned"
+    flow = _one_prompt_flow(tmp_path, "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }} Ask about {{document}}")
+    write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
+    with pytest.raises(generate.GenerateError, match=r"the flow 'evil-flow' prompt prompts/p.yaml \(block 'p'\) reads __globals__, __init__: .*sandbox"):
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=flow, **FAST), _endpoint(fake_llm))
+    assert not marker.exists() and fake_llm.requests == 0
+
+
+def test_flow_prompts_render_in_the_sandbox_and_the_package_prompts_render_as_before(tmp_path):
+    import pandas as pd
+    from sdg_hub import Flow
+
+    # a way around the name check (the attribute is in a format string): the sandbox refuses it when rendering
+    flow = flow_catalog.load_flow(Path(_one_prompt_flow(tmp_path, "{{ '{0.__class__.__mro__}'.format(document) }} Ask about {{document}}")))
+    block = flow.blocks[0]
+    assert all(t.content_template.environment.sandboxed for t in block.prompt_template_config.message_templates)
+    rendered = json.dumps(block(pd.DataFrame([{"document": "x"}]))["p_prompt"].tolist())
+    assert "<class" not in rendered
+
+    # the package's prompts: the same messages from the sandbox as from sdg_hub's plain templates
+    row = {"document": "Section 1: the gradient.", "document_outline": "Calculus > Gradients", "student_level": "first year",
+           "tone": "curious", "misconception": "none", "request_instruction": "ask for a hint", "student_message": "How?",
+           "student_turn_1": "How?", "tutor_turn_1": "What do you see?", "student_turn_2": "2x?", "tutor_turn_2": "Why?",
+           "student_turn_3": "Just tell me.", "reference_answer": "(2, 4)", "domain": "mathematics"}
+    for flow_path in generate.package_flows().values():
+        sandboxed, plain = flow_catalog.load_flow(flow_path), Flow.from_yaml(str(flow_path))
+        for ours, theirs in zip(sandboxed.blocks, plain.blocks):
+            if type(ours).__name__ != "PromptBuilderBlock":
+                continue
+            frame = pd.DataFrame([{c: row.get(c, "x") for c in flow_catalog._template_names(ours.input_cols)}])
+            assert ours(frame)[ours.output_cols[0]].tolist() == theirs(frame)[theirs.output_cols[0]].tolist()

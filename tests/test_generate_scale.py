@@ -86,6 +86,26 @@ def test_three_shards_merge_to_the_same_records_in_the_same_order_as_one_run(fak
     assert metrics["max_concurrency"] == 6 and metrics["prompt_tokens"] == single.stats["prompt_tokens"]
 
 
+def test_outputs_are_one_set_and_merge_refuses_a_shard_whose_writer_was_interrupted(fake_llm, tmp_path):
+    from socratic_sdg.records import IncompleteSetError, check_complete, incomplete_sets, set_manifest_path
+
+    chunks = tmp_path / "chunks.jsonl"
+    write_jsonl(chunks, _chunks(4))
+    for index in range(2):
+        generate.run(chunks, tmp_path / f"s{index}", generate.GenerateOptions(**FAST).for_shard(index, 2), _endpoint(fake_llm))
+        assert incomplete_sets(tmp_path / f"s{index}") == []
+    generate.merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged", chunks)
+    manifest = json.loads(set_manifest_path(tmp_path / "merged", "generate").read_text())
+    assert manifest["complete"] and set(manifest["files"]) == {"conversations.jsonl", "failed.jsonl", "generate_metrics.json"}
+    check_complete(tmp_path / "merged" / "conversations.jsonl")
+
+    # a shard killed while replacing its files: the merge says so instead of mixing two runs
+    manifest_path = set_manifest_path(tmp_path / "s1", "generate")
+    manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), "complete": False}))
+    with pytest.raises(IncompleteSetError, match="interrupted while replacing conversations.jsonl"):
+        generate.merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged2", chunks)
+
+
 def test_merge_keeps_failed_rows_in_chunk_order(tmp_path):
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(4))

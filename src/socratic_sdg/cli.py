@@ -109,6 +109,8 @@ def _generate_options(args):
         columns=generate.parse_columns(args.column) if args.column else None,
         num_retries=args.num_retries,
         request_timeout=args.request_timeout,
+        max_retry_after=args.max_retry_after,
+        max_chunk_chars=args.max_chunk_chars,
         transport=args.transport,
         domain=args.domain,
         target_examples=getattr(args, "target_examples", 0),
@@ -128,7 +130,12 @@ def cmd_generate(args) -> int:
     from .endpoint import EndpointConfig
 
     endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model)
-    result = generate.run(args.input, args.output_dir, _generate_options(args), endpoint, progress=_say)
+    try:
+        result = generate.run(args.input, args.output_dir, _generate_options(args), endpoint, progress=_say)
+    except generate.NothingGenerated as nothing:  # the outputs are written: show them, then fail (exit 2)
+        for line in nothing.result.summary_lines() if nothing.result else []:
+            _say(line)
+        raise
     for line in result.summary_lines():
         _say(line)
     return 0
@@ -368,6 +375,10 @@ def _add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--column", action="append", default=[], metavar="NAME=VALUE", help="fill a flow's required column with a constant (repeatable)")
     p.add_argument("--num-retries", type=int, default=3, help="retries per request before its row fails (default 3)")
     p.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--max-retry-after", type=float, default=60.0, metavar="SECONDS",
+                   help="longest pause a server's Retry-After may impose on the whole run (default 60; 0 = no pause)")
+    p.add_argument("--max-chunk-chars", type=int, default=20000, metavar="N",
+                   help="chunks with longer text are not sent, their rows fail as chunk_too_large (default 20000; 0 = no limit)")
     p.add_argument("--transport", default="direct", choices=["direct", "litellm"], help="direct HTTP (default, ~10x less CPU) or litellm as sdg_hub does")
     p.add_argument("--domain", default="mathematics", help="the domain column some flows require (default mathematics)")
     target = p.add_argument_group("quality filter the acceptance is counted with (as `socratic-sdg filter`)")

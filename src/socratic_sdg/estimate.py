@@ -35,7 +35,7 @@ from pathlib import Path
 from . import filter as quality_filter
 from . import generate
 from .endpoint import EndpointConfig
-from .generate import GenerateError, GenerateOptions
+from .generate import GenerateError, GenerateOptions, NothingGenerated
 from .records import content_id, read_jsonl, write_json, write_jsonl
 
 ESTIMATE_FILE = "estimate.json"
@@ -172,30 +172,45 @@ def _duration(seconds: float) -> str:
 # --- inputs -------------------------------------------------------------------------------------
 
 
-def _chunk_records(path: Path, max_chunks: int):
+def _chunk_records(path: Path, max_chunks: int, max_chunk_chars: int):
+    """(position in the file, chunk) for every chunk generate would send (``generate.chunk_problem``)."""
     for index, chunk in enumerate(read_jsonl(path)):
         if max_chunks and index >= max_chunks:
             return
-        yield index, chunk
+        if generate.chunk_problem(chunk, max_chunk_chars) is None:
+            yield index, chunk
 
 
-def _scan_chunks(path: Path, max_chunks: int) -> tuple[int, int, int]:
-    """(records, distinct chunks, tokens of the distinct chunks), streaming the file."""
-    if not path.is_file():
-        raise GenerateError(f"chunks file {path} not found; make it with `socratic-sdg chunk`")
-    records, tokens, seen = 0, 0, set()
-    for index, chunk in _chunk_records(path, max_chunks):
-        if "chunk_id" not in chunk or "text" not in chunk:
-            raise GenerateError(f"{path}: record {index + 1} has no chunk_id or text; is the input a chunks.jsonl from `socratic-sdg chunk`?")
+def _scan_chunks(path: Path, max_chunks: int, max_chunk_chars: int, notes: list[str]) -> tuple[int, int, int]:
+    """(usable records, distinct chunks, tokens of the distinct chunks), streaming the file; the
+    chunks generate would reject are counted in a note. Refuses a file generate would refuse."""
+    path = generate.check_chunks_file(path)
+    records, rejected, tokens, seen = 0, 0, 0, set()
+    first = ""
+    for index, chunk in enumerate(read_jsonl(path)):
+        if max_chunks and index >= max_chunks:
+            break
+        problem = generate.chunk_problem(chunk, max_chunk_chars)
+        if problem is not None:
+            rejected += 1
+            first = first or f"record {index + 1}: {problem[1]}"
+            continue
         records += 1
-        key = content_id(chunk["chunk_id"], str(chunk["text"]))
+        key = content_id(chunk["chunk_id"], chunk["text"])
         if key in seen:
             continue
         seen.add(key)
         count = chunk.get("num_tokens")
-        tokens += count if isinstance(count, int) and not isinstance(count, bool) else math.ceil(len(str(chunk["text"])) / CHARS_PER_TOKEN)
+        tokens += count if isinstance(count, int) and not isinstance(count, bool) else math.ceil(len(chunk["text"]) / CHARS_PER_TOKEN)
+    if not records and not rejected:
+        raise GenerateError(f"chunks file {path} holds no chunks; make it with `socratic-sdg chunk` (is the conversion output empty?)")
     if not records:
-        raise GenerateError(f"chunks file {path} holds no chunks")
+        raise GenerateError(
+            f"chunks file {path} holds no usable chunk: all {rejected} were rejected (first, {first}); "
+            "is it a chunks.jsonl from `socratic-sdg chunk`?"
+        )
+    if rejected:
+        notes.append(f"{rejected} chunk(s) cannot be generated from and are not counted (first, {first})")
     return records, len(seen), tokens
 
 
@@ -215,16 +230,11 @@ def _columns(value) -> list:
 
 def _flow_plan(options: GenerateOptions) -> tuple[str, dict[str, int | None], dict[str, int]]:
     """(flow id, LLM block -> max_tokens, LLM block -> prompt template tokens), from the flow as generate loads it."""
-    from sdg_hub import Flow
-
-    from .flow_catalog import loadable_flow_path
+    from .flow_catalog import load_flow
     from .generation_engine import build_steps
 
     path = generate.resolve_flow_path(options)
-    try:
-        flow = Flow.from_yaml(str(loadable_flow_path(path)))
-    except Exception as exc:
-        raise GenerateError(f"cannot load the flow {path}: {' '.join(str(exc).split())[:400]}") from None
+    flow = load_flow(path)  # the prompts checked as generate checks them
     steps = build_steps(flow, options.runtime_params)
     max_tokens, template_tokens = {}, {}
     for step in steps:
@@ -246,13 +256,18 @@ def _probe(chunks_path: Path, records: int, options: EstimateOptions, endpoint: 
     gen = options.generate_options
     wanted_chunks = math.ceil(options.probe_rows / gen.conversations_per_chunk)
     picked = set(spread_indices(records, wanted_chunks, gen.seed))
-    sample = [(i, c) for i, c in _chunk_records(chunks_path, gen.max_chunks) if i in picked]
+    sample = [(i, c) for k, (i, c) in enumerate(_chunk_records(chunks_path, gen.max_chunks, gen.max_chunk_chars)) if k in picked]
     write_jsonl(work / "chunks.jsonl", (c for _, c in sample))
     if progress:
         progress(f"[estimate] probe: {len(sample)} of {records} chunks (positions {', '.join(str(i) for i, _ in sample)}), "
                  f"{len(sample) * gen.conversations_per_chunk} rows")
     defaults = {f.name: f.default for f in dataclasses.fields(GenerateOptions) if f.name in _RUN_SCOPE_FIELDS}
-    generated = generate.run(work / "chunks.jsonl", work / "generate", dataclasses.replace(gen, **defaults), endpoint, progress)
+    try:
+        generated = generate.run(work / "chunks.jsonl", work / "generate", dataclasses.replace(gen, **defaults), endpoint, progress)
+    except NothingGenerated as nothing:  # a probe that generated nothing is a finding: reported, not extrapolated
+        generated = nothing.result
+        if progress:
+            progress(f"[estimate] {nothing}")
     filtered = quality_filter.run(work / "generate" / "conversations.jsonl", work / "filter", options.filter_options, progress)
     m = generated.metrics()
     probe = {
@@ -382,10 +397,10 @@ def run(
     """Estimate the requests, tokens and time to get ``options.target_examples`` accepted examples from ``chunks_path``."""
     chunks_path = Path(chunks_path)
     gen = options.generate_options
-    records, chunks, chunk_tokens = _scan_chunks(chunks_path, gen.max_chunks)
+    notes: list[str] = []
+    records, chunks, chunk_tokens = _scan_chunks(chunks_path, gen.max_chunks, gen.max_chunk_chars, notes)
     flow_id, max_tokens, template_tokens = _flow_plan(gen)
     rows_available = chunks * gen.conversations_per_chunk
-    notes: list[str] = []
     if records > chunks:
         notes.append(f"{records - chunks} duplicate chunk(s) in the file are generated once")
     if not max_tokens:

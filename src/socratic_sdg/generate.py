@@ -9,13 +9,26 @@ is done and never writes a record twice. Input rows are (chunk, sample) pairs; t
 flow's required columns, and the flow's ``diversity.yaml`` (student persona, request type) is
 sampled per row with the seed.
 
-Outputs in ``output_dir``, each written atomically, in input order:
+Outputs in ``output_dir``, in input order, written as one set (``records.AtomicFileSet``: readers such
+as the filter refuse a folder whose writer was killed while replacing them):
 
 * ``conversations.jsonl``: ``{"id", "messages", "metadata"}`` per conversation; ids are derived from
   the flow id, the chunk id and text, and the sample index (stable across runs and resumes);
 * ``failed.jsonl``: one line per input row (chunk x sample) that produced no conversation, with
-  ``kind`` and ``reason``; every input row is in exactly one of the two files;
+  ``kind`` and ``reason``; every input row is in exactly one of the two files (unless the run
+  stopped early: rows never started are counted, not listed);
 * ``generate_metrics.json``: rows, requests, retries, failures by kind, tokens, wall time, req/s.
+
+Before the first request: the chunks file must exist and hold a usable chunk (the same refusal as
+``estimate``); the flow's prompts are checked against the columns their blocks pass and rendered in
+Jinja's sandbox (``flow_catalog.load_flow``). A chunk whose fields have the wrong type (``text`` null
+or an object, ``headings`` a string...) or whose text is longer than ``max_chunk_chars`` is not sent:
+its rows are recorded in ``failed.jsonl`` (``invalid_chunk`` / ``chunk_too_large``). When the first
+``stop_after_same_failures`` rows of a run all fail the same way (kind and reason), the run stops
+instead of failing every row; when rows failed and none produced a conversation, the outputs are
+written and :class:`NothingGenerated` is raised (the CLI exits non-zero). Error texts never hold the
+API key: whatever an endpoint or proxy echoes is redacted (``endpoint.redact``) before it is stored
+or printed.
 """
 
 from __future__ import annotations
@@ -23,11 +36,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import itertools
 import json
 import logging
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -43,11 +56,12 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from .endpoint import EndpointConfig, check_model  # noqa: E402
 from .filter import FilterOptions  # noqa: E402
-from .flow_catalog import flow_fingerprint, icl_defaults, load_diversity, loadable_flow_path, resolve_flow  # noqa: E402
+from .endpoint import redact  # noqa: E402
+from .flow_catalog import flow_fingerprint, icl_defaults, load_diversity, load_flow, resolve_flow  # noqa: E402
 from .flow_catalog import package_flows as package_flows  # noqa: E402,F401  (re-exported)
 from .generation_checkpoint import Checkpoint  # noqa: E402
-from .generation_errors import EndpointUnavailable, GenerateError  # noqa: E402,F401  (re-exported)
-from .records import AtomicWriter, content_id, dumps, read_json, read_jsonl, write_json  # noqa: E402
+from .generation_errors import EndpointUnavailable, GenerateError, NothingGenerated  # noqa: E402,F401  (re-exported)
+from .records import AtomicFileSet, check_complete, content_id, dumps, read_json, read_jsonl  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +70,15 @@ TEMP_CHECKPOINT = ".generate-checkpoint"  # in output_dir when no checkpoint_dir
 CONVERSATIONS_FILE = "conversations.jsonl"
 FAILED_FILE = "failed.jsonl"
 METRICS_FILE = "generate_metrics.json"
+OUTPUT_FILES = (CONVERSATIONS_FILE, FAILED_FILE, METRICS_FILE)  # written as one set (records.AtomicFileSet)
+SET_KIND = "generate"
+PRODUCER = "generation (socratic-sdg generate, the pipeline's generate step)"
+DEFAULT_MAX_CHUNK_CHARS = 20_000  # ~5,000 tokens: far above what `socratic-sdg chunk` makes (512 tokens by default)
+DEFAULT_MAX_RETRY_AFTER = 60.0
+# Row failure kinds of chunks that are not sent at all (their rows are recorded, never generated).
+REJECTED_KINDS = ("invalid_chunk", "chunk_too_large")
+# Row outcomes that are not errors, whatever their number: a flow's filter dropping a row, the budget.
+_NOT_ERRORS = frozenset({"filtered", "request_budget"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +99,9 @@ class GenerateOptions:
     runtime_params: dict | None = None  # per-block overrides, e.g. {"generate_tutor_reply": {"max_tokens": 120}}
     columns: dict | None = None  # constant values for input columns a flow requires (override defaults)
     retry_backoff: float = 1.0  # seconds before the first retry (doubles, jittered, capped at 30 s)
-    max_retry_wait: float = 60.0  # cap on a server's Retry-After
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # cap on a server's Retry-After (pauses every request); 0 = no pause
+    max_chunk_chars: int = DEFAULT_MAX_CHUNK_CHARS  # a chunk with longer text is not sent (its rows fail as chunk_too_large); 0 = no limit
+    stop_after_same_failures: int = 5  # the first N rows of a run all failing the same way stop it; 0 = never
     max_total_retries: int = 0  # retries for the whole run; 0 = automatic (a quarter of the requests, at least 50)
     max_consecutive_failures: int = 0  # endpoint failures in a row that stop the run; 0 = automatic
     retry_failed: bool = True  # on resume, retry rows that failed for a transient reason
@@ -98,6 +123,12 @@ class GenerateOptions:
             raise GenerateError(f"shard_index must be in 0..num_shards-1, got shard {self.shard_index} of {self.num_shards}")
         if self.target_examples < 0 or self.max_requests < 0:
             raise GenerateError("target_examples and max_requests must be 0 (no limit) or positive")
+        if self.max_chunk_chars < 0:
+            raise GenerateError(f"max_chunk_chars must be 0 (no limit) or positive, got {self.max_chunk_chars}")
+        if not self.max_retry_after >= 0:
+            raise GenerateError(f"max_retry_after must be 0 or more seconds, got {self.max_retry_after}")
+        if self.stop_after_same_failures < 0:
+            raise GenerateError(f"stop_after_same_failures must be 0 (never) or positive, got {self.stop_after_same_failures}")
 
     def for_shard(self, shard_index: int, num_shards: int) -> GenerateOptions:
         """The options of one of ``num_shards`` generation tasks: its share of the run-wide budgets.
@@ -183,7 +214,9 @@ class GenerateResult:
         ]
         if s.get("rows_failed_by_kind"):
             lines.append("failed rows        " + ", ".join(f"{k} {v}" for k, v in s["rows_failed_by_kind"].items()))
-        if s.get("stopped_early"):
+        if s.get("stopped_early") == "same_failure":
+            lines.append(f"stopped early      the first rows all failed the same way: {s.get('rows_not_started', 0)} rows not started or cancelled")
+        elif s.get("stopped_early"):
             lines.append(
                 f"stopped early      {s['stopped_early']} reached: {s.get('rows_not_started', 0)} rows not started "
                 f"({s.get('prefilter_accepted', 0)} conversations pass the filter's deterministic layers)"
@@ -244,12 +277,7 @@ def resolve_flow_path(options: GenerateOptions) -> Path:
 
 
 def _load_flow(path: Path, endpoint: EndpointConfig, options: GenerateOptions):
-    from sdg_hub import Flow
-
-    try:
-        flow = Flow.from_yaml(str(loadable_flow_path(path)))
-    except Exception as exc:
-        raise GenerateError(f"cannot load the flow {path}: {' '.join(str(exc).split())[:400]}") from None
+    flow = load_flow(path)  # prompts checked and rendered in Jinja's sandbox
     if flow.is_model_config_required():
         flow.set_model_config(
             model=endpoint.litellm_model,
@@ -290,6 +318,69 @@ def _diversity_columns(axes: dict[str, list] | None) -> tuple[str, ...]:
     return tuple(columns)
 
 
+def check_chunks_file(path: str | os.PathLike[str]) -> Path:
+    """The chunks file, or a GenerateError saying in one sentence what is wrong with the path and what makes it."""
+    path = Path(path)
+    if path.is_dir():
+        inside = path / "chunks.jsonl"
+        hint = f" (did you mean {inside}?)" if inside.is_file() else ""
+        raise GenerateError(
+            f"{path} is a folder, but --input takes the chunks.jsonl file that `socratic-sdg chunk --output FILE` writes{hint}"
+        )
+    if not path.is_file():
+        raise GenerateError(f"chunks file {path} not found; make it with `socratic-sdg chunk --input CONVERTED_FOLDER --output {path}`")
+    return path
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
+def chunk_problem(chunk: dict, max_chars: int = DEFAULT_MAX_CHUNK_CHARS) -> tuple[str, str] | None:
+    """(kind, reason) when a chunk cannot be generated from, None when it can.
+
+    ``invalid_chunk``: ``chunk_id`` missing or not a string/integer, ``text`` missing, not a string or
+    blank, ``headings`` not a list of strings, ``source``/``doc_id`` not strings. ``chunk_too_large``:
+    text longer than ``max_chars`` characters (0 = no limit).
+    """
+    chunk_id = chunk.get("chunk_id")
+    if "chunk_id" not in chunk:
+        return "invalid_chunk", "the chunk has no chunk_id; every line of a chunks.jsonl from `socratic-sdg chunk` has one"
+    if not (isinstance(chunk_id, str) and chunk_id.strip() or isinstance(chunk_id, int) and not isinstance(chunk_id, bool)):
+        return "invalid_chunk", f"chunk_id is {_json_type(chunk_id) if chunk_id != '' else 'empty'}, not a non-empty string"
+    if "text" not in chunk:
+        return "invalid_chunk", "the chunk has no text field"
+    text = chunk["text"]
+    if not isinstance(text, str):
+        return "invalid_chunk", f"text is {_json_type(text)}, not a string"
+    if not text.strip():
+        return "invalid_chunk", "text is empty"
+    headings = chunk.get("headings")
+    if headings is not None and not (isinstance(headings, list) and all(isinstance(h, str) for h in headings)):
+        what = _json_type(headings) if not isinstance(headings, list) else "an array with items that are not strings"
+        return "invalid_chunk", f"headings is {what}, not a list of strings"
+    for name in ("source", "doc_id"):
+        value = chunk.get(name)
+        if value is not None and not isinstance(value, str):
+            return "invalid_chunk", f"{name} is {_json_type(value)}, not a string"
+    if max_chars and len(text) > max_chars:
+        return "chunk_too_large", (
+            f"text has {len(text):,} characters, more than max_chunk_chars={max_chars:,}; cut it smaller "
+            "(`socratic-sdg chunk --max-tokens`) or raise --max-chunk-chars (pipeline: generate_max_chunk_chars)"
+        )
+    return None
+
+
 def iter_chunk_rows(
     chunks: Iterable[dict],
     options: GenerateOptions,
@@ -303,6 +394,9 @@ def iter_chunk_rows(
     ``document_outline``, ``domain``), the flow's diversity axes, the bundled ICL example for
     ``icl_*`` columns the flow requires, and ``options.columns`` (which win). Duplicate chunks (same
     id and text) are kept once.
+
+    A chunk that :func:`chunk_problem` rejects yields its rows without the flow's columns and with
+    ``rejected: {"kind", "reason"}``: they are recorded as failed, never sent.
     """
     icl = icl_defaults() if any(c.startswith("icl_") for c in required_columns) else {}
     constants = {k: str(v) for k, v in (options.columns or {}).items()}
@@ -312,10 +406,27 @@ def iter_chunk_rows(
             break
         if position % options.num_shards != options.shard_index:
             continue
-        if "chunk_id" not in chunk or "text" not in chunk:
-            raise GenerateError("every chunk needs chunk_id and text; is the input a chunks.jsonl from `socratic-sdg chunk`?")
-        text = str(chunk["text"])
-        outline = " > ".join(chunk.get("headings") or []) or chunk.get("source", "")
+        problem = chunk_problem(chunk, options.max_chunk_chars)
+        if problem is not None:
+            kind, reason = problem
+            chunk_id = chunk.get("chunk_id")
+            text = chunk.get("text")
+            if isinstance(text, str) and len(text) > 4096:  # no copy of a huge text to hash: its length and ends identify it
+                text = [len(text), text[:2048], text[-2048:]]
+            for sample in range(options.conversations_per_chunk):
+                row_id = content_id(chunk_id, sample, text)
+                if row_id in seen:
+                    continue
+                seen.add(row_id)
+                yield {
+                    "row_id": row_id,
+                    "chunk_id": chunk_id,
+                    "sample_index": sample,
+                    "rejected": {"kind": kind, "reason": f"record {position + 1} of the chunks file: {reason}" if kind == "invalid_chunk" else reason},
+                }
+            continue
+        text = chunk["text"]
+        outline = " > ".join(chunk.get("headings") or []) or chunk.get("source") or ""
         for sample in range(options.conversations_per_chunk):
             row_id = content_id(chunk["chunk_id"], sample, text)
             if row_id in seen:
@@ -324,8 +435,8 @@ def iter_chunk_rows(
             row = {
                 "row_id": row_id,
                 "chunk_id": chunk["chunk_id"],
-                "doc_id": chunk.get("doc_id", ""),
-                "source": chunk.get("source", ""),
+                "doc_id": chunk.get("doc_id") or "",
+                "source": chunk.get("source") or "",
                 "sample_index": sample,
                 "document": text,
                 "text": text,
@@ -345,6 +456,7 @@ def chunk_rows(chunks: Iterable[dict], options: GenerateOptions, diversity: dict
 
 
 def _check_columns(flow, rows: list[dict], required: list[str]) -> None:
+    rows = [r for r in rows if "rejected" not in r]
     missing = [c for c in required if rows and c not in rows[0]]
     if missing:
         raise GenerateError(
@@ -445,7 +557,7 @@ def _row_entry(row: dict, outputs: list[dict], failure: tuple[str, str, str] | N
     if failure is None:
         failure = ("no_conversation", "the flow produced no conversation (missing or empty turns) for this row", "")
     kind, reason, block = failure
-    return {**base, "status": "failed", "kind": kind, "reason": reason, "block": block}
+    return {**base, "status": "failed", "kind": kind, "reason": redact(reason), "block": block}
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -490,6 +602,10 @@ def _terminate_gracefully():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".") + "s" if value < 10 else f"{value:.0f}s"
+
+
 def _transport(options: GenerateOptions, endpoint: EndpointConfig):
     from .generation_transport import DirectTransport, LitellmTransport
 
@@ -498,6 +614,27 @@ def _transport(options: GenerateOptions, endpoint: EndpointConfig):
     if options.transport == "litellm":
         return LitellmTransport()
     raise GenerateError(f"transport must be 'direct' or 'litellm', got {options.transport!r}")
+
+
+def _refuse_unusable_input(path: Path, options: GenerateOptions) -> None:
+    """Raise (as ``estimate`` does) when the chunks this run may use (``max_chunks``, all shards) hold no
+    usable chunk; return when other shards have some (this shard's share is just empty)."""
+    records = 0
+    first: str | None = None
+    for position, chunk in enumerate(read_jsonl(path)):
+        if options.max_chunks and position >= options.max_chunks:
+            break
+        records += 1
+        problem = chunk_problem(chunk, options.max_chunk_chars)
+        if problem is None:
+            return
+        first = first or f"record {position + 1}: {problem[1]}"
+    if not records:
+        raise GenerateError(f"chunks file {path} holds no chunks; make it with `socratic-sdg chunk` (is the conversion output empty?)")
+    raise GenerateError(
+        f"chunks file {path} holds no usable chunk: all {records} were rejected (first, {first}); "
+        "is it a chunks.jsonl from `socratic-sdg chunk`?"
+    )
 
 
 def run(
@@ -511,10 +648,13 @@ def run(
 
     Streams: the chunks are read as rows are started, finished rows go to the checkpoint on disk,
     and the outputs are written from it one row at a time, so memory does not grow with the input.
+    Raises :class:`NothingGenerated` (after writing the outputs) when rows failed and none produced
+    a conversation.
     """
-    from .generation_engine import TERMINAL_ROW_KINDS, FlowRunner, LLMGateway, RequestPolicy, build_steps, run_rows
+    from .generation_engine import TERMINAL_ROW_KINDS, FlowRunner, LLMGateway, RequestPolicy, StopRun, build_steps, run_rows
 
     started = time.monotonic()
+    input_path = check_chunks_file(input_path)
     endpoint = endpoint or EndpointConfig.from_env()
     flow_path = resolve_flow_path(options)
     flow = _load_flow(flow_path, endpoint, options)
@@ -525,7 +665,10 @@ def run(
     def rows() -> Iterator[dict]:
         return iter_chunk_rows(read_jsonl(input_path), options, diversity, required)
 
-    _check_columns(flow, list(itertools.islice(rows(), 1)), required)
+    first_usable = next((row for row in rows() if "rejected" not in row), None)
+    if first_usable is None:
+        _refuse_unusable_input(input_path, options)
+    _check_columns(flow, [first_usable] if first_usable else [], required)
     diversity_columns = _diversity_columns(diversity)
     steps = build_steps(flow, options.runtime_params)
     transport = _transport(options, endpoint)
@@ -550,6 +693,7 @@ def run(
         discard_mismatch=temporary,
     )
     entries = checkpoint.open()
+    nothing_generated: str | None = None
     try:
         def finished(row: dict) -> bool:
             entry = entries.get(row["row_id"])
@@ -557,13 +701,18 @@ def run(
                 return False
             return entry["status"] == "done" or entry.get("kind") in TERMINAL_ROW_KINDS or not options.retry_failed
 
-        total_rows = todo_rows = 0
+        total_rows = todo_rows = rejected_rows = 0
         for row in rows():
             total_rows += 1
+            if "rejected" in row:
+                rejected_rows += 1
+                continue
             todo_rows += not finished(row)
-        resumed = total_rows - todo_rows
+        resumed = total_rows - rejected_rows - todo_rows
         if progress and resumed:
             progress(f"[generate] resuming from {checkpoint.directory}: {resumed} of {total_rows} rows already done")
+        if progress and rejected_rows:
+            progress(f"[generate] {rejected_rows} of {total_rows} rows come from chunks that cannot be sent (wrong field types or too long): recorded in {FAILED_FILE}")
 
         tracker = None
         if options.target_examples:
@@ -581,7 +730,7 @@ def run(
             num_retries=max(0, options.num_retries),
             request_timeout=options.request_timeout,
             backoff_base=options.retry_backoff,
-            max_retry_after=options.max_retry_wait,
+            max_retry_after=options.max_retry_after,
             retry_budget=options.max_total_retries or max(50, expected_requests // 4),
             max_consecutive_failures=options.max_consecutive_failures or max(20, 2 * options.max_concurrency),
             seed=options.seed,
@@ -591,6 +740,10 @@ def run(
         gateway_box: dict = {}
         stop_reason: list[str] = []
         last_report = [time.monotonic()]
+        # The first rows (input order) this run starts, and how each ended ("running", "ok" or the failure):
+        # all failed alike, and no row succeeded anywhere, means every row would fail alike.
+        first_rows: dict[str, object] = {}
+        same_failure: list[str] = []
 
         def should_start(active_rows: int) -> bool:
             gateway = gateway_box["gateway"]
@@ -603,8 +756,29 @@ def run(
                 return False
             return True
 
+        def on_pause(asked: float, paused: float) -> None:
+            if progress:
+                capped = f", more than --max-retry-after {_seconds(options.max_retry_after)}" if asked > paused else ""
+                progress(f"[generate] the endpoint asked to wait {_seconds(asked)} (Retry-After{capped}): no request is sent for {_seconds(paused)}")
+
+        def check_same_failure(entry: dict) -> None:
+            limit = options.stop_after_same_failures
+            if not limit or entry["row_id"] not in first_rows or same_failure:
+                return
+            failed = entry["status"] == "failed" and entry["kind"] not in _NOT_ERRORS | {"context_length"}  # row-specific by nature
+            # the same way: the same kind and message, numbers aside (lengths, counts, ids vary by row)
+            first_rows[entry["row_id"]] = (entry["kind"], re.sub(r"\d+", "#", entry["reason"])) if failed else "ok"
+            outcomes = list(first_rows.values())
+            if len(outcomes) < limit or counts["done"] or not all(isinstance(o, tuple) for o in outcomes) or len(set(outcomes)) != 1:
+                return
+            same_failure.append(f"the first {limit} rows all failed the same way ({entry['kind']}: {entry['reason']})")
+            stop_reason[:] = ["same_failure"]
+            if progress:
+                progress(f"[generate] stopped: {same_failure[0]}; no other row is started, since each would fail alike")
+            raise StopRun(same_failure[0])
+
         async def main():
-            gateway = LLMGateway(policy, transport, api_base=endpoint.api_base)
+            gateway = LLMGateway(policy, transport, api_base=endpoint.api_base, on_pause=on_pause)
             gateway_box["gateway"] = gateway
             runner = FlowRunner(steps, gateway, seed=options.seed, max_group=options.batch_size)
 
@@ -622,14 +796,24 @@ def run(
                     last_report[0] = now
                     elapsed = now - started
                     target = f", {tracker.accepted}/{options.target_examples} pass the filter" if tracker else ""
+                    paused = gateway.paused_for()
+                    pause = f", paused {_seconds(paused)} more (the endpoint asked to wait {_seconds(gateway.retry_after_asked)})" if paused > 0 else ""
                     progress(
                         f"[generate {counts['done'] + counts['failed']}/{todo_rows}] {counts['conversations']} conversations{target}, "
                         f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
-                        f"{gateway.limiter.active} in flight, {elapsed:.0f}s"
+                        f"{gateway.limiter.active} in flight{pause}, {elapsed:.0f}s"
                     )
+                check_same_failure(entry)
 
-            todo = (row for row in rows() if not finished(row))
-            return await run_rows(runner, todo, on_row_done, max_active_rows=max(16, 4 * options.max_concurrency), should_start=should_start)
+            def todo() -> Iterator[dict]:
+                for row in rows():
+                    if "rejected" not in row and not finished(row):
+                        if len(first_rows) < options.stop_after_same_failures:
+                            first_rows.setdefault(row["row_id"], "running")
+                        yield row
+
+
+            return await run_rows(runner, todo(), on_row_done, max_active_rows=max(16, 4 * options.max_concurrency), should_start=should_start)
 
         try:
             with _terminate_gracefully():
@@ -644,11 +828,15 @@ def run(
         output_rows = failed_rows = not_started = 0
         seen_ids: set[str] = set()
         rows_failed_by_kind: Counter = Counter()
-        with AtomicWriter(out / CONVERSATIONS_FILE) as conversations_out, AtomicWriter(out / FAILED_FILE) as failed_out:
+        with AtomicFileSet(out, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
+            conversations_out, failed_out = files[CONVERSATIONS_FILE], files[FAILED_FILE]
             for row in rows():
-                entry = entries.get(row["row_id"])
+                if "rejected" in row:  # never sent
+                    entry = {"status": "failed", **row["rejected"], "block": ""}
+                else:
+                    entry = entries.get(row["row_id"])
                 if entry is None and stopped_early:
-                    not_started += 1  # never started: the target or the request budget was reached first
+                    not_started += 1  # never started (or cancelled): the run stopped first
                     continue
                 if entry is None:  # cannot happen after a complete run; never lose a row silently
                     entry = {"status": "failed", "kind": "not_run", "reason": "the row was not processed", "block": ""}
@@ -666,52 +854,62 @@ def run(
                         "chunk_id": row["chunk_id"],
                         "sample_index": row["sample_index"],
                         "kind": entry["kind"],
-                        "reason": entry["reason"],
+                        "reason": redact(entry["reason"]),
                         "block": entry.get("block", ""),
                     }
                     failed_out.write(dumps(failed) + "\n")
 
-        gateway = gateway_box.get("gateway")
-        request_stats = gateway.stats.as_dict() if gateway else {}
-        wall = time.monotonic() - started
-        engine_seconds = report.wall_seconds if report else 0.0
-        stats = {
-            "rows_done": total_rows - failed_rows - not_started,
-            "rows_resumed": resumed,
-            "rows_generated_this_run": counts["done"] + counts["failed"],
-            "rows_failed_by_kind": dict(sorted(rows_failed_by_kind.items())),
-            "rows_not_started": not_started,
-            "stopped_early": stopped_early,
-            "target_examples": options.target_examples,
-            "max_requests": options.max_requests,
-            "prefilter_accepted": tracker.accepted if tracker else None,
-            **request_stats,
-            "max_concurrency": options.max_concurrency,
-            "num_shards": options.num_shards,
-            "rows_per_block_call": round(report.rows_per_block_call, 2) if report else 0.0,
-            "generation_seconds": round(engine_seconds, 3),
-            "requests_per_second": round(request_stats.get("requests", 0) / engine_seconds, 3) if engine_seconds > 0 else 0.0,
-            "mean_in_flight": round(report.mean_in_flight, 3) if report else 0.0,
-            "max_in_flight": report.max_in_flight if report else 0,
-            "wall_time_seconds": round(wall, 3),
-            "checkpoint_dir": None if temporary else str(checkpoint.directory),
-        }
-        result = GenerateResult(
-            input_rows=total_rows,
-            output_rows=output_rows,
-            failed_rows=failed_rows,
-            execution_time_seconds=wall,
-            flow_id=flow_id,
-            model=endpoint.model,
-            stats=stats,
-        )
-        write_json(out / METRICS_FILE, result.metrics())
+            gateway = gateway_box.get("gateway")
+            request_stats = gateway.stats.as_dict() if gateway else {}
+            wall = time.monotonic() - started
+            engine_seconds = report.wall_seconds if report else 0.0
+            stats = {
+                "rows_done": total_rows - failed_rows - not_started,
+                "rows_resumed": resumed,
+                "rows_generated_this_run": counts["done"] + counts["failed"],
+                "rows_failed_by_kind": dict(sorted(rows_failed_by_kind.items())),
+                "rows_rejected": rejected_rows,
+                "rows_not_started": not_started,
+                "stopped_early": stopped_early,
+                "target_examples": options.target_examples,
+                "max_requests": options.max_requests,
+                "prefilter_accepted": tracker.accepted if tracker else None,
+                **request_stats,
+                "max_concurrency": options.max_concurrency,
+                "num_shards": options.num_shards,
+                "rows_per_block_call": round(report.rows_per_block_call, 2) if report else 0.0,
+                "generation_seconds": round(engine_seconds, 3),
+                "requests_per_second": round(request_stats.get("requests", 0) / engine_seconds, 3) if engine_seconds > 0 else 0.0,
+                "mean_in_flight": round(report.mean_in_flight, 3) if report else 0.0,
+                "max_in_flight": report.max_in_flight if report else 0,
+                "wall_time_seconds": round(wall, 3),
+                "checkpoint_dir": None if temporary else str(checkpoint.directory),
+            }
+            result = GenerateResult(
+                input_rows=total_rows,
+                output_rows=output_rows,
+                failed_rows=failed_rows,
+                execution_time_seconds=wall,
+                flow_id=flow_id,
+                model=endpoint.model,
+                stats=stats,
+            )
+            _write_metrics(files[METRICS_FILE], result.metrics())
         if progress:
             progress(
                 f"[generate {total_rows}/{total_rows}] {output_rows} conversations, {failed_rows} failed, "
-                + (f"{not_started} not started ({stopped_early} reached), " if stopped_early else "")
+                + (f"{not_started} not started ({stopped_early} reached), " if stopped_early and stopped_early != "same_failure" else "")
+                + (f"{not_started} not started or cancelled (stopped: the first rows all failed alike), " if stopped_early == "same_failure" else "")
                 + f"{stats['requests_per_second']:.1f} req/s, {wall:.0f}s"
             )
+        error_rows = sum(n for kind, n in rows_failed_by_kind.items() if kind not in _NOT_ERRORS)
+        if not output_rows and error_rows:
+            where = out / FAILED_FILE
+            if same_failure:
+                nothing_generated = f"no conversation from {input_path}: {same_failure[0]}, so the run stopped; fix that (the rows are in {where}) and run again"
+            else:
+                kinds = ", ".join(f"{k} {v}" for k, v in sorted(rows_failed_by_kind.items()))
+                nothing_generated = f"no conversation from {input_path}: all {failed_rows} rows failed ({kinds}); fix the cause given in {where} and run again"
     except BaseException:
         checkpoint.close()
         raise
@@ -719,18 +917,22 @@ def run(
         checkpoint.remove()
     else:
         checkpoint.close()
+    if nothing_generated:
+        raise NothingGenerated(nothing_generated, result)
     return result
+
+
+def _write_metrics(handle, metrics: dict) -> None:
+    """generate_metrics.json as records.write_json writes JSON."""
+    json.dump(metrics, handle, ensure_ascii=False, indent=2, sort_keys=True)
+    handle.write("\n")
 
 
 def write_nothing_generated(output_dir: str | os.PathLike[str], reason: str) -> GenerateResult:
     """Empty outputs for a run that sends no request (the pipeline's estimate-only mode), saying why."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (CONVERSATIONS_FILE, FAILED_FILE):
-        with AtomicWriter(out / name):
-            pass
     result = GenerateResult(0, 0, 0, 0.0, flow_id="", model="", stats={"skipped": reason})
-    write_json(out / METRICS_FILE, result.metrics())
+    with AtomicFileSet(output_dir, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
+        _write_metrics(files[METRICS_FILE], result.metrics())
     return result
 
 
@@ -788,18 +990,18 @@ def merge(shard_dirs: Sequence[str | os.PathLike[str]], output_dir: str | os.Pat
         where = record.get("metadata", record)  # conversations keep it in metadata, failed rows at the top
         return positions.get(str(where.get("chunk_id")), last), int(where.get("sample_index", 0))
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     dirs = [Path(d) for d in shard_dirs]
-    for name in (CONVERSATIONS_FILE, FAILED_FILE):
-        seen: set[str] = set()
-        with AtomicWriter(out / name) as handle:
+    for folder in dirs:
+        check_complete(folder)  # a shard whose writer was killed while replacing its files
+    result = GenerateResult.from_metrics(_combine_metrics([read_json(d / METRICS_FILE) for d in dirs]))
+    with AtomicFileSet(output_dir, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
+        for name in (CONVERSATIONS_FILE, FAILED_FILE):
+            seen: set[str] = set()
             for record in heapq.merge(*(read_jsonl(d / name) for d in dirs), key=order):
                 key = record.get("id") or record.get("row_id")
                 if key in seen:
                     continue
                 seen.add(key)
-                handle.write(dumps(record) + "\n")
-    result = GenerateResult.from_metrics(_combine_metrics([read_json(d / METRICS_FILE) for d in dirs]))
-    write_json(out / METRICS_FILE, result.metrics())
+                files[name].write(dumps(record) + "\n")
+        _write_metrics(files[METRICS_FILE], result.metrics())
     return result

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .endpoint import redact
 from .generation_errors import EndpointUnavailable
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,16 @@ class RequestPolicy:
     request_timeout: float = 120.0
     backoff_base: float = 1.0  # first retry waits ~base seconds (jittered), doubling each time
     backoff_max: float = 30.0
-    max_retry_after: float = 60.0  # a server asking for a longer pause gets this much
+    max_retry_after: float = 60.0  # cap on a server's Retry-After: a server asking for a longer pause gets this much
     retry_budget: int = 100  # retries for the whole run: no retry storm against a failing endpoint
     max_consecutive_failures: int = 50  # endpoint-kind failures in a row (no success between) stop the run
     seed: int | None = None  # per-request sampling seed derived from it (reproducible generations on vLLM)
     max_requests: int = 0  # hard cap on attempts sent for the whole run (0 = none); beyond it a request fails as request_budget
+
+
+class StopRun(Exception):
+    """Raised by a row-done callback to end the run early: no new row starts, rows in the flow are
+    cancelled (they are not recorded), and :func:`run_rows` returns with ``stopped_early``."""
 
 
 class RequestFailure(Exception):
@@ -213,7 +219,8 @@ def _retry_after_seconds(exc: BaseException) -> float | None:
 
 
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    """One line of an error text, credentials redacted (before it is cut), at most ``limit`` characters."""
+    text = " ".join(redact(text).split())
     for prefix in ("litellm.", "OpenAIException - "):
         text = text.replace(prefix, "")
     return text[:limit]
@@ -259,14 +266,16 @@ class LLMGateway:
     and closed by :func:`run_rows` inside the run's event loop.
     """
 
-    def __init__(self, policy: RequestPolicy, transport, api_base: str = ""):
+    def __init__(self, policy: RequestPolicy, transport, api_base: str = "", on_pause: Callable[[float, float], None] | None = None):
         self.policy = policy
+        self.on_pause = on_pause  # called (seconds asked, seconds paused) when a Retry-After starts a pause
         self.transport = transport
         self.api_base = api_base
         self.limiter = PriorityLimiter(policy.max_concurrency)
         self.stats = RunStats()
         self.retry_budget = policy.retry_budget
         self._not_before = 0.0  # a 429's Retry-After pauses every request until then
+        self.retry_after_asked = 0.0  # the Retry-After of the pause in effect (or the last one), in seconds
         self._consecutive_failures = 0
         self._rng = random.Random(policy.seed)
         self.aborted: EndpointUnavailable | None = None
@@ -274,6 +283,22 @@ class LLMGateway:
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.policy.backoff_max, self.policy.backoff_base * (2**attempt))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread out, never zero
+
+    def paused_for(self) -> float:
+        """Seconds left of a pause the endpoint asked for (Retry-After), 0 when none is in effect."""
+        return max(0.0, self._not_before - time.monotonic())
+
+    def _pause(self, retry_after: float) -> None:
+        """Hold every request for the server's Retry-After, at most ``policy.max_retry_after`` seconds."""
+        pause = min(retry_after, self.policy.max_retry_after)
+        now = time.monotonic()
+        starts = self._not_before <= now  # not already paused: a new pause, worth a word
+        self._not_before = max(self._not_before, now + pause)
+        self.stats.rate_limit_pauses += 1
+        if starts and pause > 0:
+            self.retry_after_asked = retry_after
+            if self.on_pause is not None:
+                self.on_pause(retry_after, pause)
 
     def _record_failure(self, failure: RequestFailure) -> None:
         self.stats.failures_by_kind[failure.kind] += 1
@@ -323,7 +348,7 @@ class LLMGateway:
                 kind, status, retry_after, reason = exc.kind, exc.status, exc.retry_after, exc.reason
             except Exception as exc:  # litellm's exceptions (or a transport bug): classified, reported per row
                 kind, status, retry_after = classify(exc)
-                reason = _short(str(exc) or exc.__class__.__name__)
+                reason = str(exc) or exc.__class__.__name__
             else:
                 self.stats.succeeded += 1
                 self.stats.latency_sum += time.monotonic() - started
@@ -335,11 +360,10 @@ class LLMGateway:
                 return response
             finally:
                 self.limiter.release(units)
+            reason = _short(reason)  # an endpoint or proxy may echo the request's headers: no key is stored or printed
             self.stats.errors_by_kind[kind] += 1
             if kind == "rate_limited" and retry_after:
-                pause = min(retry_after, self.policy.max_retry_after)
-                self._not_before = max(self._not_before, time.monotonic() + pause)
-                self.stats.rate_limit_pauses += 1
+                self._pause(retry_after)
             if kind not in RETRYABLE or attempt >= self.policy.num_retries:
                 failure = RequestFailure(kind, reason, attempt + 1, status)
                 self._record_failure(failure)
@@ -697,7 +721,8 @@ async def run_rows(
     once by a request waiting in another (the limiter keeps the in-flight count at its limit).
     ``should_start(active_rows)`` is asked before each new row; while it says no, the scheduler waits
     for rows in the flow to finish and asks again; a no with no row in the flow ends the run
-    (``SchedulerReport.stopped_early``).
+    (``SchedulerReport.stopped_early``). ``on_row_done`` raising :class:`StopRun` ends it at once:
+    the rows still in the flow are cancelled and not reported.
     """
     gateway = runner.gateway
     await gateway.transport.start()
@@ -715,6 +740,7 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows, should_start) ->
     slot_freed = asyncio.Event()
     tasks: set[asyncio.Task] = set()
     error: list[BaseException] = []
+    stopped: list[StopRun] = []  # a callback ended the run early
     stopped_early = False
 
     async def one(order: int, row: dict) -> None:
@@ -724,6 +750,8 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows, should_start) ->
             await on_row_done(row, result)
         except asyncio.CancelledError:
             raise
+        except StopRun as stop:
+            stopped.append(stop)
         except BaseException as exc:  # an abort or a bug: stop the run, re-raised below
             error.append(exc)
         finally:
@@ -732,27 +760,27 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows, should_start) ->
 
     try:
         for order, row in enumerate(rows):
-            while active >= max_active_rows and not error:
+            while active >= max_active_rows and not error and not stopped:
                 slot_freed.clear()
                 await slot_freed.wait()
-            if error:
+            if error or stopped:
                 break
             # A "no" while rows are still in the flow may turn into a "yes" once they finish
             # (fewer accepted than expected, budget left): wait for them before giving up.
-            while should_start is not None and not should_start(active) and not error:
+            while should_start is not None and not should_start(active) and not error and not stopped:
                 if active == 0:
                     stopped_early = True
                     break
                 slot_freed.clear()
                 await slot_freed.wait()
-            if stopped_early or error:
+            if stopped_early or error or stopped:
                 break
             active += 1
             task = asyncio.create_task(one(order, row))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         gateway.limiter.drain()
-        while active > 0 and not error:
+        while active > 0 and not error and not stopped:
             slot_freed.clear()
             await slot_freed.wait()
     finally:
@@ -762,6 +790,7 @@ async def _run_rows(runner, rows, on_row_done, max_active_rows, should_start) ->
             await asyncio.gather(*tasks, return_exceptions=True)
     if error:
         raise error[0]
+    stopped_early = stopped_early or bool(stopped)
     calls = sum(s.calls for s in runner.segments)
     return SchedulerReport(
         wall_seconds=time.monotonic() - started,

@@ -9,3 +9,12 @@ class GenerateError(RuntimeError):
 
 class EndpointUnavailable(GenerateError):
     """The endpoint failed so many requests in a row that the run stopped (its progress is checkpointed)."""
+
+
+class NothingGenerated(GenerateError):
+    """Rows failed and none produced a conversation; the outputs (failed.jsonl, metrics) were written
+    first, and ``result`` is what they hold."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
