@@ -22,6 +22,8 @@ def estimate_generation(
     runtime_params: str = "",
     columns: str = "",
     request_timeout: float = 120.0,
+    max_retry_after: float = 60.0,
+    max_chunk_chars: int = 20000,
     rules_path: str = "",
     require_question: bool = True,
     language: str = "",
@@ -48,6 +50,8 @@ def estimate_generation(
         runtime_params: As generate_conversations.
         columns: As generate_conversations.
         request_timeout: As generate_conversations.
+        max_retry_after: As generate_conversations.
+        max_chunk_chars: As generate_conversations; longer chunks are not counted.
         rules_path: Quality-filter rules the acceptance is measured with (empty = packaged rules).
         require_question: As filter_conversations.
         language: As filter_conversations.
@@ -71,6 +75,8 @@ def estimate_generation(
             runtime_params=generate.load_runtime_params(runtime_params) if runtime_params else None,
             columns=generate.parse_columns(columns) if columns else None,
             request_timeout=request_timeout,
+            max_retry_after=max_retry_after,
+            max_chunk_chars=max_chunk_chars,
         ),
         filter_options=FilterOptions(
             rules_path=rules_path or None, require_question=require_question, language=language or None, check_leakage=check_leakage, dedup=False

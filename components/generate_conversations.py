@@ -24,6 +24,8 @@ def generate_conversations(
     columns: str = "",
     num_retries: int = 3,
     request_timeout: float = 120.0,
+    max_retry_after: float = 60.0,
+    max_chunk_chars: int = 20000,
     shard_index: int = 0,
     num_shards: int = 1,
     target_examples: int = 0,
@@ -56,6 +58,8 @@ def generate_conversations(
         columns: JSON object of constant values for flow columns chunks do not provide.
         num_retries: Retries per request before its row fails.
         request_timeout: Seconds per request.
+        max_retry_after: Longest pause, in seconds, a server's Retry-After may impose on all requests (0 = no pause).
+        max_chunk_chars: Chunks with longer text are not sent; their rows are recorded in failed.jsonl as chunk_too_large (0 = no limit).
         shard_index: This task's shard (chunks at positions shard_index + k * num_shards).
         num_shards: Generation tasks in the run; max_concurrency, target_examples and max_requests are shared among them.
         target_examples: Stop starting rows once this many conversations pass the quality filter's deterministic layers (0 = all rows), for all shards together.
@@ -99,6 +103,8 @@ def generate_conversations(
         columns=stage.parse_columns(columns) if columns else None,
         num_retries=num_retries,
         request_timeout=request_timeout,
+        max_retry_after=max_retry_after,
+        max_chunk_chars=max_chunk_chars,
         target_examples=target_examples,
         max_requests=max_requests,
         target_filter=FilterOptions(

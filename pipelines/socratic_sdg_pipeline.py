@@ -74,6 +74,8 @@ def socratic_sdg_pipeline(
     generate_columns: str = "",
     generate_num_retries: int = 3,
     generate_request_timeout: float = 120.0,
+    generate_max_retry_after: float = 60.0,
+    generate_max_chunk_chars: int = 20000,
     filter_rules_path: str = "",
     filter_require_question: bool = True,
     filter_language: str = "",
@@ -133,6 +135,8 @@ def socratic_sdg_pipeline(
         generate_columns: JSON object of constant values for flow columns that chunks do not provide.
         generate_num_retries: Retries per request (backoff with jitter, Retry-After honoured) before its row is recorded as failed.
         generate_request_timeout: Seconds per request to the endpoint.
+        generate_max_retry_after: Longest pause, in seconds, an endpoint's Retry-After may impose on all generation requests (the progress log says when it asks); 0 = no pause.
+        generate_max_chunk_chars: Chunks with longer text are not sent to the endpoint; their rows are recorded as chunk_too_large (0 = no limit).
         filter_rules_path: Quality-filter rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
         filter_require_question: Reject conversations whose last tutor turn does not ask a question.
         filter_language: Reject turns not in this language (e.g. en); empty = no language check.
@@ -206,6 +210,8 @@ def socratic_sdg_pipeline(
         runtime_params=generate_runtime_params,
         columns=generate_columns,
         request_timeout=generate_request_timeout,
+        max_retry_after=generate_max_retry_after,
+        max_chunk_chars=generate_max_chunk_chars,
         rules_path=filter_rules_path,
         require_question=filter_require_question,
         language=filter_language,
