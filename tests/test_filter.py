@@ -691,3 +691,16 @@ def test_stale_temp_files_of_the_outputs_are_removed_on_start(tmp_path: Path) ->
         path.write_bytes(b"x" * 1000)
     quality_filter.run(source, out, FilterOptions())
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+def test_a_huge_message_is_rejected_before_any_check_runs():
+    rules = quality_filter.load_rules()
+    huge = "I have a question about 2x + 3 = 11. " * 1_500_000  # ~55 MB student turn
+    record = {"messages": [{"role": "user", "content": huge}, {"role": "assistant", "content": "What could you undo first?"}]}
+    reasons = quality_filter.check_record(record, rules, FilterOptions())
+    assert [r["code"] for r in reasons] == ["message_too_long"]  # and nothing else ran (it took 16 s)
+    assert "message 1 (user) has 55,500,000 characters, more than max_message_chars 100,000" in reasons[0]["detail"]
+    assert quality_filter.check_record({**record, "messages": [record["messages"][0] | {"content": "x + 1 = 2?"}, record["messages"][1]]},
+                        rules, FilterOptions()) == []
+    with pytest.raises(ValueError, match="max_message_chars"):
+        FilterOptions(max_message_chars=-1)

@@ -178,6 +178,7 @@ def _filter_options(args, **overrides):
         graded_turns=args.graded_turns,
         min_turn_chars=args.min_turn_chars,
         max_turn_chars=args.max_turn_chars,
+        max_message_chars=args.max_message_chars,
         min_green_score=args.min_green_score,
         language=args.language,
         check_format=not args.no_format_checks,
@@ -401,6 +402,8 @@ def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "al
                         help=f"tutor turns graded: all (each is a training target) or last (earlier turns are context); default {graded_turns}")
     layers.add_argument("--min-turn-chars", type=int, default=10, help="shortest tutor turn in characters (default 10)")
     layers.add_argument("--max-turn-chars", type=int, default=2000, help="longest tutor turn (default 2000)")
+    layers.add_argument("--max-message-chars", type=int, default=100_000,
+                        help="any longer message rejects its record before the checks run (default 100000; 0 = no limit)")
     layers.add_argument("--min-green-score", type=int, default=0, help="guiding moves (green flags) a final tutor turn needs (default 0)")
     layers.add_argument("--language", help="reject turns not in this language (e.g. en); off by default")
     dedup = p.add_argument_group("dedup")

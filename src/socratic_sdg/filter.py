@@ -79,6 +79,7 @@ BAD_ROLES = "bad_roles"
 EMPTY_TURN = "empty_turn"
 TURN_TOO_SHORT = "turn_too_short"
 TURN_TOO_LONG = "turn_too_long"
+MESSAGE_TOO_LONG = "message_too_long"
 WRONG_LANGUAGE = "wrong_language"
 NO_GUIDING_QUESTION = "no_guiding_question"
 LOW_GREEN_SCORE = "low_green_score"
@@ -109,6 +110,9 @@ class FilterOptions:
     # format
     min_turn_chars: int = 10  # "What is 6 × 2?" is a whole Socratic move; shorter is a broken generation
     max_turn_chars: int = 2000
+    # Any message (student turns too) longer than this rejects the record before a pattern runs:
+    # a 50 MB turn took 16 s and 1.9 GB through the checks. 0 = no limit.
+    max_message_chars: int = 100_000
     check_format: bool = True  # pattern checks and length bounds; the dialogue structure is always checked
     language: str | None = None  # e.g. "en": reject tutor turns written in another language
     # rules
@@ -155,6 +159,8 @@ class FilterOptions:
                 f"FilterOptions needs 0 <= min_turn_chars <= max_turn_chars, "
                 f"got {self.min_turn_chars} and {self.max_turn_chars}."
             )
+        if self.max_message_chars < 0:
+            raise ValueError(f"FilterOptions.max_message_chars must be >= 0 (0 = no limit), got {self.max_message_chars}.")
         if self.min_green_score < 0:
             raise ValueError(f"FilterOptions.min_green_score must be >= 0, got {self.min_green_score}.")
         if self.graded_turns not in ("all", "last"):
@@ -800,6 +806,13 @@ def _evaluate(
             ))
     if malformed:
         return reasons, quality  # roles and contents cannot be trusted past this point
+    if opts.max_message_chars:
+        for index, message in enumerate(messages):
+            if len(message["content"]) > opts.max_message_chars:
+                reasons.append(_reason(MESSAGE_TOO_LONG, "format", (
+                    f"{_where(index, message['role'])} has {len(message['content']):,} characters, more than "
+                    f"max_message_chars {opts.max_message_chars:,}; not checked further")))
+                return reasons, quality
 
     roles = [message["role"] for message in messages]
     problem = _role_problem(roles)
