@@ -388,8 +388,8 @@ def _add_generation_arguments(p: argparse.ArgumentParser) -> None:
     target.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer")
 
 
-def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "all") -> None:
-    """The filter's options, shared by `filter` and `evaluate`."""
+def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "all", dedup: bool = True) -> None:
+    """The filter's options, shared by `filter` and `evaluate` (which has no dedup: see cmd_evaluate)."""
     p.add_argument("--rules", help="rules YAML (default: the packaged rules)")
     p.add_argument("--chunks", help="chunks.jsonl: the source passages, for the judge's grounding score and problem-aware leakage")
     layers = p.add_argument_group("layers")
@@ -406,6 +406,15 @@ def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "al
                         help="any longer message rejects its record before the checks run (default 100000; 0 = no limit)")
     layers.add_argument("--min-green-score", type=int, default=0, help="guiding moves (green flags) a final tutor turn needs (default 0)")
     layers.add_argument("--language", help="reject turns not in this language (e.g. en); off by default")
+    if not dedup:
+        p.set_defaults(no_dedup=True, no_dedup_questions=False, no_dedup_conversations=False, exact_dedup_only=False,
+                       dedup_question_threshold=0.8, dedup_conversation_threshold=0.8)
+    else:
+        _add_dedup_arguments(p)
+    _add_judge_arguments(p)
+
+
+def _add_dedup_arguments(p: argparse.ArgumentParser) -> None:
     dedup = p.add_argument_group("dedup")
     dedup.add_argument("--no-dedup", action="store_true", help="keep duplicates")
     dedup.add_argument("--no-dedup-questions", action="store_true", help="do not deduplicate student questions")
@@ -413,6 +422,9 @@ def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "al
     dedup.add_argument("--exact-dedup-only", action="store_true", help="exact duplicates only, no MinHash near-duplicates")
     dedup.add_argument("--dedup-question-threshold", type=float, default=0.8, help="near-duplicate similarity for questions (default 0.8)")
     dedup.add_argument("--dedup-conversation-threshold", type=float, default=0.8, help="near-duplicate similarity for conversations (default 0.8)")
+
+
+def _add_judge_arguments(p: argparse.ArgumentParser) -> None:
     judge = p.add_argument_group("LLM judge (optional; endpoint from LLM_API_BASE / LLM_API_KEY / LLM_MODEL)")
     judge.add_argument("--judge", action="store_true", help="score accepted records with the LLM judge")
     judge.add_argument("--judge-endpoint", help="judge base URL (switches the judge on; default $LLM_API_BASE)")
@@ -527,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=20, help="misjudged replies listed per kind in evaluation.json (default 20)")
     p.add_argument("--sample", type=int, default=0,
                    help="evaluate N replies spread over the set (a quick judge check; default 0 = all)")
-    _add_filter_arguments(p, graded_turns="last")
+    _add_filter_arguments(p, graded_turns="last", dedup=False)
     p.set_defaults(func=cmd_evaluate)
 
     p = _add(sub, "export", "Write train.jsonl and validation.jsonl (chat messages format).", """
