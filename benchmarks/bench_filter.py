@@ -31,18 +31,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from socratic_sdg import filter as quality_filter  # noqa: E402
-from socratic_sdg import filter_eval, filter_leakage, filter_math  # noqa: E402
-from socratic_sdg.filter_dedup import DedupCandidate, Deduplicator, DedupOptions  # noqa: E402
+from socratic_sdg import filter as quality_filter
+from socratic_sdg import filter_leakage, filter_math
+from socratic_sdg.testing import filter_eval
+from socratic_sdg.filter_dedup import DedupCandidate, Deduplicator, DedupOptions
 
 EVAL_DIR = ROOT / "tests" / "data" / "filter_eval"
 

@@ -4,7 +4,7 @@ and variable latency, compared with running the same flow through plain sdg_hub.
     .venv/bin/python benchmarks/bench_generate.py                 # defaults below, ~2 minutes
     .venv/bin/python benchmarks/bench_generate.py --rows 120 --cap 32 --latency 0.5:1.5 --flow socratic-multi-turn
 
-The simulated endpoint (tests/fake_openai.py in its own process) serves at most ``--cap`` requests at
+The simulated endpoint (socratic_sdg.testing.fake_openai in its own process) serves at most ``--cap`` requests at
 once, each taking a uniformly random ``--latency`` (extra requests queue, as in vLLM's scheduler);
 its capacity is ``cap / mean latency`` requests per second. Each contender gets the same rows and
 ``max_concurrency = cap`` and checkpoints as it goes:
@@ -53,7 +53,7 @@ endpoint_stats = _stats  # the simulator's counters (requests, completed, tokens
 
 
 def start_endpoint(latency: str, cap: int, replies: str | None = None, log_requests: bool = True) -> tuple[subprocess.Popen, str]:
-    """Start the simulated endpoint (tests/fake_openai.py) in its own process: ``(process, api_base)``.
+    """Start the simulated endpoint (socratic_sdg.testing.fake_openai) in its own process: ``(process, api_base)``.
 
     ``latency`` is ``LOW:HIGH`` seconds (or one number), ``cap`` the server-side concurrency cap.
     ``replies`` (``path/to/file.py:function``) replaces the simulator's canned replies: the function
@@ -62,7 +62,7 @@ def start_endpoint(latency: str, cap: int, replies: str | None = None, log_reque
     ``calls``), so its memory stays flat over long runs. Stop it with ``process.kill()``.
     """
     if replies is None and log_requests:
-        command = [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--latency", latency, "--max-concurrent", str(cap)]
+        command = [sys.executable, "-m", "socratic_sdg.testing.fake_openai", "--latency", latency, "--max-concurrent", str(cap)]
     else:
         command = [sys.executable, str(Path(__file__).resolve()), "serve", "--latency", latency, "--max-concurrent", str(cap)]
         command += (["--replies", replies] if replies else []) + ([] if log_requests else ["--no-log"])
@@ -86,8 +86,7 @@ def serve(argv: list[str]) -> None:
     """``bench_generate.py serve``: the simulated endpoint with pluggable replies (see start_endpoint)."""
     import importlib.util
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    import fake_openai
+    from socratic_sdg.testing import fake_openai
 
     parser = argparse.ArgumentParser(prog="bench_generate.py serve")
     parser.add_argument("--latency", default="0")

@@ -11,7 +11,7 @@ exercises are the same and dedup keeps them apart), in the chunk stage's record 
 (``chunk_id`` derived from the content, ``doc_id``, ``source``, ``headings``, ``pages``,
 ``num_tokens``, ``text``). The first N chunks of the larger size are the chunks of the smaller one.
 
-The endpoint is bench_generate.py's simulator (tests/fake_openai.py in its own process: at most
+The endpoint is bench_generate.py's simulator (socratic_sdg.testing.fake_openai in its own process: at most
 ``--concurrency`` requests served at once, each taking ``--latency`` seconds) with replies that look
 like a real model's for the ``socratic-single-turn`` flow: a student message about the chunk's
 exercise in the sampled persona's tone and request type, a reference answer with the result, and a

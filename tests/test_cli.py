@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_openai import TUTOR
+from socratic_sdg.testing.fake_openai import TUTOR
 
 from socratic_sdg import cli
 from socratic_sdg.records import read_jsonl

@@ -3,7 +3,7 @@ import os
 import shutil
 
 import pytest
-from bad_files import write_bad_corpus
+from socratic_sdg.testing.bad_files import write_bad_corpus
 
 from socratic_sdg import convert
 from socratic_sdg.records import read_jsonl
@@ -104,7 +104,7 @@ def test_standard_pipeline_with_models(tmp_path, samples_dir):
 
 
 def test_vlm_remote_pipeline_sends_pages_to_an_openai_compatible_endpoint(tmp_path, samples_dir, monkeypatch):
-    from fake_openai import STUDENT, FakeOpenAI
+    from socratic_sdg.testing.fake_openai import STUDENT, FakeOpenAI
 
     shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", tmp_path)  # 2 pages
     with FakeOpenAI(models=["granite-vision"]) as server:
@@ -128,7 +128,7 @@ def test_unknown_pipeline_is_refused():
 
 
 def test_a_file_past_the_timeout_fails_alone(tmp_path, samples_dir):
-    from convert_helpers import long_pdf
+    from socratic_sdg.testing.convert_helpers import long_pdf
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -141,7 +141,7 @@ def test_a_file_past_the_timeout_fails_alone(tmp_path, samples_dir):
 
 
 def test_a_crashing_worker_fails_only_its_file(tmp_path, samples_dir, monkeypatch):
-    import convert_helpers
+    from socratic_sdg.testing import convert_helpers
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -362,7 +362,7 @@ def test_vlm_remote_with_an_endpoint_that_does_not_answer_fails_after_the_check_
 
 
 def test_vlm_remote_names_the_models_the_endpoint_serves(tmp_path, samples_dir, monkeypatch):
-    from fake_openai import FakeOpenAI
+    from socratic_sdg.testing.fake_openai import FakeOpenAI
 
     shutil.copy(samples_dir / "rbt-formula-cheat-sheet.pdf", tmp_path)
     with FakeOpenAI(models=["granite-vision"]) as server:

@@ -4,7 +4,7 @@ against a real model server (llama.cpp + SmolLM2, what `make run` uses)."""
 import shutil
 
 import pytest
-from fake_openai import TUTOR
+from socratic_sdg.testing.fake_openai import TUTOR
 
 from socratic_sdg.pipelines.local_run import LocalRunOptions, run_locally
 from socratic_sdg.records import read_jsonl

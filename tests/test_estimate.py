@@ -2,8 +2,8 @@ import json
 import math
 
 import pytest
-from estimate_helpers import LEAK_MARKER, LeakyFakeOpenAI, endpoint, write_chunks
-from fake_openai import FakeOpenAI
+from socratic_sdg.testing.estimate_helpers import LEAK_MARKER, LeakyFakeOpenAI, endpoint, write_chunks
+from socratic_sdg.testing.fake_openai import FakeOpenAI
 
 from socratic_sdg import estimate
 from socratic_sdg.endpoint import EndpointConfig, EndpointError

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from socratic_sdg import filter as quality_filter
-from socratic_sdg import filter_eval
+from socratic_sdg.testing import filter_eval
 from socratic_sdg.filter import FilterOptions
 from socratic_sdg.filter_dedup import DedupCandidate, Deduplicator, DedupOptions, normalize_text
 

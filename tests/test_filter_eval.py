@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from socratic_sdg import filter_eval
+from socratic_sdg.testing import filter_eval
 from socratic_sdg.filter import FilterOptions
 
 EVAL_DIR = Path(__file__).parent / "data" / "filter_eval"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_openai import FakeOpenAI
+from socratic_sdg.testing.fake_openai import FakeOpenAI
 
 from socratic_sdg import filter as quality_filter
 from socratic_sdg import filter_judge as fj
@@ -676,7 +676,7 @@ def test_an_unparsable_judge_reply_echoing_the_key_is_redacted(monkeypatch) -> N
 
 
 def test_a_judge_endpoint_echoing_the_authorization_header_leaks_no_key(monkeypatch) -> None:
-    from fake_openai import Fault
+    from socratic_sdg.testing.fake_openai import Fault
 
     monkeypatch.delenv("LLM_API_KEY", raising=False)  # the key only in the options: redacted all the same
     with FakeOpenAI() as server:

@@ -11,7 +11,8 @@ import pytest
 import test_filter
 import test_filter_leakage
 from socratic_sdg import filter as quality_filter
-from socratic_sdg import filter_eval, filter_judge
+from socratic_sdg import filter_judge
+from socratic_sdg.testing import filter_eval
 
 EVAL_DIR = Path(__file__).parent / "data" / "filter_eval"
 

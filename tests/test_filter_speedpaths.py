@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from socratic_sdg import filter as quality_filter
-from socratic_sdg import filter_eval
+from socratic_sdg.testing import filter_eval
 from socratic_sdg import filter_leakage as leakage
 from socratic_sdg import filter_math as fm
 from socratic_sdg.filter import FilterOptions

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from fake_openai import REFERENCE, STUDENT, TUTOR, FakeOpenAI
+from socratic_sdg.testing.fake_openai import REFERENCE, STUDENT, TUTOR, FakeOpenAI
 
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig, EndpointError, check

@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from fake_openai import STUDENT, TUTOR, FakeOpenAI, Fault
+from socratic_sdg.testing.fake_openai import STUDENT, TUTOR, FakeOpenAI, Fault
 
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_openai import QUESTIONS, REFERENCE, STUDENT, STUDENT_ATTEMPT, STUDENT_FRUSTRATED, TUTOR, TUTOR_FOLLOWUP, FakeOpenAI
+from socratic_sdg.testing.fake_openai import QUESTIONS, REFERENCE, STUDENT, STUDENT_ATTEMPT, STUDENT_FRUSTRATED, TUTOR, TUTOR_FOLLOWUP, FakeOpenAI
 
 from socratic_sdg import flow_catalog, generate
 from socratic_sdg.endpoint import EndpointConfig

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from fake_openai import FakeOpenAI
+from socratic_sdg.testing.fake_openai import FakeOpenAI
 
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig

@@ -5,7 +5,7 @@ import json
 import re
 
 import pytest
-from fake_openai import TUTOR, FakeOpenAI
+from socratic_sdg.testing.fake_openai import TUTOR, FakeOpenAI
 
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig

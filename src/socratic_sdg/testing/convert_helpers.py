@@ -2,7 +2,7 @@
 
 import os
 
-from socratic_sdg import convert
+from .. import convert
 
 
 def crash_on_crash_me(options, cache_folder, conn):

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import filter as quality_filter
-from .filter_judge import JUDGE_LEAK_CODES
-from .evaluate import workshop_verdict
-from .filter_leakage import LEAK_CODES
+from .. import filter as quality_filter
+from ..filter_judge import JUDGE_LEAK_CODES
+from ..evaluate import workshop_verdict
+from ..filter_leakage import LEAK_CODES
 
 # A decision: (accepted, set of drop-reason codes).
 Decision = tuple[bool, set[str]]

@@ -16,7 +16,7 @@ the reply); the server sums what it reported in ``prompt_tokens`` / ``completion
 compare with the client's accounting.
 
 Run it in its own process (benchmarks, so it does not compete with the client for the GIL):
-``python tests/fake_openai.py --latency 0.1:0.3 --max-concurrent 16`` prints the base URL, then
+``python -m socratic_sdg.testing.fake_openai --latency 0.1:0.3 --max-concurrent 16`` prints the base URL, then
 serves; ``GET /stats`` returns the counters as JSON.
 """
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from fake_openai import TUTOR, FakeOpenAI
+from .fake_openai import TUTOR, FakeOpenAI
 
-from socratic_sdg.endpoint import EndpointConfig
-from socratic_sdg.records import write_jsonl
+from ..endpoint import EndpointConfig
+from ..records import write_jsonl
 
 LEAK_MARKER = "Leaky section"
 # States the fake reference answer's result ((2, 4)): the filter's leakage layer rejects it.
