@@ -86,6 +86,7 @@ run: setup
 	$(BIN)/socratic-sdg run --input $(INPUT) --output-dir $(OUTPUT) --max-chunks $(MAX_CHUNKS)
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 compile: $(VENV)/.installed

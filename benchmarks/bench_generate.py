@@ -120,7 +120,10 @@ def _chunks(n: int) -> list[dict]:
         "grad f = (df/dx, df/dy). It points in the direction of steepest ascent, and its length is the "
         "rate of increase in that direction. For f(x, y) = x^2 + y^2 the gradient is (2x, 2y). "
     )
-    return [{"chunk_id": f"chunk-{i}", "doc_id": "bench", "source": "bench.pdf", "text": f"Section {i}. {text}", "headings": ["Calculus", "Gradients"]} for i in range(n)]
+    return [
+        {"chunk_id": f"chunk-{i}", "doc_id": "bench", "source": "bench.pdf", "text": f"Section {i}. {text}", "headings": ["Calculus", "Gradients"]}
+        for i in range(n)
+    ]
 
 
 def _measure(label: str, api_base: str, requests_expected: int, capacity: float, fn) -> dict:

@@ -70,6 +70,7 @@ IMPORTS = {
 
 # --- synthetic chunks -------------------------------------------------------------------------
 
+
 def _term(coefficient: int, power: str = "") -> str:
     """A signed term for a polynomial after its first term: ' + 3x', ' - 7'."""
     sign = "-" if coefficient < 0 else "+"
@@ -80,12 +81,18 @@ def _linear(rng):
     a, x, b = rng.randint(2, 19), rng.randint(-30, 60), rng.choice([i for i in range(-90, 91) if i])
     c = a * x + b
     return {
-        "title": "Solving linear equations", "chapter": "Equations and inequalities",
-        "instruction": "Solve for x", "obj": f"{a}x{_term(b)} = {c}", "answer": f"x = {x}",
+        "title": "Solving linear equations",
+        "chapter": "Equations and inequalities",
+        "instruction": "Solve for x",
+        "obj": f"{a}x{_term(b)} = {c}",
+        "answer": f"x = {x}",
         "method": "Move the constant to the other side and divide both sides by the coefficient of x",
-        "example": (lambda a2, x2, b2: f"Example. Solve {a2}x{_term(b2)} = {a2 * x2 + b2}. Subtracting {b2} from both sides gives "
-                    f"{a2}x = {a2 * x2}, and dividing by {a2} gives x = {x2}. Check: {a2}({x2}){_term(b2)} = {a2 * x2 + b2}.")(
-            rng.randint(2, 12), rng.randint(-9, 20), rng.randint(1, 40)),
+        "example": (
+            lambda a2, x2, b2: (
+                f"Example. Solve {a2}x{_term(b2)} = {a2 * x2 + b2}. Subtracting {b2} from both sides gives "
+                f"{a2}x = {a2 * x2}, and dividing by {a2} gives x = {x2}. Check: {a2}({x2}){_term(b2)} = {a2 * x2 + b2}."
+            )
+        )(rng.randint(2, 12), rng.randint(-9, 20), rng.randint(1, 40)),
         "paragraphs": [
             "A linear equation in one unknown has the form ax + b = c with a not equal to zero. Solving it means finding "
             "every value of x that makes the two sides equal. Each step must keep the two sides balanced: whatever is done to "
@@ -109,13 +116,18 @@ def _quadratic(rng):
     p, q = rng.sample([i for i in range(-25, 26) if i], 2)
     s, prod = p + q, p * q
     return {
-        "title": "Quadratic equations by factoring", "chapter": "Polynomials",
-        "instruction": "Solve by factoring", "obj": f"x^2{_term(-s, 'x')}{_term(prod)} = 0" if s else f"x^2{_term(prod)} = 0",
+        "title": "Quadratic equations by factoring",
+        "chapter": "Polynomials",
+        "instruction": "Solve by factoring",
+        "obj": f"x^2{_term(-s, 'x')}{_term(prod)} = 0" if s else f"x^2{_term(prod)} = 0",
         "answer": f"x = {min(p, q)} or x = {max(p, q)}",
         "method": "Find two numbers whose product is the constant term and whose sum is minus the coefficient of x, and factor",
-        "example": (lambda r1, r2: f"Example. To solve x^2{_term(-(r1 + r2), 'x')}{_term(r1 * r2)} = 0, look for two numbers with product "
-                    f"{r1 * r2} and sum {r1 + r2}: they are {r1} and {r2}, so (x{_term(-r1)})(x{_term(-r2)}) = 0 and x = {r1} or x = {r2}.")(
-            rng.randint(1, 9), rng.randint(10, 19)),
+        "example": (
+            lambda r1, r2: (
+                f"Example. To solve x^2{_term(-(r1 + r2), 'x')}{_term(r1 * r2)} = 0, look for two numbers with product "
+                f"{r1 * r2} and sum {r1 + r2}: they are {r1} and {r2}, so (x{_term(-r1)})(x{_term(-r2)}) = 0 and x = {r1} or x = {r2}."
+            )
+        )(rng.randint(1, 9), rng.randint(10, 19)),
         "paragraphs": [
             "A quadratic equation x^2 + bx + c = 0 can often be solved by writing its left side as a product of two linear "
             "factors. If (x - r)(x - s) = 0, then expanding gives x^2 - (r + s)x + rs, so r and s are two numbers whose sum is "
@@ -139,12 +151,15 @@ def _derivative(rng):
     a, n, b, c, k = rng.randint(2, 9), rng.randint(2, 5), rng.randint(-12, 12) or 1, rng.randint(1, 40), rng.randint(-4, 6)
     value = a * n * k ** (n - 1) + b
     return {
-        "title": "The power rule", "chapter": "Differentiation",
-        "instruction": f"Differentiate and evaluate the derivative at x = {k}", "obj": f"f(x) = {a}x^{n}{_term(b, 'x')}{_term(c)}",
+        "title": "The power rule",
+        "chapter": "Differentiation",
+        "instruction": f"Differentiate and evaluate the derivative at x = {k}",
+        "obj": f"f(x) = {a}x^{n}{_term(b, 'x')}{_term(c)}",
         "answer": f"f'({k}) = {value}",
         "method": "Apply the power rule to each term, drop the constant, then substitute the point",
-        "example": (lambda a2, n2: f"Example. For g(x) = {a2}x^{n2} - 5x + 2, the power rule gives g'(x) = {a2 * n2}x^{n2 - 1} - 5, "
-                    f"so g'(1) = {a2 * n2 - 5}.")(rng.randint(2, 8), rng.randint(2, 6)),
+        "example": (lambda a2, n2: f"Example. For g(x) = {a2}x^{n2} - 5x + 2, the power rule gives g'(x) = {a2 * n2}x^{n2 - 1} - 5, so g'(1) = {a2 * n2 - 5}.")(
+            rng.randint(2, 8), rng.randint(2, 6)
+        ),
         "paragraphs": [
             "The derivative of a function measures its instantaneous rate of change. For powers of x there is a short rule: "
             "the derivative of x^n is n x^(n-1) for every integer n. A constant factor is carried along, and the derivative "
@@ -168,8 +183,10 @@ def _integral(rng):
     a, b, k = 2 * rng.randint(1, 9), rng.randint(-10, 15), rng.randint(2, 12)
     value = a * k * k // 2 + b * k
     return {
-        "title": "Definite integrals", "chapter": "Integration",
-        "instruction": f"Evaluate the integral from 0 to {k} of", "obj": f"{a}x{_term(b)} dx" if b else f"{a}x dx",
+        "title": "Definite integrals",
+        "chapter": "Integration",
+        "instruction": f"Evaluate the integral from 0 to {k} of",
+        "obj": f"{a}x{_term(b)} dx" if b else f"{a}x dx",
         "answer": f"the integral equals {value}",
         "method": "Find an antiderivative, evaluate it at the upper limit and at 0, and subtract",
         "example": (lambda m: f"Example. The integral from 0 to {m} of 2x dx is [x^2] from 0 to {m}, which is {m * m} - 0 = {m * m}.")(rng.randint(2, 15)),
@@ -195,11 +212,15 @@ def _integral(rng):
 def _gradient(rng):
     a, b, p, q = rng.randint(1, 9), rng.randint(1, 9), rng.randint(-6, 9), rng.randint(-6, 9)
     return {
-        "title": "The gradient", "chapter": "Functions of several variables",
-        "instruction": f"Find the gradient at ({p}, {q}) of", "obj": f"f(x, y) = {a}x^2 + {b}y^2",
+        "title": "The gradient",
+        "chapter": "Functions of several variables",
+        "instruction": f"Find the gradient at ({p}, {q}) of",
+        "obj": f"f(x, y) = {a}x^2 + {b}y^2",
         "answer": f"grad f({p}, {q}) = ({2 * a * p}, {2 * b * q})",
         "method": "Take the partial derivatives with respect to x and to y and evaluate both at the point",
-        "example": (lambda m: f"Example. For f(x, y) = x^2 + {m}y^2 the partial derivatives are 2x and {2 * m}y, so grad f(1, 1) = (2, {2 * m}).")(rng.randint(2, 9)),
+        "example": (lambda m: f"Example. For f(x, y) = x^2 + {m}y^2 the partial derivatives are 2x and {2 * m}y, so grad f(1, 1) = (2, {2 * m}).")(
+            rng.randint(2, 9)
+        ),
         "paragraphs": [
             "The gradient of a differentiable function f(x, y) is the vector of its partial derivatives, grad f = (df/dx, df/dy). "
             "Each partial derivative is computed by treating the other variable as a constant.",
@@ -220,11 +241,15 @@ def _gradient(rng):
 def _system(rng):
     x, y, a = rng.randint(-15, 25), rng.randint(-15, 25), rng.randint(2, 7)
     return {
-        "title": "Systems of two linear equations", "chapter": "Equations and inequalities",
-        "instruction": "Solve the system", "obj": f"x + y = {x + y} and {a}x - y = {a * x - y}",
+        "title": "Systems of two linear equations",
+        "chapter": "Equations and inequalities",
+        "instruction": "Solve the system",
+        "obj": f"x + y = {x + y} and {a}x - y = {a * x - y}",
         "answer": f"x = {x} and y = {y}",
         "method": "Add the two equations to eliminate y, solve for x, then substitute back to find y",
-        "example": (lambda m, n: f"Example. For x + y = {m + n} and x - y = {m - n}, adding gives 2x = {2 * m}, so x = {m}, and then y = {n}.")(rng.randint(1, 20), rng.randint(1, 20)),
+        "example": (lambda m, n: f"Example. For x + y = {m + n} and x - y = {m - n}, adding gives 2x = {2 * m}, so x = {m}, and then y = {n}.")(
+            rng.randint(1, 20), rng.randint(1, 20)
+        ),
         "paragraphs": [
             "A system of two linear equations in two unknowns asks for the pairs (x, y) that satisfy both equations at once. "
             "Geometrically each equation is a line, and a solution is a point where the lines meet.",
@@ -247,11 +272,15 @@ def _probability(rng):
     total, good = r + g + b, r + g
     d = gcd(good, total)
     return {
-        "title": "Equally likely outcomes", "chapter": "Probability",
-        "instruction": "Find the probability of drawing a red or a green ball from", "obj": f"a bag with {r} red, {g} green and {b} blue balls",
+        "title": "Equally likely outcomes",
+        "chapter": "Probability",
+        "instruction": "Find the probability of drawing a red or a green ball from",
+        "obj": f"a bag with {r} red, {g} green and {b} blue balls",
         "answer": f"P = {good // d}/{total // d}",
         "method": "Count the favourable balls and divide by the total number of balls",
-        "example": (lambda m, n: f"Example. A bag holds {m} white and {n} black marbles. The probability of drawing a white one is {m}/{m + n}.")(rng.randint(1, 9), rng.randint(1, 9)),
+        "example": (lambda m, n: f"Example. A bag holds {m} white and {n} black marbles. The probability of drawing a white one is {m}/{m + n}.")(
+            rng.randint(1, 9), rng.randint(1, 9)
+        ),
         "paragraphs": [
             "When every outcome of an experiment is equally likely, the probability of an event is the number of favourable "
             "outcomes divided by the total number of outcomes. Probabilities therefore lie between 0 and 1.",
@@ -274,11 +303,15 @@ def _pythagoras(rng):
     m = rng.randint(1, 40)
     a, b, c = (m * v for v in base)
     return {
-        "title": "The Pythagorean theorem", "chapter": "Geometry",
-        "instruction": "Find the hypotenuse of", "obj": f"a right triangle with legs {a} cm and {b} cm",
+        "title": "The Pythagorean theorem",
+        "chapter": "Geometry",
+        "instruction": "Find the hypotenuse of",
+        "obj": f"a right triangle with legs {a} cm and {b} cm",
         "answer": f"c = {c} cm",
         "method": "Square both legs, add the squares and take the square root",
-        "example": (lambda k: f"Example. A right triangle with legs {3 * k} and {4 * k} has hypotenuse sqrt({9 * k * k} + {16 * k * k}) = {5 * k}.")(rng.randint(1, 12)),
+        "example": (lambda k: f"Example. A right triangle with legs {3 * k} and {4 * k} has hypotenuse sqrt({9 * k * k} + {16 * k * k}) = {5 * k}.")(
+            rng.randint(1, 12)
+        ),
         "paragraphs": [
             "In a right triangle the side opposite the right angle is the hypotenuse, the longest side. The Pythagorean theorem "
             "states that the square of the hypotenuse equals the sum of the squares of the other two sides: a^2 + b^2 = c^2.",
@@ -298,11 +331,15 @@ def _pythagoras(rng):
 def _sequence(rng):
     a1, d, n = rng.randint(-20, 40), rng.choice([i for i in range(-9, 13) if i]), rng.randint(8, 120)
     return {
-        "title": "Arithmetic sequences", "chapter": "Sequences and series",
-        "instruction": f"Find term number {n} of", "obj": f"the arithmetic sequence {a1}, {a1 + d}, {a1 + 2 * d}, ...",
+        "title": "Arithmetic sequences",
+        "chapter": "Sequences and series",
+        "instruction": f"Find term number {n} of",
+        "obj": f"the arithmetic sequence {a1}, {a1 + d}, {a1 + 2 * d}, ...",
         "answer": f"a_{n} = {a1 + (n - 1) * d}",
         "method": "Find the common difference and use a_n = a_1 + (n - 1)d",
-        "example": (lambda s, t: f"Example. In 2, {2 + t}, {2 + 2 * t}, ... the common difference is {t}, so term {s} is 2 + {s - 1}*{t} = {2 + (s - 1) * t}.")(rng.randint(5, 40), rng.randint(2, 9)),
+        "example": (lambda s, t: f"Example. In 2, {2 + t}, {2 + 2 * t}, ... the common difference is {t}, so term {s} is 2 + {s - 1}*{t} = {2 + (s - 1) * t}.")(
+            rng.randint(5, 40), rng.randint(2, 9)
+        ),
         "paragraphs": [
             "An arithmetic sequence increases by the same amount at every step, its common difference d. Starting from a_1, the "
             "n-th term is a_n = a_1 + (n - 1)d: reaching term n takes n - 1 steps, not n.",
@@ -322,11 +359,15 @@ def _sequence(rng):
 def _limit(rng):
     k = rng.randint(2, 60)
     return {
-        "title": "Limits of rational functions", "chapter": "Limits and continuity",
-        "instruction": f"Find the limit as x approaches {k} of", "obj": f"(x^2 - {k * k}) / (x - {k})",
+        "title": "Limits of rational functions",
+        "chapter": "Limits and continuity",
+        "instruction": f"Find the limit as x approaches {k} of",
+        "obj": f"(x^2 - {k * k}) / (x - {k})",
         "answer": f"the limit is {2 * k}",
         "method": "Factor the numerator as a difference of squares, cancel the common factor, then substitute",
-        "example": (lambda m: f"Example. As x approaches {m}, (x^2 - {m * m})/(x - {m}) = x + {m} for x not equal to {m}, so the limit is {2 * m}.")(rng.randint(2, 9)),
+        "example": (lambda m: f"Example. As x approaches {m}, (x^2 - {m * m})/(x - {m}) = x + {m} for x not equal to {m}, so the limit is {2 * m}.")(
+            rng.randint(2, 9)
+        ),
         "paragraphs": [
             "Substituting the point into a rational function can give the indeterminate form 0/0. That does not mean the limit "
             "fails to exist; it means that numerator and denominator share a factor which has to be removed first.",
@@ -410,12 +451,30 @@ def write_chunks(path: Path, count: int) -> dict:
 _EXERCISE = re.compile(r"Exercise (\d+\.\d+)\. ([^:\n]+): ([^\n]+)\.\n")
 _ANSWER = re.compile(r"\(Answer to exercise [\d.]+: ([^\n]+)\.\)")
 _TOPIC_BY_INSTRUCTION: dict[str, dict] = {}
-_ACKS = ("Good question.", "Let's work through it together.", "You're on the right track.", "Nice attempt.",
-         "Let's slow down for a moment.", "I can see why this is confusing.", "That's a fair thing to ask.", "Okay, let's look at it.")
-_TONE_OPENERS = {"polite": "Hi, ", "anxious": "Sorry, this is probably a silly question, but ", "impatient": "Quick one: ",
-                 "tired": "Ugh, ", "overconfident": "Pretty sure this is easy, but ", "casual": "hey so "}
-_WEAK = ("Good effort! Does that make sense?", "Remember the method from the worked example. Keep going!",
-         "You need to use the rule from the passage on this one.", "Great job so far! Keep practising!")
+_ACKS = (
+    "Good question.",
+    "Let's work through it together.",
+    "You're on the right track.",
+    "Nice attempt.",
+    "Let's slow down for a moment.",
+    "I can see why this is confusing.",
+    "That's a fair thing to ask.",
+    "Okay, let's look at it.",
+)
+_TONE_OPENERS = {
+    "polite": "Hi, ",
+    "anxious": "Sorry, this is probably a silly question, but ",
+    "impatient": "Quick one: ",
+    "tired": "Ugh, ",
+    "overconfident": "Pretty sure this is easy, but ",
+    "casual": "hey so ",
+}
+_WEAK = (
+    "Good effort! Does that make sense?",
+    "Remember the method from the worked example. Keep going!",
+    "You need to use the rule from the passage on this one.",
+    "Great job so far! Keep practising!",
+)
 
 
 def _topic_for(instruction: str) -> dict | None:
@@ -437,7 +496,7 @@ def _wrong(answer: str) -> str:
     if not numbers:
         return answer + " plus something"
     last = numbers[-1]
-    return answer[: last.start()] + str(int(last.group()) + (3 if int(last.group()) % 2 else -2)) + answer[last.end():]
+    return answer[: last.start()] + str(int(last.group()) + (3 if int(last.group()) % 2 else -2)) + answer[last.end() :]
 
 
 def _value(result: str) -> str:
@@ -455,7 +514,11 @@ def simulated_reply(messages: list[dict]) -> str | None:
         return None
     number, instruction, obj = exercise.groups()
     result = answer.group(1)
-    topic = _topic_for(instruction) or {"method": "Work through it step by step", "guides": ["What is the first step for {obj}?"], "concept": "this method works"}
+    topic = _topic_for(instruction) or {
+        "method": "Work through it step by step",
+        "guides": ["What is the first step for {obj}?"],
+        "concept": "this method works",
+    }
     if "realistic messages from math students" in system:
         prompt = users[-1]
         tone = next((opener for key, opener in _TONE_OPENERS.items() if f"tone is {key}" in prompt), "")
@@ -489,6 +552,7 @@ def simulated_reply(messages: list[dict]) -> str | None:
 
 
 # --- stage processes --------------------------------------------------------------------------
+
 
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process (VmHWM; ru_maxrss as a fallback), in MB."""
@@ -547,12 +611,22 @@ def child(argv: list[str]) -> None:
 
         options = generate.GenerateOptions(flow_id=FLOW, max_concurrency=args.concurrency)
         endpoint = EndpointConfig(api_base=args.api_base, model="fake-model", api_key="bench")
-        result = generate.run(folder / "chunks" / "chunks.jsonl", folder / "conversations", options, endpoint,
-                              progress=lambda line: print(f"    {line}", file=sys.stderr, flush=True))
+        result = generate.run(
+            folder / "chunks" / "chunks.jsonl",
+            folder / "conversations",
+            options,
+            endpoint,
+            progress=lambda line: print(f"    {line}", file=sys.stderr, flush=True),
+        )
         metrics = result.metrics()
-        figures.update(records=result.input_rows, output=result.output_rows, failed=result.failed_rows,
-                       requests=metrics.get("requests", 0), requests_per_second=metrics.get("requests_per_second", 0.0),
-                       mean_in_flight=metrics.get("mean_in_flight", 0.0))
+        figures.update(
+            records=result.input_rows,
+            output=result.output_rows,
+            failed=result.failed_rows,
+            requests=metrics.get("requests", 0),
+            requests_per_second=metrics.get("requests_per_second", 0.0),
+            mean_in_flight=metrics.get("mean_in_flight", 0.0),
+        )
     elif stage == "filter":
         from socratic_sdg import filter as quality_filter
 
@@ -568,8 +642,7 @@ def child(argv: list[str]) -> None:
         collected = summary.collect(folder / "converted", folder / "chunks", folder / "conversations", folder / "filtered", folder / "dataset")
         summary.write(collected, folder / "dataset")
         report.write_reports(collected, folder / "dataset")
-        figures.update(records=result.train + result.validation, output=result.train + result.validation,
-                       train=result.train, validation=result.validation)
+        figures.update(records=result.train + result.validation, output=result.train + result.validation, train=result.train, validation=result.validation)
     else:
         raise SystemExit(f"unknown stage {stage!r}")
     figures["seconds"] = round(time.perf_counter() - started, 3)
@@ -587,6 +660,7 @@ def _run_child(args: list[str], timeout: float) -> dict:
 
 
 # --- the benchmark ----------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -612,8 +686,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "generate" in stages:
         server, api_base = start_endpoint(args.latency, args.concurrency, replies=f"{HERE}:simulated_reply", log_requests=False)
         low, high = (float(x) for x in args.latency.split(":"))
-        print(f"simulated endpoint: {args.concurrency} slots, latency {low * 1000:.0f}-{high * 1000:.0f} ms -> capacity "
-              f"{args.concurrency / ((low + high) / 2):,.0f} requests/s; flow {FLOW} (3 requests per chunk)")
+        print(
+            f"simulated endpoint: {args.concurrency} slots, latency {low * 1000:.0f}-{high * 1000:.0f} ms -> capacity "
+            f"{args.concurrency / ((low + high) / 2):,.0f} requests/s; flow {FLOW} (3 requests per chunk)"
+        )
     print(f"work folder: {work}\n", flush=True)
     try:
         baselines = {}
@@ -626,8 +702,11 @@ def main(argv: list[str] | None = None) -> dict:
             if not chunks.is_file() or sum(1 for _ in chunks.open()) != size:
                 started = time.perf_counter()
                 metrics = write_chunks(chunks, size)
-                print(f"[{size}] wrote {size:,} chunks ({metrics['tokens'] / size:.0f} tokens each on average, "
-                      f"{chunks.stat().st_size / 2**20:.1f} MB) in {time.perf_counter() - started:.1f} s", flush=True)
+                print(
+                    f"[{size}] wrote {size:,} chunks ({metrics['tokens'] / size:.0f} tokens each on average, "
+                    f"{chunks.stat().st_size / 2**20:.1f} MB) in {time.perf_counter() - started:.1f} s",
+                    flush=True,
+                )
             for stage in stages:
                 child_args = [stage, "--dir", str(folder), "--concurrency", str(args.concurrency)]
                 if stage == "generate":
@@ -661,14 +740,18 @@ def _detail(f: dict) -> str:
     line += f"  CPU {f['cpu_seconds']:6.1f} s"
     if f["stage"] == "generate":
         requests = max(1, f["requests"])
-        return line + (f"  {f['output']:,} conversations, {f['failed']} failed rows, {f['requests']:,} requests, "
-                       f"{f['requests_per_second']:,.0f} req/s, {f['mean_in_flight']:.1f} in flight on average; "
-                       f"CPU per request: client {1000 * f['cpu_seconds'] / requests:.2f} ms, simulator {1000 * f['server_cpu_seconds'] / requests:.2f} ms")
+        return line + (
+            f"  {f['output']:,} conversations, {f['failed']} failed rows, {f['requests']:,} requests, "
+            f"{f['requests_per_second']:,.0f} req/s, {f['mean_in_flight']:.1f} in flight on average; "
+            f"CPU per request: client {1000 * f['cpu_seconds'] / requests:.2f} ms, simulator {1000 * f['server_cpu_seconds'] / requests:.2f} ms"
+        )
     if f["stage"] == "filter":
         top = ", ".join(f"{k} {v}" for k, v in sorted(f["reasons"].items(), key=lambda kv: -kv[1])[:4])
         return line + f"  {f['output']:,} of {f['records']:,} accepted ({100 * f['output'] / max(1, f['records']):.0f}%); {top}"
-    return line + (f"  {f['train']:,} train + {f['validation']:,} validation; split {f['split_seconds']:.1f} s at "
-                   f"{f['split_peak_rss_mb']:.1f} MB, then summary, card and report")
+    return line + (
+        f"  {f['train']:,} train + {f['validation']:,} validation; split {f['split_seconds']:.1f} s at "
+        f"{f['split_peak_rss_mb']:.1f} MB, then summary, card and report"
+    )
 
 
 def _table(results: list[dict], sizes: list[int], stages: list[str]) -> str:
@@ -678,8 +761,10 @@ def _table(results: list[dict], sizes: list[int], stages: list[str]) -> str:
     for stage in stages:
         for size in sizes:
             r = by[(stage, size)]
-            lines.append(f"{stage:<9}| {size:>7,} | {r['records']:>8,} | {r['seconds']:>7.1f} | {r['records'] / max(r['seconds'], 1e-9):>9,.0f} | "
-                         f"{r['peak_rss_mb']:>11.1f} | {r['peak_rss_mb'] - r['import_rss_mb']:>19.1f}")
+            lines.append(
+                f"{stage:<9}| {size:>7,} | {r['records']:>8,} | {r['seconds']:>7.1f} | {r['records'] / max(r['seconds'], 1e-9):>9,.0f} | "
+                f"{r['peak_rss_mb']:>11.1f} | {r['peak_rss_mb'] - r['import_rss_mb']:>19.1f}"
+            )
         lines.append(f"{'':<9}| {'import':>7} | {'':>8} | {'':>7} | {'':>9} | {by[(stage, sizes[0])]['import_rss_mb']:>11.1f} |")
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
@@ -690,8 +775,10 @@ def _table(results: list[dict], sizes: list[int], stages: list[str]) -> str:
             a, b = by[(stage, small)], by[(stage, large)]
             above_a, above_b = a["peak_rss_mb"] - a["import_rss_mb"], b["peak_rss_mb"] - b["import_rss_mb"]
             per_10k = (above_b - above_a) / max(1, b["records"] - a["records"]) * 10_000
-            lines.append(f"{stage:<9}| {b['seconds'] / max(a['seconds'], 1e-9):>9.2f} | {b['peak_rss_mb'] / a['peak_rss_mb']:>8.2f} | "
-                         f"{above_b / max(above_a, 1e-9):>16.2f} | {per_10k:>31.1f}")
+            lines.append(
+                f"{stage:<9}| {b['seconds'] / max(a['seconds'], 1e-9):>9.2f} | {b['peak_rss_mb'] / a['peak_rss_mb']:>8.2f} | "
+                f"{above_b / max(above_a, 1e-9):>16.2f} | {per_10k:>31.1f}"
+            )
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from socratic_sdg.errors import SocraticSdgError
 
 PIPELINE_FILE = Path(__file__).with_name("socratic_sdg_pipeline.yaml")
 DEFAULT_DSPA = "dspa"  # the name the OpenShift AI dashboard gives the pipeline server
@@ -49,7 +50,7 @@ CREATE_PIPELINE_SERVER = (
 LOGIN_HINT = "run `oc login` (OpenShift console: your name > Copy login command)"
 
 
-class SubmitError(Exception):
+class SubmitError(SocraticSdgError):
     """A problem the user can fix (not logged in, no pipeline server, bad parameter, HTTP 401/403...)."""
 
 
@@ -311,7 +312,7 @@ class _Cluster:
             )
             if listed is None:
                 raise SubmitError(
-                    f"this cluster has no DataSciencePipelinesApplication API (is OpenShift AI installed?); "
+                    "this cluster has no DataSciencePipelinesApplication API (is OpenShift AI installed?); "
                     "for standalone Kubeflow Pipelines pass --host (see docs/kind.md)"
                 )
             names = sorted(item["metadata"]["name"] for item in listed.get("items", []))
@@ -468,7 +469,8 @@ class _Kfp:
         try:
             return response.json()
         except ValueError:
-            raise SubmitError(f"the pipeline server at {self.host} answered {path.split('?')[0]} with something that is not JSON: is --host the KFP API?") from None
+            raise SubmitError(f"the pipeline server at {self.host} answered {path.split('?')[0]} with something that is not JSON: is --host the KFP "
+                              "API?") from None
 
     def _message(self, response) -> str:
         try:
@@ -585,7 +587,8 @@ def submit(options: SubmitOptions, progress: Callable[[str], None] = print) -> S
     kfp = _Kfp(host, token, options)
     kfp.healthz()  # fails early on a wrong host or a refused token
     if options.dry_run:
-        progress(f"dry run: would upload {package.path} as {pipeline_name} version {version_name} and start a run with {json.dumps(parameters, sort_keys=True)}")
+        progress(f"dry run: would upload {package.path} as {pipeline_name} version {version_name} and start a run with "
+                 f"{json.dumps(parameters, sort_keys=True)}")
         if endpoint:
             progress(f"dry run: would write LLM_API_BASE and LLM_MODEL into Secret {secret_name}")
         return SubmitResult(None, None, None, None, host, parameters, pipeline_name=pipeline_name, version_name=version_name)

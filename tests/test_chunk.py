@@ -129,7 +129,9 @@ def test_an_unreadable_converted_document_is_named(problem_set, tmp_path):
     shutil.copytree(problem_set, converted)
     (converted / "linear-equations.json").write_text('{"documents": 1, "failed": 0}')
     (tmp_path / "chunks.jsonl").write_text("earlier chunks\n")
-    with pytest.raises(chunk.ChunkError, match=rf"{converted / 'linear-equations.json'} \(converted from linear-equations.md\) cannot be read.*convert") as caught:
+    with pytest.raises(
+        chunk.ChunkError, match=rf"{converted / 'linear-equations.json'} \(converted from linear-equations.md\) cannot be read.*convert"
+    ) as caught:
         chunk.run(converted, tmp_path / "chunks.jsonl")
     assert "\n" not in str(caught.value)
     assert (tmp_path / "chunks.jsonl").read_text() == "earlier chunks\n"  # nothing already produced is lost

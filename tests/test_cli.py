@@ -56,7 +56,9 @@ def test_estimate_then_a_target_driven_generate(tmp_path, sample_chunks, fake_ll
     monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
     monkeypatch.setenv("LLM_MODEL", "fake-model")
     chunks = str(sample_chunks)
-    assert cli.main(["estimate", "--input", chunks, "--target-examples", "4", "--probe-rows", "3", "--no-dedup", "--output-dir", str(tmp_path / "estimate")]) == 0
+    assert (
+        cli.main(["estimate", "--input", chunks, "--target-examples", "4", "--probe-rows", "3", "--no-dedup", "--output-dir", str(tmp_path / "estimate")]) == 0
+    )
     estimate = json.loads((tmp_path / "estimate" / "estimate.json").read_text())
     assert estimate["basis"] == "probe" and estimate["acceptance_rate"] == 1.0 and estimate["requests"] == 4 * 3
     out = capsys.readouterr().out

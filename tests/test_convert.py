@@ -96,7 +96,9 @@ def test_standard_pipeline_is_wired_up_to_model_loading(tmp_path, samples_dir):
         convert.run(samples_dir, tmp_path / "out", options)
 
 
-@pytest.mark.skipif(not os.environ.get("DOCLING_ARTIFACTS_PATH"), reason="needs docling's model weights (DOCLING_ARTIFACTS_PATH), which cannot be downloaded here")
+@pytest.mark.skipif(
+    not os.environ.get("DOCLING_ARTIFACTS_PATH"), reason="needs docling's model weights (DOCLING_ARTIFACTS_PATH), which cannot be downloaded here"
+)
 def test_standard_pipeline_with_models(tmp_path, samples_dir):
     result = convert.run(samples_dir, tmp_path / "out", convert.ConvertOptions(pipeline="standard"))
     assert len(result.documents) == 4

@@ -103,7 +103,12 @@ def test_estimate_only_probes_the_endpoint_and_generates_nothing(tmp_path, sampl
     published.mkdir()
     for name in ("train.jsonl", "validation.jsonl", "export_metrics.json"):  # a dataset an earlier version published
         (published / name).write_text("{}\n")
-    parameters = FAKE_SERVER_PARAMETERS | {"generate_estimate_only": True, "generate_estimate_probe_rows": 2, "generate_target_examples": 10, "export_pvc_path": str(published)}
+    parameters = FAKE_SERVER_PARAMETERS | {
+        "generate_estimate_only": True,
+        "generate_estimate_probe_rows": 2,
+        "generate_target_examples": 10,
+        "export_pvc_path": str(published),
+    }
     result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters=parameters))
     assert result.summary["generated"] == 0 and result.summary["accepted"] == 0
     assert fake_llm.requests == 2 * 3  # the probe's rows only

@@ -10,7 +10,14 @@ from socratic_sdg.records import read_jsonl, write_jsonl
 
 def _chunks(n: int) -> list[dict]:
     return [
-        {"chunk_id": f"chunk-{i}", "doc_id": "doc", "source": "calc.pdf", "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).", "headings": ["Gradients"], "pages": [1]}
+        {
+            "chunk_id": f"chunk-{i}",
+            "doc_id": "doc",
+            "source": "calc.pdf",
+            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
+            "headings": ["Gradients"],
+            "pages": [1],
+        }
         for i in range(n)
     ]
 
@@ -51,7 +58,12 @@ def test_conversations_from_chunks_through_the_socratic_flow(fake_llm, tmp_path)
         kinds[conversation["metadata"]["chunk_id"]].add(conversation["metadata"]["diversity"]["request_type"])
     assert all(len(k) == 2 for k in kinds.values())
     # no checkpoint folder is left behind when none was asked for
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".socratic-sdg-set-generate.json", "conversations.jsonl", "failed.jsonl", "generate_metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".socratic-sdg-set-generate.json",
+        "conversations.jsonl",
+        "failed.jsonl",
+        "generate_metrics.json",
+    ]
 
 
 def test_ids_are_stable_across_runs(fake_llm, tmp_path):
@@ -257,7 +269,10 @@ def test_an_input_that_is_not_a_usable_chunks_file_is_refused_in_one_sentence(fa
         run(tmp_path / "bad.jsonl")
     (tmp_path / "folder").mkdir()
     write_jsonl(tmp_path / "folder" / "chunks.jsonl", _chunks(1))
-    with pytest.raises(generate.GenerateError, match=r"folder is a folder, but --input takes the chunks.jsonl file that `socratic-sdg chunk.*did you mean .*folder/chunks.jsonl"):
+    with pytest.raises(
+        generate.GenerateError,
+        match=r"folder is a folder, but --input takes the chunks.jsonl file that `socratic-sdg chunk.*did you mean .*folder/chunks.jsonl",
+    ):
         run(tmp_path / "folder")
     with pytest.raises(generate.GenerateError, match=r"chunks file .*missing.jsonl not found; make it with `socratic-sdg chunk"):
         run(tmp_path / "missing.jsonl")

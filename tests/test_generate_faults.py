@@ -17,7 +17,13 @@ FAST = dict(retry_backoff=0.02, request_timeout=0.6, check_endpoint=True)
 
 def _chunks(n: int) -> list[dict]:
     return [
-        {"chunk_id": f"chunk-{i}", "doc_id": "doc", "source": "calc.pdf", "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).", "headings": ["Gradients"]}
+        {
+            "chunk_id": f"chunk-{i}",
+            "doc_id": "doc",
+            "source": "calc.pdf",
+            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
+            "headings": ["Gradients"],
+        }
         for i in range(n)
     ]
 
@@ -248,7 +254,10 @@ def test_rows_all_failing_the_same_way_stop_the_run_and_fail_it(tmp_path, monkey
         server.faults = [Fault("", "status", 400)]
         lines: list[str] = []
         options = generate.GenerateOptions(max_concurrency=2, **FAST)
-        with pytest.raises(generate.NothingGenerated, match=r"the first 5 rows all failed the same way \(bad_request: generate_student_message: HTTP 400: injected failure 400\), so the run stopped"):
+        with pytest.raises(
+            generate.NothingGenerated,
+            match=r"the first 5 rows all failed the same way \(bad_request: generate_student_message: HTTP 400: injected failure 400\), so the run stopped",
+        ):
             generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server), progress=lines.append)
         assert server.requests <= 5 + 2 + 2  # the five, what was in flight, and rows starting as the fifth failed
         conversations, failed, metrics = _outputs(tmp_path / "out")  # written before the error

@@ -17,7 +17,13 @@ FAST = dict(retry_backoff=0.02, request_timeout=5.0)
 
 def _chunks(n: int) -> list[dict]:
     return [
-        {"chunk_id": f"chunk-{i}", "doc_id": "doc", "source": "calc.pdf", "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).", "headings": ["Calculus", "Gradients"]}
+        {
+            "chunk_id": f"chunk-{i}",
+            "doc_id": "doc",
+            "source": "calc.pdf",
+            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
+            "headings": ["Calculus", "Gradients"],
+        }
         for i in range(n)
     ]
 
@@ -105,7 +111,9 @@ def test_an_sdg_hub_registry_flow_runs_with_chunks_mapped_onto_its_columns(tmp_p
     flow_catalog.register_package_flows()
     from sdg_hub import FlowRegistry
 
-    flow_id = next(f["id"] for f in FlowRegistry.list_flows() if FlowRegistry.get_flow_path(f["id"]).endswith("enhanced_multi_summary_qa/doc_direct_qa/flow.yaml"))
+    flow_id = next(
+        f["id"] for f in FlowRegistry.list_flows() if FlowRegistry.get_flow_path(f["id"]).endswith("enhanced_multi_summary_qa/doc_direct_qa/flow.yaml")
+    )
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(3))
     fake_llm.unfaithful = QUESTIONS[1]
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_id=flow_id, **FAST), _endpoint(fake_llm))
@@ -228,12 +236,14 @@ def test_a_flow_yaml_without_id_is_used_as_is_and_never_rewritten(tmp_path, fake
 # The hidden reference answer of each worked example, keyed by the student message that opens its
 # conversation: the filter's leakage layer checks the example replies against it. A new example
 # conversation needs an entry here.
+LIMIT_QUESTION = ("I've been stuck for ages on the limit of (x^2 - 9)/(x - 3) as x goes to 3. Plugging in 3 gives 0/0, "
+                  "so the limit doesn't exist. Please just show me how to do it.")
 ICL_REFERENCES = {
     "How do I solve 3x - 5 = 16? Just tell me x.": "Add 5 to both sides to get 3x = 21, then divide both sides by 3: x = 7.",
     "I differentiated x^2 sin(x) by taking the derivative of each part and multiplying them, so I got 2x cos(x). Is that right?": (
         "No. By the product rule, the derivative of x^2 sin(x) is 2x sin(x) + x^2 cos(x)."
     ),
-    "I've been stuck for ages on the limit of (x^2 - 9)/(x - 3) as x goes to 3. Plugging in 3 gives 0/0, so the limit doesn't exist. Please just show me how to do it.": (
+    LIMIT_QUESTION: (
         "Since x^2 - 9 = (x - 3)(x + 3), the quotient equals x + 3 for x != 3, so the limit as x goes to 3 is 6."
     ),
 }
@@ -241,7 +251,11 @@ ICL_REFERENCES = {
 ICL_REVEALED = {
     "How do I solve 3x - 5 = 16? Just tell me x.": ["7", "21", "add 5"],
     "I differentiated x^2 sin(x) by taking the derivative of each part and multiplying them, so I got 2x cos(x). Is that right?": ["2x sin(x) +", "x^2 cos(x)"],
-    "I've been stuck for ages on the limit of (x^2 - 9)/(x - 3) as x goes to 3. Plugging in 3 gives 0/0, so the limit doesn't exist. Please just show me how to do it.": ["6", "x + 3", "(x - 3)(x"],
+    LIMIT_QUESTION: [
+        "6",
+        "x + 3",
+        "(x - 3)(x",
+    ],
 }
 RUBRIC_PHRASES = [
     "never praise or confirm a wrong result",  # no false praise
@@ -252,7 +266,10 @@ RUBRIC_PHRASES = [
     "one to three short sentences",  # no lecture
     "end with exactly one question",  # one guiding question, at the end
 ]
-FALSE_PRAISE = re.compile(r"\b(?:great|good|nice)\s+(?:job|work)\b|\bwell\s+done\b|\bcorrect\b|\bexactly\b|\bperfect\b|\bexcellent\b|\bthat['\u2019]?s\s+right\b|\byou['\u2019]re\s+(?:right|close)\b", re.IGNORECASE)
+FALSE_PRAISE = re.compile(
+    r"\b(?:great|good|nice)\s+(?:job|work)\b|\bwell\s+done\b|\bcorrect\b|\bexactly\b|\bperfect\b|\bexcellent\b|\bthat['\u2019]?s\s+right\b|\byou['\u2019]re\s+(?:right|close)\b",
+    re.IGNORECASE,
+)
 
 
 def _tutor_prompt_blocks() -> list[tuple[str, Path, list[str]]]:
@@ -310,7 +327,7 @@ def test_tutor_prompts_carry_the_filter_rubric_and_keep_their_variables():
         missing = [phrase for phrase in RUBRIC_PHRASES if phrase not in rubric]
         assert not missing, f"{flow_id} {path.name}: the tutor prompt lacks the rubric {missing}"
         # the rubric and the worked examples are the same in every tutor prompt (turns 2 and 3 add one line)
-        rubric_block = rendered[0]["content"].split("(not \"Does that make sense?\").")[0]
+        rubric_block = rendered[0]["content"].split('(not "Does that make sense?").')[0]
         shared.add((rubric_block, json.dumps(_worked_examples(messages))))
     assert len(shared) == 2  # the multi-turn conversation example and the single-turn examples
     assert len({rubric for rubric, _ in shared}) == 1
@@ -373,7 +390,9 @@ def test_a_prompt_variable_typo_is_named_before_the_first_request(tmp_path, fake
     with pytest.raises(generate.GenerateError) as error:
         generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     message = str(error.value)
-    assert message.startswith("the flow 'socratic-single-turn' prompt prompts/reference_answer.yaml (block 'reference_answer_prompt') uses the variable(s) studnet_message")
+    assert message.startswith(
+        "the flow 'socratic-single-turn' prompt prompts/reference_answer.yaml (block 'reference_answer_prompt') uses the variable(s) studnet_message"
+    )
     assert "(its columns: document, student_message)" in message and "did you mean 'student_message' for 'studnet_message'" in message
     assert fake_llm.requests == 0 and not (tmp_path / "out").exists()
 
@@ -381,8 +400,7 @@ def test_a_prompt_variable_typo_is_named_before_the_first_request(tmp_path, fake
 
     monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
     monkeypatch.setenv("LLM_MODEL", "fake-model")
-    code = cli.main(["generate", "--input", str(tmp_path / "chunks.jsonl"), "--output-dir", str(tmp_path / "out"),
-                     "--flow-yaml", options.flow_yaml_path])
+    code = cli.main(["generate", "--input", str(tmp_path / "chunks.jsonl"), "--output-dir", str(tmp_path / "out"), "--flow-yaml", options.flow_yaml_path])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "studnet_message" in err and fake_llm.requests == 0
     # the estimate loads the flow the same way: the same sentence, no request either
@@ -439,10 +457,22 @@ def test_flow_prompts_render_in_the_sandbox_and_the_package_prompts_render_as_be
     assert "<class" not in rendered
 
     # the package's prompts: the same messages from the sandbox as from sdg_hub's plain templates
-    row = {"document": "Section 1: the gradient.", "document_outline": "Calculus > Gradients", "student_level": "first year",
-           "tone": "curious", "misconception": "none", "request_instruction": "ask for a hint", "student_message": "How?",
-           "student_turn_1": "How?", "tutor_turn_1": "What do you see?", "student_turn_2": "2x?", "tutor_turn_2": "Why?",
-           "student_turn_3": "Just tell me.", "reference_answer": "(2, 4)", "domain": "mathematics"}
+    row = {
+        "document": "Section 1: the gradient.",
+        "document_outline": "Calculus > Gradients",
+        "student_level": "first year",
+        "tone": "curious",
+        "misconception": "none",
+        "request_instruction": "ask for a hint",
+        "student_message": "How?",
+        "student_turn_1": "How?",
+        "tutor_turn_1": "What do you see?",
+        "student_turn_2": "2x?",
+        "tutor_turn_2": "Why?",
+        "student_turn_3": "Just tell me.",
+        "reference_answer": "(2, 4)",
+        "domain": "mathematics",
+    }
     for flow_path in generate.package_flows().values():
         sandboxed, plain = flow_catalog.load_flow(flow_path), Flow.from_yaml(str(flow_path))
         for ours, theirs in zip(sandboxed.blocks, plain.blocks):

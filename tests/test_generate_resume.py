@@ -29,7 +29,13 @@ generate.run(args["input"], args["output"], generate.GenerateOptions(**args["opt
 
 def _chunks(n: int, start: int = 0) -> list[dict]:
     return [
-        {"chunk_id": f"chunk-{i}", "doc_id": "doc", "source": "calc.pdf", "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).", "headings": ["Gradients"]}
+        {
+            "chunk_id": f"chunk-{i}",
+            "doc_id": "doc",
+            "source": "calc.pdf",
+            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
+            "headings": ["Gradients"],
+        }
         for i in range(start, start + n)
     ]
 
@@ -83,7 +89,9 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
         assert server.requests == 3 * (rows - len(done))  # nothing already checkpointed was generated again
         assert resumed.metrics()["rows_resumed"] == len(done)
 
-        uninterrupted = generate.run(tmp_path / "chunks.jsonl", tmp_path / "ref", generate.GenerateOptions(max_concurrency=4, conversations_per_chunk=2, **FAST), _endpoint(server))
+        uninterrupted = generate.run(
+            tmp_path / "chunks.jsonl", tmp_path / "ref", generate.GenerateOptions(max_concurrency=4, conversations_per_chunk=2, **FAST), _endpoint(server)
+        )
 
     conversations = list(read_jsonl(tmp_path / "out" / "conversations.jsonl"))
     reference = list(read_jsonl(tmp_path / "ref" / "conversations.jsonl"))
@@ -135,9 +143,13 @@ def test_rows_that_failed_are_retried_on_resume_and_leave_no_trace(tmp_path, fak
 
 def test_resuming_with_other_settings_is_refused(tmp_path, fake_llm):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
-    generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=1, **FAST), _endpoint(fake_llm))
+    generate.run(
+        tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=1, **FAST), _endpoint(fake_llm)
+    )
     with pytest.raises(generate.GenerateError, match=r"other settings \(seed: 1 then, 2 now\).*new checkpoint folder"):
-        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=2, **FAST), _endpoint(fake_llm))
+        generate.run(
+            tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=2, **FAST), _endpoint(fake_llm)
+        )
     with pytest.raises(generate.GenerateError, match=r"flow_id: 'socratic-single-turn' then, 'socratic-multi-turn' now"):
         options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=1, flow_id="socratic-multi-turn", **FAST)
         generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))

@@ -19,7 +19,14 @@ NO_DEDUP = FilterOptions(dedup=False)  # the fake server gives every row the sam
 
 def _chunks(n: int) -> list[dict]:
     return [
-        {"chunk_id": f"chunk-{i}", "doc_id": f"doc-{i % 3}", "source": f"book-{i % 3}.pdf", "text": f"Exercise {i}: find the gradient of f(x, y) = x^2 + {i}y.", "headings": ["Gradients"], "pages": [1]}
+        {
+            "chunk_id": f"chunk-{i}",
+            "doc_id": f"doc-{i % 3}",
+            "source": f"book-{i % 3}.pdf",
+            "text": f"Exercise {i}: find the gradient of f(x, y) = x^2 + {i}y.",
+            "headings": ["Gradients"],
+            "pages": [1],
+        }
         for i in range(n)
     ]
 

@@ -125,8 +125,11 @@ def test_containerignore_keeps_what_the_containerfiles_copy_and_drops_the_rest()
     def ignored(path: str) -> bool:
         parts = path.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        return any(fnmatch.fnmatch(prefix, pattern.lstrip("/").removeprefix("**/")) or fnmatch.fnmatch(parts[-1], pattern.removeprefix("**/"))
-                   for prefix in prefixes for pattern in patterns)
+        return any(
+            fnmatch.fnmatch(prefix, pattern.lstrip("/").removeprefix("**/")) or fnmatch.fnmatch(parts[-1], pattern.removeprefix("**/"))
+            for prefix in prefixes
+            for pattern in patterns
+        )
 
     copied = []
     for containerfile in CONTAINERFILES:
@@ -209,8 +212,13 @@ def test_images_and_the_local_run_turn_telemetry_off():
     for env in (runtime_env, convert_env):
         assert env.get("MLFLOW_DISABLE_TELEMETRY") == "true" and env.get("DO_NOT_TRACK") == "1"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
-    result = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(ROOT), "--eval", "_print_env: ; @printenv MLFLOW_DISABLE_TELEMETRY DO_NOT_TRACK", "_print_env"],
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(ROOT), "--eval", "_print_env: ; @printenv MLFLOW_DISABLE_TELEMETRY DO_NOT_TRACK", "_print_env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.stdout.split() == ["true", "1"], result.stdout + result.stderr
 
 
@@ -272,8 +280,9 @@ def test_the_runtime_image_has_no_torch_and_no_torch_index():
     assert len(closure) > 50 and "sdg-hub" in closure and "docling-slim" in closure
     assert "torch" not in closure, "the runtime set pulls torch: it would come from PyPI as the multi-GB CUDA build"
     runs = " ".join(" && ".join(parts) for parts in run_parts(RUNTIME))
-    assert "--extra-index-url" not in runs and "TORCH_INDEX_URL" not in RUNTIME.read_text(), \
+    assert "--extra-index-url" not in runs and "TORCH_INDEX_URL" not in RUNTIME.read_text(), (
         "a second index the runtime never needs costs retries where it does not resolve and confuses resolution"
+    )
     assert "find_spec('torch')" in runs, "fail the build if a dependency ever pulls torch in"
 
 
@@ -313,10 +322,18 @@ def test_the_convert_image_takes_docling_models_from_a_local_folder_in_a_layer_o
 
 
 def _models_script(tmp_path: Path, target: Path, *, hub: str, path: str) -> subprocess.CompletedProcess:
-    env = {"PATH": path, "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": hub, "HF_HUB_OFFLINE": "1",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
-    return subprocess.run([sys.executable, str(MODELS_SCRIPT), str(target), "--source", "images/convert/models"],
-                          capture_output=True, text=True, timeout=180, env=env)
+    env = {
+        "PATH": path,
+        "HOME": str(tmp_path),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": hub,
+        "HF_HUB_OFFLINE": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+    }
+    return subprocess.run(
+        [sys.executable, str(MODELS_SCRIPT), str(target), "--source", "images/convert/models"], capture_output=True, text=True, timeout=180, env=env
+    )
 
 
 def _refusing_downloader(tmp_path: Path) -> str:
@@ -389,7 +406,11 @@ def _fake_engines(tmp_path: Path, engines: dict[str, bool]) -> tuple[str, Path]:
             "#!/bin/sh\n"
             f'echo "{engine} $*" >> {log}\n'
             'if [ "$1" = info ]; then\n'
-            + ("  exit 0\n" if works else '  echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2; exit 1\n')
+            + (
+                "  exit 0\n"
+                if works
+                else '  echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2; exit 1\n'
+            )
             + "fi\nexit 0\n"
         )
         (folder / engine).chmod(0o755)
@@ -419,9 +440,21 @@ def test_make_images_uses_the_engine_that_works_and_passes_build_args(tmp_path):
 
     (tmp_path / "2").mkdir()
     path, log = _fake_engines(tmp_path / "2", {"podman": True, "docker": True})
-    settings = {"BASE_IMAGE": "localhost/ubi9-python-311-standin:3.11.7", "PIP_INDEX_URL": "http://127.0.0.1:3141/simple",
-                "TORCH_INDEX_URL": "http://127.0.0.1:3141/torch-cpu", "CA_CERTS_DIR": "images/ca-certs", "DOCLING_MODELS_DIR": "images/convert/models"}
-    result = _make("images", *(f"{k}={v}" for k, v in settings.items()), "BUILD_ARGS=--network=host", "IMAGE=localhost/sdg:test", "CONVERT_IMAGE=localhost/sdg-convert:test", path=path)
+    settings = {
+        "BASE_IMAGE": "localhost/ubi9-python-311-standin:3.11.7",
+        "PIP_INDEX_URL": "http://127.0.0.1:3141/simple",
+        "TORCH_INDEX_URL": "http://127.0.0.1:3141/torch-cpu",
+        "CA_CERTS_DIR": "images/ca-certs",
+        "DOCLING_MODELS_DIR": "images/convert/models",
+    }
+    result = _make(
+        "images",
+        *(f"{k}={v}" for k, v in settings.items()),
+        "BUILD_ARGS=--network=host",
+        "IMAGE=localhost/sdg:test",
+        "CONVERT_IMAGE=localhost/sdg-convert:test",
+        path=path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     runtime, convert = _builds(log)
     assert runtime[0] == convert[0] == "podman"
@@ -503,11 +536,7 @@ def _fake_python(tmp_path: Path, version: tuple[int, int, int]) -> Path:
     site.mkdir()
     (site / "sitecustomize.py").write_text(f"import sys\nsys.version_info = {(*version, 'final', 0)!r}\n")
     fake = tmp_path / "python3-fake"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "-m" ]; then echo "fake python: refusing $*" >&2; exit 99; fi\n'
-        f'PYTHONPATH={site} exec {sys.executable} "$@"\n'
-    )
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = "-m" ]; then echo "fake python: refusing $*" >&2; exit 99; fi\nPYTHONPATH={site} exec {sys.executable} "$@"\n')
     fake.chmod(0o755)
     return fake
 

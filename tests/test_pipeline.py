@@ -113,7 +113,11 @@ def test_conversion_fans_out_over_shards_and_is_collected(compiled):
 def test_generation_fans_out_over_shards_and_is_merged_before_the_filter(compiled):
     spec = compiled[1][0]
     tasks = spec["root"]["dag"]["tasks"]
-    loop = next(name for name, task in tasks.items() if name.startswith("for-loop") and "generate-conversations" in spec["components"][task["componentRef"]["name"]]["dag"]["tasks"])
+    loop = next(
+        name
+        for name, task in tasks.items()
+        if name.startswith("for-loop") and "generate-conversations" in spec["components"][task["componentRef"]["name"]]["dag"]["tasks"]
+    )
     assert tasks[loop]["parameterIterator"]["items"]["inputParameter"].endswith("plan-shards-2-Output")
     generate = spec["components"][tasks[loop]["componentRef"]["name"]]["dag"]["tasks"]["generate-conversations"]
     parameters = generate["inputs"]["parameters"]

@@ -21,7 +21,13 @@ def _accepted(n_docs: int, per_doc: int) -> list[dict]:
                 {"role": "user", "content": f"How do I integrate x^{c} from document {d}? Just tell me."},
                 {"role": "assistant", "content": "What rule do you know for integrating a power of x?"},
             ],
-            "metadata": {"chunk_id": f"d{d}-c{c}", "doc_id": f"doc{d}", "source": f"doc{d}.pdf", "reference_answer": "x^(c+1)/(c+1)", "quality": {"green_score": 1}},
+            "metadata": {
+                "chunk_id": f"d{d}-c{c}",
+                "doc_id": f"doc{d}",
+                "source": f"doc{d}.pdf",
+                "reference_answer": "x^(c+1)/(c+1)",
+                "quality": {"green_score": 1},
+            },
         }
         for d in range(n_docs)
         for c in range(per_doc)
@@ -36,7 +42,10 @@ def run_folders(tmp_path):
         folder.mkdir()
     write_json(folders["converted"] / "convert_metrics.json", {"documents": 3, "failed": 1, "pages": 40, "seconds": 4.0})
     write_json(folders["chunks"] / "chunk_metrics.json", {"chunks": 30, "dropped": 2, "tokens": 9000, "seconds": 1.0})
-    write_json(folders["conversations"] / "generate_metrics.json", {"output_rows": 40, "failed_rows": 2, "execution_time_seconds": 60.0, "model": "granite", "flow_id": "socratic-single-turn"})
+    write_json(
+        folders["conversations"] / "generate_metrics.json",
+        {"output_rows": 40, "failed_rows": 2, "execution_time_seconds": 60.0, "model": "granite", "flow_id": "socratic-single-turn"},
+    )
     write_json(folders["filtered"] / "filter_metrics.json", {"accepted": 24, "rejected": 16, "reasons": {"states_answer": 10, "no_guiding_question": 6}})
     write_jsonl(folders["filtered"] / "accepted.jsonl", _accepted(3, 8))
     export.run(folders["filtered"] / "accepted.jsonl", folders["dataset"])

@@ -92,11 +92,7 @@ class FakeCluster:
             }
 
     def calls(self, method=None, prefix="", path=None):
-        return [
-            r
-            for r in self.requests
-            if (method is None or r["method"] == method) and r["path"].startswith(prefix) and (path is None or r["path"] == path)
-        ]
+        return [r for r in self.requests if (method is None or r["method"] == method) and r["path"].startswith(prefix) and (path is None or r["path"] == path)]
 
     def _id(self, kind):
         self._ids += 1
@@ -110,7 +106,7 @@ class FakeCluster:
         if path.startswith("/apis/v2beta1/"):
             if self.kfp_failure:
                 return self.kfp_failure
-            return self.kfp(method, path[len("/apis/v2beta1/"):], r)
+            return self.kfp(method, path[len("/apis/v2beta1/") :], r)
         if self.k8s_failure:
             return _json(self.k8s_failure, {"kind": "Status", "code": self.k8s_failure, "reason": "Unauthorized"})
         return self.kube(method, path.strip("/").split("/"), r)
@@ -306,8 +302,7 @@ def test_unknown_parameters_are_rejected_with_the_closest_name_before_any_reques
     with pytest.raises(sub.SubmitError) as error:
         run_submit(kubeconfig, params={"max_chunks": "5", "generate_max_chunks": "5"})
     message = str(error.value)
-    assert message == ("unknown pipeline parameter max_chunks (did you mean generate_max_chunks?); "
-                       "the parameters are listed in docs/parameters.md")
+    assert message == ("unknown pipeline parameter max_chunks (did you mean generate_max_chunks?); the parameters are listed in docs/parameters.md")
     assert fake.requests == []
 
 
@@ -451,7 +446,11 @@ def test_isvc_points_the_endpoint_secret_at_the_inference_service(fake, kubeconf
     monkeypatch.setenv("LLM_API_KEY", "from-env")
     run_submit(kubeconfig, isvc="granite", params={"llm_secret_name": "granite-endpoint"})
     created = fake.secrets[(NS, "granite-endpoint")]
-    assert created["stringData"] == {"LLM_API_BASE": "http://granite-predictor.my-project.svc.cluster.local/v1", "LLM_MODEL": "granite", "LLM_API_KEY": "from-env"}
+    assert created["stringData"] == {
+        "LLM_API_BASE": "http://granite-predictor.my-project.svc.cluster.local/v1",
+        "LLM_MODEL": "granite",
+        "LLM_API_KEY": "from-env",
+    }
     assert fake.runs[-1]["runtime_config"]["parameters"] == {"llm_secret_name": "granite-endpoint"}
 
 
@@ -459,9 +458,7 @@ def test_isvc_that_is_missing_or_not_ready_stops_before_anything_is_written(fake
     fake.add_dspa()
     with pytest.raises(sub.SubmitError, match=f"InferenceService granite not found in namespace {NS}"):
         run_submit(kubeconfig, isvc="granite")
-    fake.isvcs[(NS, "granite")] = {
-        "status": {"conditions": [{"type": "Ready", "status": "False", "message": "Predictor pod is pulling the model"}]}
-    }
+    fake.isvcs[(NS, "granite")] = {"status": {"conditions": [{"type": "Ready", "status": "False", "message": "Predictor pod is pulling the model"}]}}
     with pytest.raises(sub.SubmitError, match="is not ready \\(Predictor pod is pulling the model\\)"):
         run_submit(kubeconfig, isvc="granite")
     assert not fake.calls("POST") and not fake.calls("PATCH")

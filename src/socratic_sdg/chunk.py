@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .records import content_id, read_jsonl, write_json, write_jsonl
+from .errors import SocraticSdgError
 
 METHODS = ("structure", "hybrid", "hierarchical")
 
 
-class ChunkError(RuntimeError):
+class ChunkError(SocraticSdgError, RuntimeError):
     """A user-fixable problem with the chunking stage as a whole."""
 
 

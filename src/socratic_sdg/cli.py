@@ -9,20 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-# Errors a user can cause and fix: printed as one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError)
+from .errors import SocraticSdgError
 
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .chunk import ChunkError
-    from .convert import ConvertError
-    from .evaluate import EvaluateError
-    from .endpoint import EndpointError
-    from .generate import GenerateError
-    from .local_llm import LocalModelError
-    from socratic_sdg.pipelines.submit import SubmitError
-
-    return USER_ERRORS + (ChunkError, ConvertError, EvaluateError, EndpointError, GenerateError, LocalModelError, SubmitError)
+# Errors a user can cause and fix: printed as one line, no traceback. Every stage's own error is a
+# SocraticSdgError; options objects reject bad values with ValueError, a missing file is FileNotFoundError.
+USER_ERRORS: tuple[type[BaseException], ...] = (SocraticSdgError, FileNotFoundError, ValueError)
 
 
 def os_error_sentence(exc: OSError) -> str:
@@ -89,7 +80,8 @@ def cmd_chunk(args) -> int:
         method=args.method, max_tokens=args.max_tokens, min_tokens=args.min_tokens, merge_small_sections=not args.no_merge_small_sections
     )
     result = chunk.run(args.input, args.output, options, progress=_say)
-    _say(f"{result.chunks} chunks ({result.tokens} tokens) from {result.documents} documents; {result.dropped} dropped {result.dropped_by_reason} -> {args.output}")
+    _say(f"{result.chunks} chunks ({result.tokens} tokens) from {result.documents} documents; {result.dropped} dropped {result.dropped_by_reason} -> "
+         f"{args.output}")
     return 0
 
 
@@ -296,7 +288,9 @@ def cmd_run(args) -> int:
     from . import summary as run_summary
 
     parameters = _parse_params(args.param)
-    for flag, name in (("max_chunks", "generate_max_chunks"), ("max_concurrency", "generate_max_concurrency"), ("flow_id", "generate_flow_id"), ("model", "generate_model")):
+    shortcuts = (("max_chunks", "generate_max_chunks"), ("max_concurrency", "generate_max_concurrency"),
+                 ("flow_id", "generate_flow_id"), ("model", "generate_model"))
+    for flag, name in shortcuts:
         value = getattr(args, flag)
         if value is not None:
             parameters[name] = value
@@ -443,7 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="socratic-sdg",
         description="Turn course PDFs into a Socratic math tutor fine-tuning dataset (docling -> sdg_hub -> quality filter -> JSONL).",
-        epilog="The model endpoint comes from LLM_API_BASE, LLM_API_KEY and LLM_MODEL.\nRun `socratic-sdg COMMAND --help` for the options and examples of each command.",
+        epilog=(
+            "The model endpoint comes from LLM_API_BASE, LLM_API_KEY and LLM_MODEL.\nRun `socratic-sdg COMMAND --help` for the options and examples of "
+            "each command."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -461,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="worker processes (default 0: one per core)")
     p.add_argument("--timeout", type=float, default=300, help="seconds per file before it is given up (default 300; 0 = none)")
     p.add_argument("--max-pages", type=int, default=0, help="files with more pages fail with a reason (0 = no limit)")
-    p.add_argument("--max-failure-ratio", type=float, default=1.0, help="exit non-zero when more than this share of files fail (default 1.0: only when none converts)")
+    p.add_argument("--max-failure-ratio", type=float, default=1.0, help="exit non-zero when more than this share of files fail (default 1.0: only when "
+                                                                        "none converts)")
     p.add_argument("--ocr", action="store_true", help="standard pipeline: OCR scanned pages")
     p.add_argument("--no-tables", action="store_true", help="standard pipeline: skip table structure recognition")
     p.add_argument("--formulas", action="store_true", help="standard pipeline: formulas as LaTeX (needs the formula model)")
@@ -591,13 +589,16 @@ def build_parser() -> argparse.ArgumentParser:
         kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 &          # standalone KFP (kind): no login needed
         socratic-sdg submit --host http://localhost:8080 --param generate_max_chunks=8""")
     p.add_argument("-n", "--namespace", help="project of the pipeline server (default: the current `oc project`)")
-    p.add_argument("--dspa", default="dspa", help="pipeline server (DataSciencePipelinesApplication) whose route ds-pipeline-NAME is the API (default: dspa, the dashboard's name)")
-    p.add_argument("--host", help="pipeline server URL instead of the route lookup; no kubeconfig needed (standalone KFP: http://localhost:8080 with a port-forward; "
-                                      "a DSPA route also needs KFP_TOKEN=$(oc whoami -t), the kubeconfig token is never sent to a --host)")
+    p.add_argument("--dspa", default="dspa", help="pipeline server (DataSciencePipelinesApplication) whose route ds-pipeline-NAME is the API (default: "
+                                                  "dspa, the dashboard's name)")
+    p.add_argument("--host", help="pipeline server URL instead of the route lookup; no kubeconfig needed (standalone KFP: "
+                                  "http://localhost:8080 with a port-forward; a DSPA route also needs KFP_TOKEN=$(oc whoami -t), "
+                                  "the kubeconfig token is never sent to a --host)")
     p.add_argument("--token", help="bearer token (default: $KFP_TOKEN, then the token of your `oc login`); prefer KFP_TOKEN: flags show in the process list")
     p.add_argument("--context", help="kubeconfig context (default: the current one; the kubeconfig is $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--pipeline-file", help="compiled pipeline YAML to upload (default: the committed pipelines/socratic_sdg_pipeline.yaml)")
-    p.add_argument("--compile", action="store_true", help="compile the pipeline now and upload that (honours SOCRATIC_SDG_IMAGE and SOCRATIC_SDG_CONVERT_IMAGE)")
+    p.add_argument("--compile", action="store_true", help="compile the pipeline now and upload that (honours SOCRATIC_SDG_IMAGE and "
+                                                          "SOCRATIC_SDG_CONVERT_IMAGE)")
     p.add_argument("--pipeline-name", help="pipeline name on the server (default: the compiled name, socratic-sdg)")
     p.add_argument("--version-name", help="name for a new pipeline version (default: NAME-<content hash>, and the same content reuses its version)")
     p.add_argument("--experiment", default="socratic-sdg", help="experiment to run in, created if missing (default: socratic-sdg)")
@@ -629,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         print(f"socratic-sdg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the machine, not the code: a full disk, a read-only folder, a path that is a file

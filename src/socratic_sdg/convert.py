@@ -14,7 +14,6 @@ import json
 import logging
 import multiprocessing
 import os
-import queue
 import shutil
 import socket
 import tempfile
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .records import content_id, read_jsonl, write_json, write_jsonl
+from .errors import SocraticSdgError
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ STAGE_FILES = ("documents.jsonl", "failures.jsonl", "convert_metrics.json", ".ca
 RESERVED_NAMES = frozenset(Path(f).stem.casefold() for f in STAGE_FILES if Path(f).suffix in (".md", ".json"))
 
 
-class ConvertError(RuntimeError):
+class ConvertError(SocraticSdgError, RuntimeError):
     """A user-fixable problem with the conversion stage as a whole."""
 
 
-class UnreadableDocument(ValueError):
+class UnreadableDocument(SocraticSdgError, ValueError):
     """A file that cannot be converted, with the specific reason (not a PDF, encrypted, corrupt)."""
 
     def __init__(self, kind: str, reason: str):
@@ -281,7 +281,8 @@ def check_vlm_endpoint(options: ConvertOptions) -> None:
         if exc.code in (401, 403):
             raise ConvertError(f"the vision model endpoint {api_base} refused the request (HTTP {exc.code}); set LLM_API_KEY to a key it accepts") from None
         if exc.code == 404:
-            raise ConvertError(f"{api_base}/models does not exist (HTTP 404); set LLM_API_BASE to the server's OpenAI base URL, usually ending in /v1") from None
+            raise ConvertError(f"{api_base}/models does not exist (HTTP 404); set LLM_API_BASE to the server's OpenAI base URL, usually ending in "
+                               "/v1") from None
         raise ConvertError(
             f"the vision model endpoint {api_base} answered HTTP {exc.code} to /models; wait until the model server is ready, or {fix}"
         ) from None
@@ -633,7 +634,8 @@ def run(
             try:
                 hashes[path] = file_hash(path)
             except OSError as exc:
-                failures[path] = {"file": str(path.relative_to(input_root)), "error": "Unreadable", "reason": f"cannot read the file ({exc.strerror}); check its permissions"}
+                failures[path] = {"file": str(path.relative_to(input_root)), "error": "Unreadable", "reason": f"cannot read the file ({exc.strerror}); "
+                                                                                                              "check its permissions"}
                 continue
             keys[path] = content_id(hashes[path], fingerprint)
             if cache.get(keys[path]) is not None:

@@ -11,9 +11,10 @@ import os
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
+from .errors import SocraticSdgError
 
 
-class EndpointError(RuntimeError):
+class EndpointError(SocraticSdgError, RuntimeError):
     """The model endpoint is misconfigured or unreachable; the message says which and how to fix it."""
 
 
@@ -129,7 +130,8 @@ def _fetch_models(config: EndpointConfig, timeout: float = 15.0) -> list[dict]:
     except openai.APIStatusError as exc:
         raise EndpointError(f"the model endpoint {config.api_base} answered HTTP {exc.status_code} to /models; is it an OpenAI-compatible server?") from None
     except (ValueError, TypeError):  # a body that is not the OpenAI list shape
-        raise EndpointError(f"the model endpoint {config.api_base} answered /models with something that is not a model list; is it an OpenAI-compatible server?") from None
+        raise EndpointError(f"the model endpoint {config.api_base} answered /models with something that is not a model list; is it an OpenAI-compatible "
+                            "server?") from None
 
 
 def list_models(config: EndpointConfig, timeout: float = 15.0) -> list[str]:

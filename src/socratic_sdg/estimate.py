@@ -244,7 +244,8 @@ def _flow_plan(options: GenerateOptions) -> tuple[str, dict[str, int | None], di
         max_tokens[step.name] = wanted if isinstance(wanted, int) else None
         builder = next((s.block for s in steps if step.input_col in _columns(getattr(s.block, "output_cols", None))), None)
         template = getattr(builder, "prompt_config_path", None)
-        template_tokens[step.name] = math.ceil(len(Path(template).read_text(encoding="utf-8")) / CHARS_PER_TOKEN) if template and Path(template).is_file() else 0
+        has_template = bool(template) and Path(template).is_file()
+        template_tokens[step.name] = math.ceil(len(Path(template).read_text(encoding="utf-8")) / CHARS_PER_TOKEN) if has_template else 0
     return flow.metadata.id or options.flow_id, max_tokens, template_tokens
 
 

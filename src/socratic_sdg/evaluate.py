@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .records import write_json
+from .errors import SocraticSdgError
 
 # Label dimensions, in the MRBench taxonomy (Maurya et al., NAACL 2025), plus the teacher move of
 # MathDial-style data ("telling" gives the step away; "focus" and "probing" ask).
@@ -53,7 +54,7 @@ TELLING_MOVES = frozenset({"telling"})
 ASKING_MOVES = frozenset({"focus", "probing"})
 
 
-class EvaluateError(ValueError):
+class EvaluateError(SocraticSdgError, ValueError):
     """The labelled set cannot be read; one sentence names the file and the problem."""
 
 

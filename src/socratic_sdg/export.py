@@ -38,6 +38,7 @@ from .records import (
     require_input,
     write_json,
 )
+from .errors import SocraticSdgError
 
 TRAIN_FILE = "train.jsonl"
 VALIDATION_FILE = "validation.jsonl"
@@ -51,7 +52,7 @@ PRODUCER = "the export (socratic-sdg export, or the pipeline's export step)"
 INPUT_MADE_BY = "the accepted.jsonl that `socratic-sdg filter` (the pipeline's filter step) writes"
 
 
-class ExportError(ValueError):
+class ExportError(SocraticSdgError, ValueError):
     """An input record or a copy target the export cannot use; one sentence naming it and the fix."""
 
 

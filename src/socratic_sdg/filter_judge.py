@@ -64,6 +64,7 @@ from typing import Any
 import yaml
 
 from .endpoint import redact, register_secret
+from .errors import SocraticSdgError
 
 Complete = Callable[[list[dict[str, str]]], str]
 
@@ -89,7 +90,7 @@ PARSE_REMINDER = ("\n\nYour previous reply was not this JSON object. Reply with 
                   "starting with { and ending with }, and no other text.")
 
 
-class JudgeError(ValueError):
+class JudgeError(SocraticSdgError, ValueError):
     """The judge cannot work at all (misconfigured or unreachable endpoint); one sentence says why."""
 
 

@@ -722,7 +722,6 @@ def _mentions_in_span(text: str, span: list[Token], item_offset: int) -> list[Me
     for item_number, item in enumerate(_split_items(span)):
         sides, rels = _split_relations(item)
         lhs_text: str | None = None
-        lhs_kind: str | None = None
         if len(sides) > 1 and sides[0] and len(sides[0]) == 1 and sides[0][0].kind == VAR:
             lhs_text = sides[0][0].text
         elif len(sides) > 1 and sides[0] and len(sides[0]) >= 2 and sides[0][0].kind == VAR and sides[0][1].text in _OPEN \
@@ -815,7 +814,8 @@ _DENOMS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quart
 _UNIT_ALT = "|".join(sorted(_UNITS, key=len, reverse=True))
 _TENS_ALT = "|".join(_TENS)
 _DENOM_ALT = "|".join(sorted(_DENOMS, key=len, reverse=True))
-_CARDINAL = rf"(?:(?:{_UNIT_ALT}|a)\s+hundred(?:\s+(?:and\s+)?(?:(?:{_TENS_ALT})(?:[-\s](?:{_UNIT_ALT}))?|{_UNIT_ALT}))?|(?:{_TENS_ALT})(?:[-\s](?:{_UNIT_ALT}))?|{_UNIT_ALT})"
+_CARDINAL = (rf"(?:(?:{_UNIT_ALT}|a)\s+hundred(?:\s+(?:and\s+)?(?:(?:{_TENS_ALT})(?:[-\s](?:{_UNIT_ALT}))?|{_UNIT_ALT}))?"
+             rf"|(?:{_TENS_ALT})(?:[-\s](?:{_UNIT_ALT}))?|{_UNIT_ALT})")
 _NUMBER_WORDS_RE = re.compile(
     rf"\b(?P<neg>negative\s+|minus\s+)?(?P<card>{_CARDINAL}|an?)(?:\s+(?P<den>{_DENOM_ALT})|(?P<andhalf>\s+and\s+a\s+half))?\b(?!-)"
     rf"|\b(?P<half>half)\b",

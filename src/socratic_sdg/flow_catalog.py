@@ -211,7 +211,8 @@ def secure_prompts(flow, flow_path: Path) -> None:
             try:
                 ast = environment.parse(source)
             except Exception as exc:  # sdg_hub compiled it, so this is unexpected: say where
-                raise GenerateError(f"the flow {flow_id!r} prompt {prompt} does not parse as a Jinja template ({' '.join(str(exc).split())[:200]}); fix it") from None
+                raise GenerateError(f"the flow {flow_id!r} prompt {prompt} does not parse as a Jinja template ({' '.join(str(exc).split())[:200]}); fix "
+                                    "it") from None
             private = _private_names(ast)
             if private:
                 raise GenerateError(

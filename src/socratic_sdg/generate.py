@@ -209,7 +209,8 @@ class GenerateResult:
             f"requests           {s.get('requests', 0)} ({s.get('retries', 0)} retries, {s.get('requests_failed', 0)} failed)"
             + (f"  failures: {', '.join(f'{k} {v}' for k, v in s.get('failures_by_kind', {}).items())}" if s.get("failures_by_kind") else ""),
             f"tokens             {s.get('prompt_tokens', 0)} prompt + {s.get('completion_tokens', 0)} completion",
-            f"throughput         {s.get('requests_per_second', 0):.2f} requests/s, {s.get('mean_in_flight', 0):.1f} of {s.get('max_concurrency', 0)} in flight on average",
+            f"throughput         {s.get('requests_per_second', 0):.2f} requests/s, {s.get('mean_in_flight', 0):.1f} of {s.get('max_concurrency', 0)} in "
+            "flight on average",
             f"wall time          {s['execution_time_seconds']:.1f}s",
         ]
         if s.get("rows_failed_by_kind"):
@@ -712,7 +713,8 @@ def run(
         if progress and resumed:
             progress(f"[generate] resuming from {checkpoint.directory}: {resumed} of {total_rows} rows already done")
         if progress and rejected_rows:
-            progress(f"[generate] {rejected_rows} of {total_rows} rows come from chunks that cannot be sent (wrong field types or too long): recorded in {FAILED_FILE}")
+            progress(f"[generate] {rejected_rows} of {total_rows} rows come from chunks that cannot be sent (wrong field types or too long): recorded in "
+                     f"{FAILED_FILE}")
 
         tracker = None
         if options.target_examples:
@@ -906,7 +908,10 @@ def run(
         if not output_rows and error_rows:
             where = out / FAILED_FILE
             if same_failure:
-                nothing_generated = f"no conversation from {input_path}: {same_failure[0]}, so the run stopped; fix that (the rows are in {where}) and run again"
+                nothing_generated = (
+                    f"no conversation from {input_path}: {same_failure[0]}, so the run stopped; fix that (the rows are in {where}) and run "
+                    "again"
+                )
             else:
                 kinds = ", ".join(f"{k} {v}" for k, v in sorted(rows_failed_by_kind.items()))
                 nothing_generated = f"no conversation from {input_path}: all {failed_rows} rows failed ({kinds}); fix the cause given in {where} and run again"

@@ -11,7 +11,8 @@ asyncio event loop:
   the completion arguments sdg_hub's block would use (``_build_completion_kwargs``) and the response
   stored as the block stores it. A priority limiter keeps ``max_concurrency`` requests in flight for
   the whole run (requests of rows further along the flow go first, so rows finish and are checkpointed
-  steadily; once every row has started, the least advanced go first, to shorten the tail); bounded retries with jittered exponential backoff; ``Retry-After`` on 429
+  steadily; once every row has started, the least advanced go first, to shorten the tail); bounded
+  retries with jittered exponential backoff; ``Retry-After`` on 429
   honoured and applied to every request; a timeout per request; a run-wide retry budget; a circuit
   breaker that stops the run when the endpoint fails many requests in a row;
 * consecutive other blocks form a :class:`Segment`, called as sdg_hub calls them

@@ -1,9 +1,10 @@
 """Errors of the generation stage (a module of its own so the flow catalog and the engine share them)."""
 
 from __future__ import annotations
+from .errors import SocraticSdgError
 
 
-class GenerateError(RuntimeError):
+class GenerateError(SocraticSdgError, RuntimeError):
     """A user-fixable problem with the generation stage as a whole; the message says what and how to fix it."""
 
 

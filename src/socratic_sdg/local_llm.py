@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from .errors import SocraticSdgError
 
 MODEL_ENV = "SOCRATIC_SDG_LOCAL_MODEL"
 MODEL_NAME = "smollm2"
@@ -24,7 +25,7 @@ MODEL_HINT = (
 )
 
 
-class LocalModelError(RuntimeError):
+class LocalModelError(SocraticSdgError, RuntimeError):
     pass
 
 

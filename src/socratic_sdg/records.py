@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from .errors import SocraticSdgError
 
 # mkstemp creates files 0600; outputs are meant to be read by other users of the volume.
 _UMASK = os.umask(0)
@@ -26,16 +27,16 @@ def content_id(*parts: Any, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-class JsonlError(ValueError):
+class JsonlError(SocraticSdgError, ValueError):
     """A line (or the whole) of a JSON/JSONL input cannot be used; the message names the file, the
     line and the fix, in one sentence."""
 
 
-class InputMissingError(FileNotFoundError):
+class InputMissingError(SocraticSdgError, FileNotFoundError):
     """An input file is not there; the message names it and says which command writes it."""
 
 
-class IncompleteSetError(ValueError):
+class IncompleteSetError(SocraticSdgError, ValueError):
     """A file belongs to a set of outputs whose writer was killed before the set was complete."""
 
 

@@ -177,12 +177,16 @@ def _bars(title: str, data: dict[str, float], figure_id: str, color: str = "#3b6
     width, bar_height, label_width = 640, 22, 230
     height = len(rows) * (bar_height + 6) + 10
     top = max((v for _, v in rows), default=0) or 1
-    parts = [f'<figure id="{figure_id}"><figcaption>{html.escape(title)}</figcaption>', f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">']
+    parts = [
+        f'<figure id="{figure_id}"><figcaption>{html.escape(title)}</figcaption>',
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">',
+    ]
     for index, (label, value) in enumerate(rows):
         y = 5 + index * (bar_height + 6)
         length = (width - label_width - 60) * value / top
         parts.append(f'<text x="{label_width - 8}" y="{y + 15}" text-anchor="end">{html.escape(str(label))}</text>')
-        parts.append(f'<rect class="bar" x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" fill="{color}" data-label="{html.escape(str(label))}" data-value="{value}"/>')
+        parts.append(f'<rect class="bar" x="{label_width}" y="{y}" width="{length:.1f}" height="{bar_height}" fill="{color}" '
+                     f'data-label="{html.escape(str(label))}" data-value="{value}"/>')
         parts.append(f'<text x="{label_width + length + 6:.1f}" y="{y + 15}">{value}</text>')
     parts.append("</svg></figure>")
     return "\n".join(parts)

@@ -1,0 +1,69 @@
+"""The layers point one way: pipelines -> components -> library. The library (every module under
+src/socratic_sdg, subpackages included) never imports kfp, the pipelines or the components, so it runs
+in a notebook or a plain container; only the CLI, the top of the stack, reaches the local runner and
+submit. Every user error is one SocraticSdgError."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+import socratic_sdg
+from socratic_sdg.errors import SocraticSdgError
+
+PACKAGE = Path(socratic_sdg.__file__).resolve().parent
+FORBIDDEN = ("kfp", "kfp_kubernetes", "socratic_sdg.pipelines", "socratic_sdg.components")
+TOP_LAYER = {"cli.py"}  # the command line may start a local run or a submission
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-local imports too), relative ones resolved."""
+    package = ".".join(("socratic_sdg",) + path.relative_to(PACKAGE).parent.parts)
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _library_files() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.name not in TOP_LAYER or p.parent != PACKAGE)
+
+
+def test_the_walk_sees_subpackages_and_function_local_imports():
+    files = _library_files()
+    assert any(p.parent.name == "testing" for p in files)  # rglob, not glob
+    assert "kfp.local" in _imports(PACKAGE / "cli.py") or "socratic_sdg.pipelines.local_run" in _imports(PACKAGE / "cli.py")
+
+
+@pytest.mark.parametrize("path", _library_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_library_never_imports_kfp_the_pipelines_or_the_components(path):
+    bad = sorted(name for name in _imports(path) if any(name == f or name.startswith(f + ".") for f in FORBIDDEN))
+    assert bad == [], f"{path.relative_to(PACKAGE)} imports {bad}: the library must not depend on the KFP layers"
+
+
+def test_every_stage_error_is_a_socratic_sdg_error():
+    from socratic_sdg import chunk, convert, endpoint, evaluate, export, filter_judge, local_llm, records
+    from socratic_sdg.generation_errors import GenerateError
+    from socratic_sdg.pipelines.submit import SubmitError
+
+    errors = [chunk.ChunkError, convert.ConvertError, convert.UnreadableDocument, endpoint.EndpointError, evaluate.EvaluateError, export.ExportError,
+              filter_judge.JudgeError, local_llm.LocalModelError, records.JsonlError, records.InputMissingError,
+              records.IncompleteSetError, GenerateError, SubmitError]
+    assert [e.__name__ for e in errors if not issubclass(e, SocraticSdgError)] == []
+    # and every error class the library defines for users is among them
+    defined = {name for module in (chunk, convert, endpoint, evaluate, export, local_llm, records)
+               for name, value in inspect.getmembers(module, inspect.isclass)
+               if value.__module__ == module.__name__ and issubclass(value, Exception)}
+    assert defined <= {e.__name__ for e in errors}
