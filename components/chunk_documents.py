@@ -25,9 +25,10 @@ def chunk_documents(
     """
     import os
 
+    from socratic_sdg import artifacts
     from socratic_sdg import chunk as stage
 
     os.makedirs(chunks.path, exist_ok=True)
     options = stage.ChunkOptions(method=method, max_tokens=max_tokens, min_tokens=min_tokens, merge_small_sections=merge_small_sections)
-    result = stage.run(converted.path, os.path.join(chunks.path, "chunks.jsonl"), options, progress=print)
+    result = stage.run(converted.path, os.path.join(chunks.path, artifacts.CHUNKS_FILE), options, progress=print)
     print(f"{result.chunks} chunks ({result.tokens} tokens), {result.dropped} dropped: {result.dropped_by_reason}")

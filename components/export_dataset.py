@@ -46,6 +46,7 @@ def export_dataset(
     import os
     import shutil
 
+    from socratic_sdg import artifacts
     from socratic_sdg import export as stage
     from socratic_sdg import report as run_report
     from socratic_sdg import summary as run_summary
@@ -61,7 +62,7 @@ def export_dataset(
         strip_metadata=strip_metadata,
         max_records=max_records,
     )
-    stage.run(os.path.join(filtered.path, "accepted.jsonl"), dataset.path, options, progress=print)
+    stage.run(os.path.join(filtered.path, artifacts.ACCEPTED_FILE), dataset.path, options, progress=print)
     collected = run_summary.collect(converted.path, chunks.path, conversations.path, filtered.path, dataset.path)
     run_summary.write(collected, dataset.path)
     written = run_report.write_reports(collected, dataset.path, license)

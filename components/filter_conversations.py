@@ -45,6 +45,7 @@ def filter_conversations(
     """
     import os
 
+    from socratic_sdg import artifacts
     from socratic_sdg import filter as stage
 
     options = stage.FilterOptions(
@@ -64,7 +65,7 @@ def filter_conversations(
         judge_min_grounding=judge_min_score,
         judge_min_tone=judge_min_score,
         judge_min_mistake_identification=judge_min_mistake_identification,
-        chunks_path=os.path.join(chunks.path, "chunks.jsonl"),
+        chunks_path=os.path.join(chunks.path, artifacts.CHUNKS_FILE),
     )
-    result = stage.run(os.path.join(conversations.path, "conversations.jsonl"), filtered.path, options)
+    result = stage.run(os.path.join(conversations.path, artifacts.CONVERSATIONS_FILE), filtered.path, options)
     print(f"{result.accepted} accepted, {result.rejected} rejected: {result.reasons}")

@@ -74,6 +74,7 @@ def generate_conversations(
     import hashlib
     import os
 
+    from socratic_sdg import artifacts
     from socratic_sdg import generate as stage
     from socratic_sdg.endpoint import EndpointConfig
     from socratic_sdg.filter import FilterOptions
@@ -83,7 +84,7 @@ def generate_conversations(
         stage.write_nothing_generated(conversations.path, "estimate only: nothing generated")
         print("estimate only: nothing generated, no request sent")
         return
-    chunks_file = os.path.join(chunks.path, "chunks.jsonl")
+    chunks_file = os.path.join(chunks.path, artifacts.CHUNKS_FILE)
     checkpoint_dir = None
     if checkpoint_pvc_path:
         with open(chunks_file, "rb") as handle:
@@ -137,9 +138,10 @@ def merge_generated_shards(
     """
     import os
 
+    from socratic_sdg import artifacts
     from socratic_sdg import generate as stage
 
-    result = stage.merge([shard.path for shard in shards], conversations.path, os.path.join(chunks.path, "chunks.jsonl"))
+    result = stage.merge([shard.path for shard in shards], conversations.path, os.path.join(chunks.path, artifacts.CHUNKS_FILE))
     for name, value in result.kfp_metrics().items():
         metrics.log_metric(name, value)
     for line in result.summary_lines():

@@ -67,3 +67,18 @@ def test_every_stage_error_is_a_socratic_sdg_error():
                for name, value in inspect.getmembers(module, inspect.isclass)
                if value.__module__ == module.__name__ and issubclass(value, Exception)}
     assert defined <= {e.__name__ for e in errors}
+
+
+def test_artifact_file_names_are_written_once():
+    from socratic_sdg import artifacts
+
+    names = {v for k, v in vars(artifacts).items() if k.endswith("_FILE")}
+    roots = [PACKAGE, PACKAGE.parents[1] / "components"]
+    found = []
+    for root in roots:
+        for path in root.rglob("*.py"):
+            if path.name == "artifacts.py" or "testing" in path.parts:
+                continue
+            text = path.read_text(encoding="utf-8")
+            found += [f"{path.name}: {name}" for name in names if f'"{name}"' in text]
+    assert found == [], "file names belong in socratic_sdg.artifacts"

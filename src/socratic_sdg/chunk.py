@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .records import content_id, read_jsonl, write_json, write_jsonl
 from .errors import SocraticSdgError
+from . import artifacts
 
 METHODS = ("structure", "hybrid", "hierarchical")
 
@@ -361,7 +362,7 @@ def run(
 
     started = time.monotonic()
     in_dir = Path(input_dir)
-    listing = in_dir / "documents.jsonl"
+    listing = in_dir / artifacts.DOCUMENTS_FILE
     if not listing.is_file():
         raise ChunkError(_not_converted(in_dir))
     encoding(options.tokenizer)  # fail before any work when the tokenizer is missing
@@ -390,7 +391,7 @@ def run(
 
     dropped_records: list[dict] = []
     result.chunks = write_jsonl(output, all_chunks())
-    result.dropped = write_jsonl(output.with_name("chunks_dropped.jsonl"), dropped_records)
+    result.dropped = write_jsonl(output.with_name(artifacts.CHUNKS_DROPPED_FILE), dropped_records)
     result.seconds = time.monotonic() - started
-    write_json(output.with_name("chunk_metrics.json"), result.metrics())
+    write_json(output.with_name(artifacts.CHUNK_METRICS_FILE), result.metrics())
     return result

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from . import artifacts
 from .errors import SocraticSdgError
 
 # Errors a user can cause and fix: printed as one line, no traceback. Every stage's own error is a
@@ -488,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --flow-yaml my_flow/flow.yaml
         socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --flow-id socratic-multi-turn \\
             --conversations-per-chunk 4 --checkpoint-dir work/checkpoint     # rerun the same command to resume""")
-    p.add_argument("--input", required=True, help="chunks.jsonl")
+    p.add_argument("--input", required=True, help=f"{artifacts.CHUNKS_FILE} from socratic-sdg chunk")
     p.add_argument("--output-dir", required=True, help="where conversations.jsonl, failed.jsonl and generate_metrics.json go")
     _add_generation_arguments(p)
     p.add_argument("--checkpoint-dir", help="append progress here (a PVC path on the cluster); run again with the same folder to resume")
@@ -502,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg estimate --input work/chunks.jsonl --target-examples 1000            # probes the endpoint with 8 rows
         socratic-sdg estimate --input work/chunks.jsonl --target-examples 1000 --probe-rows 0   # no network: counts and assumptions
         socratic-sdg estimate --input work/chunks.jsonl --target-examples 5000 --max-concurrency 64 --output-dir work/estimate""")
-    p.add_argument("--input", required=True, help="chunks.jsonl")
+    p.add_argument("--input", required=True, help=f"{artifacts.CHUNKS_FILE} from socratic-sdg chunk")
     p.add_argument("--target-examples", type=int, default=1000, help="accepted examples wanted (default 1000)")
     p.add_argument("--probe-rows", type=int, default=8, help="rows generated and filtered to measure the endpoint and acceptance (default 8; 0 = no probe)")
     p.add_argument("--output-dir", help="write estimate.json and the probe's files here")

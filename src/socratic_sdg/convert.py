@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .records import content_id, read_jsonl, write_json, write_jsonl
 from .errors import SocraticSdgError
+from . import artifacts
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ ENDPOINT_CHECK_SECONDS = 5.0  # vlm-remote: how long the one pre-flight request 
 
 # What the stage writes into its output folder besides <name>.md and <name>.json (and what the
 # chunk stage writes when pointed at the same folder): no document may be named over them.
-STAGE_FILES = ("documents.jsonl", "failures.jsonl", "convert_metrics.json", ".cache", "chunks.jsonl", "chunks_dropped.jsonl", "chunk_metrics.json")
+STAGE_FILES = artifacts.CONVERT_STAGE_FILES
 RESERVED_NAMES = frozenset(Path(f).stem.casefold() for f in STAGE_FILES if Path(f).suffix in (".md", ".json"))
 
 
@@ -725,9 +726,9 @@ def check_failures(result: ConvertResult, max_failure_ratio: float, out: Path, i
 
 
 def write_outputs(out: Path, result: ConvertResult) -> None:
-    write_jsonl(out / "documents.jsonl", result.documents)
-    write_jsonl(out / "failures.jsonl", result.failures)
-    write_json(out / "convert_metrics.json", result.metrics())
+    write_jsonl(out / artifacts.DOCUMENTS_FILE, result.documents)
+    write_jsonl(out / artifacts.CONVERT_FAILURES_FILE, result.failures)
+    write_json(out / artifacts.CONVERT_METRICS_FILE, result.metrics())
 
 
 def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.PathLike[str], max_failure_ratio: float = 1.0) -> ConvertResult:
@@ -735,7 +736,7 @@ def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.Pat
     and apply the failure threshold to the whole run."""
     out = Path(output_dir)
     shards = [Path(shard) for shard in shard_dirs]
-    listings = {shard: list(read_jsonl(shard / "documents.jsonl")) for shard in shards}
+    listings = {shard: list(read_jsonl(shard / artifacts.DOCUMENTS_FILE)) for shard in shards}
     _check_merge_names(listings)  # before anything is copied
     make_output_folder(out)
     merged = ConvertResult()
@@ -745,8 +746,8 @@ def merge(shard_dirs: Iterable[str | os.PathLike[str]], output_dir: str | os.Pat
                 shutil.copyfile(shard / document[key], out / document[key])
             merged.documents.append(document)
             merged.pages += document["pages"]
-        merged.failures.extend(read_jsonl(shard / "failures.jsonl"))
-        metrics = json.loads((shard / "convert_metrics.json").read_text())
+        merged.failures.extend(read_jsonl(shard / artifacts.CONVERT_FAILURES_FILE))
+        metrics = json.loads((shard / artifacts.CONVERT_METRICS_FILE).read_text())
         merged.reused += metrics.get("reused_from_cache", 0)
         merged.seconds = max(merged.seconds, metrics.get("seconds", 0.0))  # shards run side by side
     merged.documents.sort(key=lambda d: d["source"])

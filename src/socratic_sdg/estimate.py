@@ -37,8 +37,9 @@ from . import generate
 from .endpoint import EndpointConfig
 from .generate import GenerateError, GenerateOptions, NothingGenerated
 from .records import content_id, read_jsonl, write_json, write_jsonl
+from . import artifacts
 
-ESTIMATE_FILE = "estimate.json"
+ESTIMATE_FILE = artifacts.ESTIMATE_FILE
 PROBE_DIR = "probe"
 DEFAULT_TARGET_EXAMPLES = 1000
 ASSUMED_ACCEPTANCE = 0.5  # without a probe: share of generated conversations the filter is assumed to accept
@@ -258,18 +259,18 @@ def _probe(chunks_path: Path, records: int, options: EstimateOptions, endpoint: 
     wanted_chunks = math.ceil(options.probe_rows / gen.conversations_per_chunk)
     picked = set(spread_indices(records, wanted_chunks, gen.seed))
     sample = [(i, c) for k, (i, c) in enumerate(_chunk_records(chunks_path, gen.max_chunks, gen.max_chunk_chars)) if k in picked]
-    write_jsonl(work / "chunks.jsonl", (c for _, c in sample))
+    write_jsonl(work / artifacts.CHUNKS_FILE, (c for _, c in sample))
     if progress:
         progress(f"[estimate] probe: {len(sample)} of {records} chunks (positions {', '.join(str(i) for i, _ in sample)}), "
                  f"{len(sample) * gen.conversations_per_chunk} rows")
     defaults = {f.name: f.default for f in dataclasses.fields(GenerateOptions) if f.name in _RUN_SCOPE_FIELDS}
     try:
-        generated = generate.run(work / "chunks.jsonl", work / "generate", dataclasses.replace(gen, **defaults), endpoint, progress)
+        generated = generate.run(work / artifacts.CHUNKS_FILE, work / "generate", dataclasses.replace(gen, **defaults), endpoint, progress)
     except NothingGenerated as nothing:  # a probe that generated nothing is a finding: reported, not extrapolated
         generated = nothing.result
         if progress:
             progress(f"[estimate] {nothing}")
-    filtered = quality_filter.run(work / "generate" / "conversations.jsonl", work / "filter", options.filter_options, progress)
+    filtered = quality_filter.run(work / "generate" / artifacts.CONVERSATIONS_FILE, work / "filter", options.filter_options, progress)
     m = generated.metrics()
     probe = {
         "rows": generated.input_rows,

@@ -39,14 +39,15 @@ from .records import (
     write_json,
 )
 from .errors import SocraticSdgError
+from . import artifacts
 
-TRAIN_FILE = "train.jsonl"
-VALIDATION_FILE = "validation.jsonl"
-METRICS_FILE = "export_metrics.json"
+TRAIN_FILE = artifacts.TRAIN_FILE
+VALIDATION_FILE = artifacts.VALIDATION_FILE
+METRICS_FILE = artifacts.EXPORT_METRICS_FILE
 SET_FILES = (TRAIN_FILE, VALIDATION_FILE, METRICS_FILE)  # written as one set
 # Everything the export stage puts in a dataset folder (the pipeline's export step adds the run summary
 # and the reports); the marker says the folder is this project's, so copy_dataset may replace it.
-DATASET_FILES = SET_FILES + ("summary.json", "README.md", "report.html", "report.md")
+DATASET_FILES = SET_FILES + (artifacts.SUMMARY_FILE, "README.md", "report.html", "report.md")
 DATASET_MARKER = ".socratic-sdg-dataset"
 PRODUCER = "the export (socratic-sdg export, or the pipeline's export step)"
 INPUT_MADE_BY = "the accepted.jsonl that `socratic-sdg filter` (the pipeline's filter step) writes"

@@ -58,10 +58,11 @@ from .records import (
     remove_stale_temps,
     require_input,
 )
+from . import artifacts
 
-ACCEPTED_FILE = "accepted.jsonl"
-REJECTED_FILE = "rejected.jsonl"
-METRICS_FILE = "filter_metrics.json"
+ACCEPTED_FILE = artifacts.ACCEPTED_FILE
+REJECTED_FILE = artifacts.REJECTED_FILE
+METRICS_FILE = artifacts.FILTER_METRICS_FILE
 OUTPUT_FILES = (ACCEPTED_FILE, REJECTED_FILE, METRICS_FILE)  # written as one set (records.AtomicFileSet)
 PRODUCER = "the filter (socratic-sdg filter, or the pipeline's filter step)"
 INPUT_MADE_BY = "the conversations.jsonl that `socratic-sdg generate` (the pipeline's generate step) writes"

@@ -62,14 +62,15 @@ from .flow_catalog import package_flows as package_flows  # noqa: E402,F401  (re
 from .generation_checkpoint import Checkpoint  # noqa: E402
 from .generation_errors import EndpointUnavailable, GenerateError, NothingGenerated  # noqa: E402,F401  (re-exported)
 from .records import AtomicFileSet, check_complete, content_id, dumps, read_json, read_jsonl  # noqa: E402
+from . import artifacts
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FLOW_ID = "socratic-single-turn"
 TEMP_CHECKPOINT = ".generate-checkpoint"  # in output_dir when no checkpoint_dir is given; removed when done
-CONVERSATIONS_FILE = "conversations.jsonl"
-FAILED_FILE = "failed.jsonl"
-METRICS_FILE = "generate_metrics.json"
+CONVERSATIONS_FILE = artifacts.CONVERSATIONS_FILE
+FAILED_FILE = artifacts.GENERATE_FAILED_FILE
+METRICS_FILE = artifacts.GENERATE_METRICS_FILE
 OUTPUT_FILES = (CONVERSATIONS_FILE, FAILED_FILE, METRICS_FILE)  # written as one set (records.AtomicFileSet)
 SET_KIND = "generate"
 PRODUCER = "generation (socratic-sdg generate, the pipeline's generate step)"
@@ -323,7 +324,7 @@ def check_chunks_file(path: str | os.PathLike[str]) -> Path:
     """The chunks file, or a GenerateError saying in one sentence what is wrong with the path and what makes it."""
     path = Path(path)
     if path.is_dir():
-        inside = path / "chunks.jsonl"
+        inside = path / artifacts.CHUNKS_FILE
         hint = f" (did you mean {inside}?)" if inside.is_file() else ""
         raise GenerateError(
             f"{path} is a folder, but --input takes the chunks.jsonl file that `socratic-sdg chunk --output FILE` writes{hint}"

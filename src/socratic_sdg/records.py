@@ -225,9 +225,9 @@ class AtomicFileSet:
 
     Usage::
 
-        with AtomicFileSet(out, ["accepted.jsonl", "rejected.jsonl"], kind="filter",
+        with AtomicFileSet(out, [ACCEPTED_FILE, REJECTED_FILE], kind="filter",
                            producer="the filter (socratic-sdg filter)") as files:
-            files["accepted.jsonl"].write(line)      # text handles, UTF-8
+            files[ACCEPTED_FILE].write(line)      # text handles, UTF-8
             ...
         # here every file is in place and the set is marked complete
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .records import AtomicWriter, check_complete, read_jsonl, remove_stale_temps
+from . import artifacts
 
 LENGTH_BINS = (0, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -42,7 +43,7 @@ def dataset_statistics(dataset_dir: str | os.PathLike[str]) -> dict:
     records = tokens_total = tokens_max = 0
     per_source: Counter[str] = Counter()
     examples: list[dict] = []
-    for split in ("train.jsonl", "validation.jsonl"):
+    for split in artifacts.SPLIT_FILES:
         path = folder / split
         if not path.is_file():
             continue
@@ -112,7 +113,7 @@ def dataset_card(summary: dict, stats: dict, license_id: str = "other") -> str:
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [{"split": "train", "path": "train.jsonl"}, {"split": "validation", "path": "validation.jsonl"}],
+                "data_files": [{"split": "train", "path": artifacts.TRAIN_FILE}, {"split": "validation", "path": artifacts.VALIDATION_FILE}],
             }
         ],
     }

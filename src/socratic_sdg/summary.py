@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 from .records import read_json, write_json
+from . import artifacts
 
-SUMMARY_FILE = "summary.json"
+SUMMARY_FILE = artifacts.SUMMARY_FILE
 
 
 def _metrics(folder: str | os.PathLike[str], name: str) -> dict:
@@ -17,11 +18,11 @@ def _metrics(folder: str | os.PathLike[str], name: str) -> dict:
 
 def collect(converted_dir, chunks_dir, conversations_dir, filtered_dir, dataset_dir) -> dict:
     """Gather the counts of a run from the stages' output folders."""
-    convert = _metrics(converted_dir, "convert_metrics.json")
-    chunk = _metrics(chunks_dir, "chunk_metrics.json")
-    generate = _metrics(conversations_dir, "generate_metrics.json")
-    quality = _metrics(filtered_dir, "filter_metrics.json")
-    export = _metrics(dataset_dir, "export_metrics.json")
+    convert = _metrics(converted_dir, artifacts.CONVERT_METRICS_FILE)
+    chunk = _metrics(chunks_dir, artifacts.CHUNK_METRICS_FILE)
+    generate = _metrics(conversations_dir, artifacts.GENERATE_METRICS_FILE)
+    quality = _metrics(filtered_dir, artifacts.FILTER_METRICS_FILE)
+    export = _metrics(dataset_dir, artifacts.EXPORT_METRICS_FILE)
     generated = generate.get("output_rows", 0)
     accepted = quality.get("accepted", 0)
     return {

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .records import incomplete_sets, parse_json_line
+from . import artifacts
 
-SPLITS = ("train.jsonl", "validation.jsonl")
+SPLITS = artifacts.SPLIT_FILES
 ROLES = {"system", "user", "assistant"}
 
 
