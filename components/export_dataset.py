@@ -36,8 +36,8 @@ def export_dataset(
         report: The run report with plots (funnel, drop reasons, lengths, records per document).
         validation_ratio: Share of source chunks whose conversations go to validation.jsonl.
         seed: Seed of the grouped train/validation split.
-        format: messages (chat) or prompt_completion (TRL).
-        system_prompt: A system turn prepended to every record (empty = none).
+        format: messages (chat format, for training_hub and dataset_download) or prompt_completion (TRL).
+        system_prompt: A system turn prepended to every record; empty keeps user/assistant only.
         strip_metadata: Drop the hidden reference answer and the filter scores from the records.
         max_records: Keep at most this many records, balanced across source documents (0 = all).
         license: Licence id written in the dataset card.
@@ -54,14 +54,12 @@ def export_dataset(
     if pvc_path:
         stage.check_copy_target(pvc_path)  # refuse a folder that is not ours before building anything
 
-    options = stage.ExportOptions(
-        validation_ratio=validation_ratio,
-        seed=seed,
-        format=format,
-        system_prompt=system_prompt or None,
-        strip_metadata=strip_metadata,
-        max_records=max_records,
-    )
+    from socratic_sdg.options import from_params
+
+    options = from_params(stage.ExportOptions, dict(
+        validation_ratio=validation_ratio, seed=seed, format=format, system_prompt=system_prompt,
+        strip_metadata=strip_metadata, max_records=max_records,
+    ))
     stage.run(os.path.join(filtered.path, artifacts.ACCEPTED_FILE), dataset.path, options, progress=print)
     collected = run_summary.collect(converted.path, chunks.path, conversations.path, filtered.path, dataset.path)
     run_summary.write(collected, dataset.path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import artifacts
 from .errors import SocraticSdgError
+from .options import add_arguments, from_args
 
 # Errors a user can cause and fix: printed as one line, no traceback. Every stage's own error is a
 # SocraticSdgError; options objects reject bad values with ValueError, a missing file is FileNotFoundError.
@@ -245,14 +246,7 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from . import export
 
-    options = export.ExportOptions(
-        validation_ratio=args.validation_ratio,
-        seed=args.seed,
-        system_prompt=args.system_prompt,
-        format=args.format,
-        strip_metadata=args.strip_metadata,
-        max_records=args.max_records,
-    )
+    options = from_args(export.ExportOptions, args)
     export.run(args.input, args.output_dir, options, progress=_say)
     return 0
 
@@ -546,12 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset --validation-ratio 0.2 --seed 7""")
     p.add_argument("--input", required=True, help="accepted.jsonl from the filter stage")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--validation-ratio", type=float, default=0.1, help="share of source chunks for validation (default 0.1)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--system-prompt", help="prepend this system turn to every record (off by default)")
-    p.add_argument("--format", default="messages", choices=["messages", "prompt_completion"], help="messages (chat, default) or prompt_completion (TRL)")
-    p.add_argument("--strip-metadata", action="store_true", help="drop the hidden reference answer and filter scores")
-    p.add_argument("--max-records", type=int, default=0, help="keep at most N records, balanced across source documents (0 = all)")
+    from .export import ExportOptions
+
+    add_arguments(p.add_argument_group("export options"), ExportOptions)
     p.set_defaults(func=cmd_export)
 
     p = _add(sub, "validate", "Check every row of a dataset folder the way the fine-tuning loader reads it.", """

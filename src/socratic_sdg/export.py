@@ -40,6 +40,7 @@ from .records import (
 )
 from .errors import SocraticSdgError
 from . import artifacts
+from .options import option
 
 TRAIN_FILE = artifacts.TRAIN_FILE
 VALIDATION_FILE = artifacts.VALIDATION_FILE
@@ -63,12 +64,15 @@ HIDDEN_METADATA = ("reference_answer", "quality")  # for the filter and the repo
 
 @dataclass(frozen=True)
 class ExportOptions:
-    validation_ratio: float = 0.1
-    seed: int = 42
-    system_prompt: str | None = None  # opt-in: consumers that read messages[0] as the student need none
-    format: str = "messages"
-    strip_metadata: bool = False  # drop the hidden reference answer and filter scores
-    max_records: int = 0  # 0 = all; otherwise keep at most this many (balanced across documents)
+    # The help texts are also the component's and the pipeline's parameter descriptions (a test checks).
+    validation_ratio: float = option(0.1, "Share of source chunks whose conversations go to validation.jsonl.")
+    seed: int = option(42, "Seed of the grouped train/validation split.")
+    # Opt-in: consumers that read messages[0] as the student need none.
+    system_prompt: str | None = option(None, "A system turn prepended to every record; empty keeps user/assistant only.")
+    format: str = option("messages", "messages (chat format, for training_hub and dataset_download) or prompt_completion (TRL).",
+                         choices=FORMATS)
+    strip_metadata: bool = option(False, "Drop the hidden reference answer and the filter scores from the records.")
+    max_records: int = option(0, "Keep at most this many records, balanced across source documents (0 = all).")
     balance_documents: bool = True  # with max_records: take records round-robin across source documents
 
     def __post_init__(self):
