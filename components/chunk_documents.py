@@ -18,9 +18,9 @@ def chunk_documents(
     Args:
         converted: Output of the conversion.
         chunks: Folder with chunks.jsonl, chunks_dropped.jsonl and chunk_metrics.json.
-        method: structure (keeps a problem with its solution), hybrid (docling HybridChunker) or hierarchical.
-        max_tokens: Largest chunk in tokens.
-        min_tokens: Smaller sections merge into a neighbour; smaller leftovers are dropped.
+        method: structure (keeps a problem with its solution), hybrid (docling HybridChunker) or hierarchical (one chunk per paragraph).
+        max_tokens: Largest chunk, in tokens.
+        min_tokens: Sections smaller than this merge into a neighbour; smaller leftovers are dropped.
         merge_small_sections: Merge sections below min_tokens into their neighbours.
     """
     import os
@@ -29,6 +29,9 @@ def chunk_documents(
     from socratic_sdg import chunk as stage
 
     os.makedirs(chunks.path, exist_ok=True)
-    options = stage.ChunkOptions(method=method, max_tokens=max_tokens, min_tokens=min_tokens, merge_small_sections=merge_small_sections)
+    from socratic_sdg.options import from_params
+
+    options = from_params(stage.ChunkOptions, dict(method=method, max_tokens=max_tokens, min_tokens=min_tokens,
+                                                   merge_small_sections=merge_small_sections))
     result = stage.run(converted.path, os.path.join(chunks.path, artifacts.CHUNKS_FILE), options, progress=print)
     print(f"{result.chunks} chunks ({result.tokens} tokens), {result.dropped} dropped: {result.dropped_by_reason}")

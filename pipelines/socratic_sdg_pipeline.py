@@ -116,7 +116,7 @@ def socratic_sdg_pipeline(
         chunk_method: structure (keeps a problem with its solution), hybrid (docling HybridChunker) or hierarchical (one chunk per paragraph).
         chunk_max_tokens: Largest chunk, in tokens.
         chunk_min_tokens: Sections smaller than this merge into a neighbour; smaller leftovers are dropped.
-        chunk_merge_small_sections: Merge sections below chunk_min_tokens into their neighbours.
+        chunk_merge_small_sections: Merge sections below min_tokens into their neighbours.
         generate_flow_id: sdg_hub flow id: socratic-single-turn, or any flow from the sdg_hub registry.
         generate_flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over generate_flow_id.
         generate_model: Model name served by the endpoint; empty uses LLM_MODEL from the Secret.

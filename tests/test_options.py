@@ -8,13 +8,14 @@ import argparse
 
 import pytest
 
-from socratic_sdg import export
+from socratic_sdg import chunk, export
+from socratic_sdg.components.chunk_documents import chunk_documents
 from socratic_sdg.components.export_dataset import export_dataset
 from socratic_sdg.options import add_arguments, described, from_args, from_params, option, output_settings
 from socratic_sdg.pipelines.socratic_sdg_pipeline import socratic_sdg_pipeline
 
 # (options class, component, prefix of its pipeline parameters)
-PARITY = [(export.ExportOptions, export_dataset, "export_")]
+PARITY = [(chunk.ChunkOptions, chunk_documents, "chunk_"), (export.ExportOptions, export_dataset, "export_")]
 
 
 def _kfp_default(value):

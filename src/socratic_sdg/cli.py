@@ -78,9 +78,7 @@ def cmd_convert(args) -> int:
 def cmd_chunk(args) -> int:
     from . import chunk
 
-    options = chunk.ChunkOptions(
-        method=args.method, max_tokens=args.max_tokens, min_tokens=args.min_tokens, merge_small_sections=not args.no_merge_small_sections
-    )
+    options = from_args(chunk.ChunkOptions, args)
     result = chunk.run(args.input, args.output, options, progress=_say)
     _say(f"{result.chunks} chunks ({result.tokens} tokens) from {result.documents} documents; {result.dropped} dropped {result.dropped_by_reason} -> "
          f"{args.output}")
@@ -470,11 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg chunk --input work/converted --output work/chunks.jsonl --method hybrid --max-tokens 800""")
     p.add_argument("--input", required=True, help="the convert stage's output folder")
     p.add_argument("--output", required=True, help="chunks.jsonl to write (chunks_dropped.jsonl and chunk_metrics.json go beside it)")
-    p.add_argument("--method", default="structure", choices=["structure", "hybrid", "hierarchical"],
-                   help="structure: keeps a problem with its solution (default); hybrid: docling's HybridChunker; hierarchical: one chunk per paragraph")
-    p.add_argument("--max-tokens", type=int, default=512, help="largest chunk (default 512)")
-    p.add_argument("--min-tokens", type=int, default=64, help="smaller sections merge into a neighbour, smaller leftovers are dropped (default 64)")
-    p.add_argument("--no-merge-small-sections", action="store_true", help="keep each section in its own chunk however small")
+    from .chunk import ChunkOptions
+
+    add_arguments(p.add_argument_group("chunk options"), ChunkOptions)
     p.set_defaults(func=cmd_chunk)
 
     p = _add(sub, "generate", "Generate Socratic conversations from chunks with an sdg_hub flow.", """

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, opt
         if isinstance(default, bool):
             if default:
                 flag = field.metadata["flag"] or "--no-" + name.replace("_", "-")
-                parser.add_argument(flag, dest=name, action="store_false", help=text)
+                parser.add_argument(flag, dest=name, action="store_false", help=f"{text} On by default: this flag turns it off.")
             else:
                 parser.add_argument(_flag(field), dest=name, action="store_true", help=text)
             continue
