@@ -6,7 +6,7 @@ import shutil
 import pytest
 from socratic_sdg.testing.fake_openai import TUTOR
 
-from socratic_sdg.pipelines.local_run import LocalRunOptions, run_locally
+from socratic_sdg.deploy.local_run import LocalRunOptions, run_locally
 from socratic_sdg.records import read_jsonl
 
 

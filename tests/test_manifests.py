@@ -150,7 +150,7 @@ def test_pods_are_restricted_and_bounded(kustomization):
 
 @needs_kubectl
 def test_openshift_ai_overlay_has_pipeline_server_model_and_rbac_but_never_the_secret():
-    from socratic_sdg.pipelines import submit
+    from socratic_sdg.deploy import submit
 
     overlay = "overlays/openshift-ai"
     namespace = yaml.safe_load((MANIFESTS / overlay / "kustomization.yaml").read_text())["namespace"]
@@ -194,7 +194,7 @@ def test_the_built_submitter_role_lets_submit_through_old_and_new_pipeline_serve
     `create` on `datasciencepipelinesapplications/api` of that DSPA (by name). Older operators put
     an OAuth proxy in front that let in whoever may `get` the route ds-pipeline-<dspa>.
     """
-    from socratic_sdg.pipelines import submit
+    from socratic_sdg.deploy import submit
 
     (role,) = find(kustomization, "Role", "socratic-sdg-submitter")
     rules = role["rules"]

@@ -1,4 +1,4 @@
-"""`socratic-sdg submit` (pipelines/submit.py) against a fake cluster at the HTTP level.
+"""`socratic-sdg submit` (socratic_sdg/deploy/submit.py) against a fake cluster at the HTTP level.
 
 One local HTTP server plays both the Kubernetes API (routes, DataSciencePipelinesApplications,
 InferenceServices, Secrets, ConsoleLinks) and the KFP v2beta1 API behind the pipeline server's route;
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from socratic_sdg.pipelines import submit as sub
+from socratic_sdg.deploy import submit as sub
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "pipelines" / "socratic_sdg_pipeline.yaml"

@@ -276,7 +276,7 @@ def _parse_params(pairs: list[str]) -> dict:
 
 
 def cmd_run(args) -> int:
-    from socratic_sdg.pipelines.local_run import LocalRunOptions, run_locally
+    from .deploy.local_run import LocalRunOptions, run_locally
 
     from . import summary as run_summary
 
@@ -312,7 +312,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from socratic_sdg.pipelines import submit
+    from .deploy import submit
 
     options = submit.SubmitOptions(
         namespace=args.namespace,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -35,7 +36,9 @@ from typing import Any, Callable
 import yaml
 from socratic_sdg.errors import SocraticSdgError
 
-PIPELINE_FILE = Path(__file__).with_name("socratic_sdg_pipeline.yaml")
+# The committed compiled pipeline, shipped in the socratic_sdg.pipelines package (found without
+# importing it, so submit does not load kfp until it compiles).
+PIPELINE_FILE = Path(importlib.util.find_spec("socratic_sdg.pipelines").origin).with_name("socratic_sdg_pipeline.yaml")
 DEFAULT_DSPA = "dspa"  # the name the OpenShift AI dashboard gives the pipeline server
 DEFAULT_EXPERIMENT = "socratic-sdg"
 API = "/apis/v2beta1"
@@ -539,7 +542,7 @@ class _Kfp:
 
 
 def _compile_to_temp() -> Path:
-    from .socratic_sdg_pipeline import COMPILED_PATH, compile_pipeline
+    from socratic_sdg.pipelines.socratic_sdg_pipeline import COMPILED_PATH, compile_pipeline
 
     return compile_pipeline(Path(tempfile.mkdtemp(prefix="socratic-sdg-")) / COMPILED_PATH.name)
 

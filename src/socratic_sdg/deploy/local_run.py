@@ -35,7 +35,7 @@ class LocalRunResult:
 def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = print) -> LocalRunResult:
     from kfp import local
 
-    from .socratic_sdg_pipeline import socratic_sdg_pipeline
+    from socratic_sdg.pipelines.socratic_sdg_pipeline import socratic_sdg_pipeline
 
     from .submit import check_parameter_names
 
