@@ -37,6 +37,25 @@ def set_limits(task, cpu: tuple[str, str], memory: tuple[str, str], timeout_seco
     return task
 
 
+def wire(task, *, cpu: tuple[str, str], memory: tuple[str, str], timeout_seconds: int, pvc_name=None,
+         secret_name=None, secret: str = "optional", no_litellm_network: bool = False):
+    """Everything a task's pod needs besides its inputs: the data PVC at DATA_MOUNT_PATH (when
+    ``pvc_name``), the endpoint Secret as environment variables (when ``secret_name``; "required":
+    LLM_API_BASE and LLM_API_KEY must exist, LLM_MODEL may), requests, limits and a deadline."""
+    if secret_name is not None:
+        if secret == "required":
+            kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS})
+            optional_keys = LLM_SECRET_OPTIONAL_KEYS
+        else:
+            optional_keys = LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env={k: k for k in optional_keys}, optional=True)
+    if pvc_name is not None:
+        kubernetes.mount_pvc(task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
+    if no_litellm_network:
+        task.set_env_variable("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a cost map at import otherwise
+    return set_limits(task, cpu=cpu, memory=memory, timeout_seconds=timeout_seconds)
+
+
 @dsl.pipeline(name=PIPELINE_NAME, description="Turn course PDFs into a Socratic math tutor fine-tuning dataset.")
 def socratic_sdg_pipeline(
     pvc_name: str = "socratic-sdg-data",
@@ -174,12 +193,9 @@ def socratic_sdg_pipeline(
             max_pages=convert_max_pages,
             cache_dir=convert_cache_dir,
         )
-        kubernetes.mount_pvc(convert_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
         # vlm-remote reads the endpoint from the same Secret as generation.
-        kubernetes.use_secret_as_env(
-            convert_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
-        )
-        set_limits(convert_task, cpu=("2", "4"), memory=("4Gi", "8Gi"), timeout_seconds=HOUR * 6)
+        wire(convert_task, pvc_name=pvc_name, secret_name=llm_secret_name, cpu=("2", "4"), memory=("4Gi", "8Gi"),
+             timeout_seconds=HOUR * 6)
 
     merge_task = merge_converted_shards(
         shards=dsl.Collected(convert_task.outputs["converted"]), max_failure_ratio=convert_max_failure_ratio
@@ -218,12 +234,9 @@ def socratic_sdg_pipeline(
         check_leakage=filter_check_leakage,
     )
     estimate_task = estimate_generation(probe_rows=generate_estimate_probe_rows, **generation)
-    kubernetes.use_secret_as_env(
-        estimate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
-    )
-    kubernetes.mount_pvc(estimate_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)  # a flow YAML may live there
-    set_limits(estimate_task, cpu=("500m", "2"), memory=("1Gi", "4Gi"), timeout_seconds=HOUR)
-    estimate_task.set_env_variable("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # The PVC: a flow YAML may live there.
+    wire(estimate_task, pvc_name=pvc_name, secret_name=llm_secret_name, cpu=("500m", "2"), memory=("1Gi", "4Gi"),
+         timeout_seconds=HOUR, no_litellm_network=True)
 
     generate_shards_task = plan_shards(num_shards=generate_num_shards)
     set_limits(generate_shards_task, cpu=("100m", "500m"), memory=("256Mi", "512Mi"), timeout_seconds=MINUTE * 5)
@@ -240,19 +253,9 @@ def socratic_sdg_pipeline(
             dry_run=generate_estimate_only,
         )
         generate_task.after(estimate_task)  # the estimate is on the dashboard before the first request
-        kubernetes.use_secret_as_env(
-            generate_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS}
-        )
-        kubernetes.use_secret_as_env(
-            generate_task,
-            secret_name=llm_secret_name,
-            secret_key_to_env={k: k for k in LLM_SECRET_OPTIONAL_KEYS},
-            optional=True,
-        )
         # The checkpoint (and a flow YAML mounted from a ConfigMap) live on the PVC.
-        kubernetes.mount_pvc(generate_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-        set_limits(generate_task, cpu=("1", "2"), memory=("2Gi", "4Gi"), timeout_seconds=HOUR * 24)
-        generate_task.set_env_variable("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network call at import
+        wire(generate_task, pvc_name=pvc_name, secret_name=llm_secret_name, secret="required", cpu=("1", "2"),
+             memory=("2Gi", "4Gi"), timeout_seconds=HOUR * 24, no_litellm_network=True)
         generate_task.set_retry(num_retries=2, backoff_duration="60s")  # resumes from the checkpoint
 
     merge_generated_task = merge_generated_shards(
@@ -278,11 +281,8 @@ def socratic_sdg_pipeline(
         judge_min_mistake_identification=filter_judge_min_mistake_identification,
     )
     # The optional LLM judge reads the same endpoint Secret as generation.
-    kubernetes.use_secret_as_env(
-        filter_task, secret_name=llm_secret_name, secret_key_to_env={k: k for k in LLM_SECRET_KEYS + LLM_SECRET_OPTIONAL_KEYS}, optional=True
-    )
-    kubernetes.mount_pvc(filter_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-    set_limits(filter_task, cpu=("500m", "1"), memory=("1Gi", "2Gi"), timeout_seconds=HOUR * 2)
+    wire(filter_task, pvc_name=pvc_name, secret_name=llm_secret_name, cpu=("500m", "1"), memory=("1Gi", "2Gi"),
+         timeout_seconds=HOUR * 2)
 
     export_task = export_dataset(
         converted=converted,
@@ -298,8 +298,7 @@ def socratic_sdg_pipeline(
         license=export_license,
         pvc_path=export_pvc_path,
     )
-    kubernetes.mount_pvc(export_task, pvc_name=pvc_name, mount_path=DATA_MOUNT_PATH)
-    set_limits(export_task, cpu=("250m", "1"), memory=("512Mi", "2Gi"), timeout_seconds=HOUR)
+    wire(export_task, pvc_name=pvc_name, cpu=("250m", "1"), memory=("512Mi", "2Gi"), timeout_seconds=HOUR)
     return export_task.outputs["dataset"]
 
 
