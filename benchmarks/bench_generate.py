@@ -105,13 +105,7 @@ def serve(argv: list[str]) -> None:
         server.reply_for = lambda messages: custom(messages) or canned(messages)
     if args.no_log:
         server.prompts, server.calls = _Discard(), _Discard()
-    server.start()
-    print(server.api_base, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    fake_openai.serve_until_killed(server)
 
 
 def _chunks(n: int) -> list[dict]:

@@ -373,7 +373,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    server = FakeOpenAI(models=[args.model], latency=_parse_latency(args.latency), max_concurrent=args.max_concurrent or None, seed=args.seed, port=args.port)
+    serve_until_killed(FakeOpenAI(models=[args.model], latency=_parse_latency(args.latency),
+                                  max_concurrent=args.max_concurrent or None, seed=args.seed, port=args.port))
+
+
+def serve_until_killed(server: FakeOpenAI) -> None:
+    """Start ``server``, print its base URL (the parent process reads it), serve until interrupted."""
     server.start()
     print(server.api_base, flush=True)
     try:
