@@ -38,10 +38,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from socratic_sdg import filter as quality_filter
-from socratic_sdg import filter_leakage, filter_math
+from socratic_sdg import filtering
+from socratic_sdg.filtering import leakage as filter_leakage
 from socratic_sdg.testing import filter_eval
-from socratic_sdg.filter_dedup import DedupCandidate, Deduplicator, DedupOptions
+from socratic_sdg.filtering.dedup import DedupCandidate, Deduplicator, DedupOptions
 
 EVAL_DIR = ROOT / "tests" / "data" / "filter_eval"
 
@@ -51,7 +51,7 @@ def human_labelled() -> None:
 
     print("== Human-labelled tutor replies (samples/tutor-eval/mrbench-dev.json; the headline figures) ==")
     replies = evaluate.load(ROOT / "samples" / "tutor-eval" / "mrbench-dev.json")
-    options = quality_filter.FilterOptions(dedup=False, graded_turns="last")
+    options = filtering.FilterOptions(dedup=False, graded_turns="last")
     rows = [(name, evaluate.run_decision(name, replies, decide).overall) for name, decide in (
         ("accept everything", evaluate.accept_all), ("workshop filter", evaluate.workshop_decide),
         ("socratic-sdg filter", evaluate.filter_decide(options)))]
@@ -61,7 +61,7 @@ def human_labelled() -> None:
 
 def evaluation() -> None:
     print("== Leak detection on the labelled sets (positive class: leak) ==")
-    decide = filter_eval.filter_decide(quality_filter.FilterOptions(language="en"))
+    decide = filter_eval.filter_decide(filtering.FilterOptions(language="en"))
     sets = {name: filter_eval.load_labelled(EVAL_DIR / f"{name}.jsonl") for name in ("eval", "heldout")}
     sets["all"] = sets["eval"] + sets["heldout"]
     for name, records in sets.items():
@@ -75,20 +75,13 @@ def evaluation() -> None:
           f"weak cases, which need the LLM judge: {judge.accuracy:.3f})")
 
 
-def _clear_caches() -> None:
-    """Empty the filter's memo caches (every ``functools`` cache in its modules), so that a timed
-    round only profits from repetition inside its own records, never from an earlier round."""
-    for module in (quality_filter, filter_math, filter_leakage):
-        for value in vars(module).values():
-            if callable(getattr(value, "cache_clear", None)):
-                value.cache_clear()
 
 
 def _best(fn, repeat: int) -> float:
     """Best CPU time of ``repeat`` cold-cache rounds of ``fn``."""
     best = float("inf")
     for _ in range(repeat):
-        _clear_caches()
+        filtering.clear_caches()
         started = time.process_time()
         fn()
         best = min(best, time.process_time() - started)
@@ -107,7 +100,7 @@ def _row(label: str, count: int, seconds: float, reference: float, note: str = "
 def _layer_rows(records: list[dict], repeat: int) -> tuple[dict[str, float], bool]:
     """Best CPU seconds per configuration of the per-record layers (check_record, one record at a
     time), and whether the leakage pre-checks left every record's drop reasons unchanged."""
-    rules = quality_filter.load_rules(None)
+    rules = filtering.load_rules(None)
     configs = {
         "format": dict(check_rules=False, check_leakage=False),
         "format + rules": dict(check_leakage=False),
@@ -117,17 +110,17 @@ def _layer_rows(records: list[dict], repeat: int) -> tuple[dict[str, float], boo
     best = {label: float("inf") for label in configs}
     for _ in range(repeat):  # interleaved rounds, so a noisy moment does not favour one configuration
         for label, options in configs.items():
-            opts = quality_filter.FilterOptions(dedup=False, **options)
+            opts = filtering.FilterOptions(dedup=False, **options)
             filter_leakage.PRECHECKS = label != PRECHECKS_OFF
-            _clear_caches()
+            filtering.clear_caches()
             started = time.process_time()
             for record in records:
-                quality_filter.check_record(record, rules, opts)
+                filtering.check_record(record, rules, opts)
             best[label] = min(best[label], time.process_time() - started)
     reasons = []
     for enabled in (True, False):  # untimed: the decisions with and without the pre-checks
         filter_leakage.PRECHECKS = enabled
-        reasons.append([quality_filter.check_record(record, rules, quality_filter.FilterOptions(dedup=False))
+        reasons.append([filtering.check_record(record, rules, filtering.FilterOptions(dedup=False))
                         for record in records])
     filter_leakage.PRECHECKS = True
     return best, reasons[0] == reasons[1]
@@ -155,12 +148,12 @@ def throughput(count: int, repeat: int) -> None:
         source = Path(tmp) / "in.jsonl"
         filter_eval.write_jsonl_lines(source, records)
         del records  # run() streams; holding 20,000 parsed records would only slow the garbage collector
-        for label, opts in (("run() on the JSONL file, dedup off", quality_filter.FilterOptions(dedup=False)),
-                            ("run() on the JSONL file, dedup on", quality_filter.FilterOptions())):
+        for label, opts in (("run() on the JSONL file, dedup off", filtering.FilterOptions(dedup=False)),
+                            ("run() on the JSONL file, dedup on", filtering.FilterOptions())):
             wall = time.perf_counter()
-            cpu = _best(lambda: quality_filter.run(source, Path(tmp) / "out", opts), repeat)
+            cpu = _best(lambda: filtering.run(source, Path(tmp) / "out", opts), repeat)
             wall = (time.perf_counter() - wall) / repeat
-            result = quality_filter.run(source, Path(tmp) / "out", opts)
+            result = filtering.run(source, Path(tmp) / "out", opts)
             print(_row(label, count, cpu, best["format"],
                        f"~{count / wall:,.0f}/s wall; {result.accepted} accepted, {result.rejected} rejected"))
 

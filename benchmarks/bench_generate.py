@@ -158,8 +158,10 @@ def main(argv: list[str] | None = None) -> dict:
         from sdg_hub import Flow
 
         from socratic_sdg import generate
+
+        from socratic_sdg.generate import RequestPolicy
         from socratic_sdg.endpoint import EndpointConfig
-        from socratic_sdg.flow_catalog import load_diversity
+        from socratic_sdg.generate.catalog import load_diversity
         from socratic_sdg.records import write_jsonl
 
         endpoint = EndpointConfig(api_base=api_base, model="fake-model", api_key="bench")
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = []
 
         def ours():
-            options = generate.GenerateOptions(flow_id=args.flow, max_concurrency=args.cap, checkpoint_dir=str(work / "ckpt-ours"))
+            options = generate.GenerateOptions(flow_id=args.flow, checkpoint_dir=str(work / "ckpt-ours"), requests=RequestPolicy(max_concurrency=args.cap))
             result = generate.run(work / "chunks.jsonl", work / "ours", options, endpoint)
             assert result.output_rows == args.rows and result.failed_rows == 0, result.metrics()
 

@@ -62,9 +62,10 @@ STAGES = ("generate", "filter", "export")
 
 # What each stage imports before it touches its input (the "import" baseline).
 IMPORTS = {
-    "generate": ["socratic_sdg.generate", "socratic_sdg.generation_engine", "socratic_sdg.generation_transport", "socratic_sdg.endpoint", "sdg_hub", "openai"],
-    "filter": ["socratic_sdg.filter", "socratic_sdg.filter_dedup", "socratic_sdg.filter_leakage"],
-    "export": ["socratic_sdg.export", "socratic_sdg.report", "socratic_sdg.summary", "socratic_sdg.chunk", "tiktoken"],
+    "generate": ["socratic_sdg.generate.stage", "socratic_sdg.generate.runner", "socratic_sdg.generate.transport", "socratic_sdg.endpoint",
+                 "sdg_hub", "openai"],
+    "filter": ["socratic_sdg.filtering.stage", "socratic_sdg.filtering.dedup", "socratic_sdg.filtering.leakage"],
+    "export": ["socratic_sdg.export.dataset", "socratic_sdg.export.report", "socratic_sdg.export.summary", "socratic_sdg.chunk", "tiktoken"],
 }
 
 
@@ -607,9 +608,10 @@ def child(argv: list[str]) -> None:
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     if stage == "generate":
         from socratic_sdg import generate
+        from socratic_sdg.generate import RequestPolicy
         from socratic_sdg.endpoint import EndpointConfig
 
-        options = generate.GenerateOptions(flow_id=FLOW, max_concurrency=args.concurrency)
+        options = generate.GenerateOptions(flow_id=FLOW, requests=RequestPolicy(max_concurrency=args.concurrency))
         endpoint = EndpointConfig(api_base=args.api_base, model="fake-model", api_key="bench")
         result = generate.run(
             folder / "chunks" / "chunks.jsonl",
@@ -628,12 +630,13 @@ def child(argv: list[str]) -> None:
             mean_in_flight=metrics.get("mean_in_flight", 0.0),
         )
     elif stage == "filter":
-        from socratic_sdg import filter as quality_filter
+        from socratic_sdg import filtering
 
-        result = quality_filter.run(folder / "conversations" / "conversations.jsonl", folder / "filtered", quality_filter.FilterOptions())
+        result = filtering.run(folder / "conversations" / "conversations.jsonl", folder / "filtered", filtering.FilterOptions())
         figures.update(records=result.total, output=result.accepted, rejected=result.rejected, reasons=result.reasons)
     elif stage == "export":
-        from socratic_sdg import export, report, summary
+        from socratic_sdg import export
+        from socratic_sdg.export import report, summary
 
         result = export.run(folder / "filtered" / "accepted.jsonl", folder / "dataset", export.ExportOptions())
         figures["split_seconds"] = round(time.perf_counter() - started, 3)

@@ -21,9 +21,11 @@ def estimate_generation(
     seed: int = 42,
     runtime_params: str = "",
     columns: str = "",
+    num_retries: int = 3,
     request_timeout: float = 120.0,
     max_retry_after: float = 60.0,
     max_chunk_chars: int = 20000,
+    domain: str = "mathematics",
     rules_path: str = "",
     require_question: bool = True,
     language: str = "",
@@ -39,51 +41,47 @@ def estimate_generation(
         metrics: Rows, requests, tokens and seconds expected; the probe's acceptance rate and latency.
         report: The estimate as a table.
         target_examples: Accepted examples wanted (0 = 1000).
-        probe_rows: Rows generated and filtered to measure the endpoint and the acceptance rate (0 = counts and assumptions only, no request).
-        flow_id: As generate_conversations.
-        flow_yaml_path: As generate_conversations.
+        probe_rows: Rows generated and filtered to measure the endpoint and the acceptance rate, rounded up to whole chunks (0 = counts and assumptions only, no request).
+        flow_id: sdg_hub flow id: socratic-single-turn, socratic-multi-turn, or any flow from the sdg_hub registry.
+        flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over flow_id.
         model: As generate_conversations.
-        max_concurrency: Requests in flight in the run being estimated (all shards together).
-        conversations_per_chunk: As generate_conversations.
-        max_chunks: As generate_conversations.
-        seed: As generate_conversations; also picks the probe's chunks.
-        runtime_params: As generate_conversations.
-        columns: As generate_conversations.
-        request_timeout: As generate_conversations.
-        max_retry_after: As generate_conversations.
-        max_chunk_chars: As generate_conversations; longer chunks are not counted.
+        max_concurrency: Requests in flight at once against the endpoint, for all shards together (size it to what the endpoint serves).
+        conversations_per_chunk: Conversations generated per chunk.
+        max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
+        seed: Seed of the student persona and request-type sampling, and of each request's sampling.
+        runtime_params: sdg_hub runtime_params as JSON (or a .json/.yaml file on the command line), e.g. {"generate_tutor_reply": {"max_tokens": 300}}.
+        columns: JSON object of constant values for flow columns that chunks do not provide (on the command line: --column NAME=VALUE, repeatable).
+        num_retries: Retries per request (backoff with jitter, Retry-After honoured) before its row is recorded as failed.
+        request_timeout: Seconds per request to the endpoint.
+        max_retry_after: Longest pause, in seconds, an endpoint's Retry-After may impose on all requests (the progress log says when it asks); 0 = no pause.
+        max_chunk_chars: Chunks with longer text are not sent to the endpoint; their rows are recorded as chunk_too_large (0 = no limit).
+        domain: The domain column some flows require.
         rules_path: Quality-filter rules the acceptance is measured with (empty = packaged rules).
         require_question: As filter_conversations.
         language: As filter_conversations.
         check_leakage: As filter_conversations.
     """
-    from socratic_sdg import estimate as stage
-    from socratic_sdg import generate
-    from socratic_sdg.endpoint import EndpointConfig
-    from socratic_sdg.filter import FilterOptions
+    params = dict(locals())  # the parameters, before any other name is bound
 
-    options = stage.EstimateOptions(
-        target_examples=target_examples or stage.DEFAULT_TARGET_EXAMPLES,
-        probe_rows=probe_rows,
-        generate_options=generate.GenerateOptions(
-            flow_id=flow_id,
-            flow_yaml_path=flow_yaml_path or None,
-            max_concurrency=max_concurrency,
-            conversations_per_chunk=conversations_per_chunk,
-            max_chunks=max_chunks,
-            seed=seed,
-            runtime_params=generate.load_runtime_params(runtime_params) if runtime_params else None,
-            columns=generate.parse_columns(columns) if columns else None,
-            request_timeout=request_timeout,
-            max_retry_after=max_retry_after,
-            max_chunk_chars=max_chunk_chars,
-        ),
+    import dataclasses
+    import os
+
+    from socratic_sdg import artifacts
+    from socratic_sdg.endpoint import EndpointConfig
+    from socratic_sdg.filtering import FilterOptions
+    from socratic_sdg.generate import GenerateOptions
+    from socratic_sdg.generate import estimate as stage
+    from socratic_sdg.options import from_params
+
+    options = dataclasses.replace(
+        from_params(stage.EstimateOptions, params),
+        generate_options=from_params(GenerateOptions, {k: v for k, v in params.items() if k != "target_examples"}),  # that one is the estimate's
         filter_options=FilterOptions(
             rules_path=rules_path or None, require_question=require_question, language=language or None, check_leakage=check_leakage, dedup=False
         ),
     )
     endpoint = EndpointConfig.from_env(model=model or None) if probe_rows else None
-    result = stage.run(f"{chunks.path}/chunks.jsonl", options, endpoint, progress=print, output_dir=estimate.path)
+    result = stage.run(os.path.join(chunks.path, artifacts.CHUNKS_FILE), options, endpoint, progress=print, output_dir=estimate.path)
     for name, value in result.kfp_metrics().items():
         metrics.log_metric(name, value)
     with open(report.path, "w", encoding="utf-8") as handle:

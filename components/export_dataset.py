@@ -48,8 +48,8 @@ def export_dataset(
 
     from socratic_sdg import artifacts
     from socratic_sdg import export as stage
-    from socratic_sdg import report as run_report
-    from socratic_sdg import summary as run_summary
+    from socratic_sdg.export import report as run_report
+    from socratic_sdg.export import summary as run_summary
 
     if pvc_path:
         stage.check_copy_target(pvc_path)  # refuse a folder that is not ours before building anything

@@ -46,7 +46,7 @@ def filter_conversations(
     import os
 
     from socratic_sdg import artifacts
-    from socratic_sdg import filter as stage
+    from socratic_sdg import filtering as stage
 
     options = stage.FilterOptions(
         rules_path=rules_path or None,

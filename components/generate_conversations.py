@@ -26,6 +26,7 @@ def generate_conversations(
     request_timeout: float = 120.0,
     max_retry_after: float = 60.0,
     max_chunk_chars: int = 20000,
+    domain: str = "mathematics",
     shard_index: int = 0,
     num_shards: int = 1,
     target_examples: int = 0,
@@ -45,25 +46,26 @@ def generate_conversations(
         chunks: Output of chunk_documents.
         conversations: Folder with conversations.jsonl, failed.jsonl and generate_metrics.json.
         metrics: Requests, failures by kind, retries, tokens, wall time, requests/s.
-        flow_id: Flow id (this package's or sdg_hub's registry).
+        flow_id: sdg_hub flow id: socratic-single-turn, socratic-multi-turn, or any flow from the sdg_hub registry.
         flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over flow_id.
         model: Model name on the endpoint; empty uses LLM_MODEL.
-        max_concurrency: Requests in flight at once against the endpoint, for all shards together.
+        max_concurrency: Requests in flight at once against the endpoint, for all shards together (size it to what the endpoint serves).
         conversations_per_chunk: Conversations generated per chunk.
-        max_chunks: Use only the first N chunks (0 = all).
+        max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
         checkpoint_pvc_path: Folder (on the PVC) for progress; a subfolder per chunks file, settings and shard, so a retried or rerun task with the same inputs resumes.
-        save_freq: Fsync the checkpoint every N finished rows.
-        seed: Seed of the persona and request-type sampling.
-        runtime_params: sdg_hub runtime_params as JSON (e.g. per-block max_tokens).
-        columns: JSON object of constant values for flow columns chunks do not provide.
-        num_retries: Retries per request before its row fails.
-        request_timeout: Seconds per request.
-        max_retry_after: Longest pause, in seconds, a server's Retry-After may impose on all requests (0 = no pause).
-        max_chunk_chars: Chunks with longer text are not sent; their rows are recorded in failed.jsonl as chunk_too_large (0 = no limit).
-        shard_index: This task's shard (chunks at positions shard_index + k * num_shards).
-        num_shards: Generation tasks in the run; max_concurrency, target_examples and max_requests are shared among them.
-        target_examples: Stop starting rows once this many conversations pass the quality filter's deterministic layers (0 = all rows), for all shards together.
-        max_requests: Hard cap on requests to the endpoint, for all shards together (0 = none).
+        save_freq: Fsync the checkpoint every N finished rows (and at least every second).
+        seed: Seed of the student persona and request-type sampling, and of each request's sampling.
+        runtime_params: sdg_hub runtime_params as JSON (or a .json/.yaml file on the command line), e.g. {"generate_tutor_reply": {"max_tokens": 300}}.
+        columns: JSON object of constant values for flow columns that chunks do not provide (on the command line: --column NAME=VALUE, repeatable).
+        num_retries: Retries per request (backoff with jitter, Retry-After honoured) before its row is recorded as failed.
+        request_timeout: Seconds per request to the endpoint.
+        max_retry_after: Longest pause, in seconds, an endpoint's Retry-After may impose on all requests (the progress log says when it asks); 0 = no pause.
+        max_chunk_chars: Chunks with longer text are not sent to the endpoint; their rows are recorded as chunk_too_large (0 = no limit).
+        domain: The domain column some flows require.
+        shard_index: This task's shard: the inputs at positions shard_index, shard_index + num_shards, ... (0-based).
+        num_shards: Tasks the stage is fanned out to, each on every num_shards-th input, merged back in input order; run-wide budgets are split among them.
+        target_examples: Stop starting new rows once this many conversations pass the quality filter's rules, leakage check and dedup (0 = generate from every chunk), for all shards together; the filter stage still has the last word.
+        max_requests: Hard cap on requests to the endpoint for the whole run, all shards together (0 = none).
         rules_path: Quality-filter rules the target is counted with (empty = packaged rules).
         require_question: As the filter: the last tutor turn must ask a question.
         language: As the filter: tutor turns in this language (empty = no check).
@@ -71,13 +73,17 @@ def generate_conversations(
         dedup: As the filter: duplicates do not count towards the target.
         dry_run: Send no request and write empty outputs (the pipeline's estimate-only mode).
     """
+    params = dict(locals())  # the parameters, before any other name is bound
+
+    import dataclasses
     import hashlib
     import os
 
     from socratic_sdg import artifacts
     from socratic_sdg import generate as stage
     from socratic_sdg.endpoint import EndpointConfig
-    from socratic_sdg.filter import FilterOptions
+    from socratic_sdg.filtering import FilterOptions
+    from socratic_sdg.options import from_params, output_settings
     from socratic_sdg.records import content_id
 
     if dry_run:
@@ -85,34 +91,15 @@ def generate_conversations(
         print("estimate only: nothing generated, no request sent")
         return
     chunks_file = os.path.join(chunks.path, artifacts.CHUNKS_FILE)
-    checkpoint_dir = None
-    if checkpoint_pvc_path:
+    options = from_params(stage.GenerateOptions, params)
+    if checkpoint_pvc_path:  # a folder per chunks file, model and settings: a retried or rerun task resumes
         with open(chunks_file, "rb") as handle:
             chunks_hash = hashlib.file_digest(handle, "sha256").hexdigest()  # streamed: the file can be large
-        settings = [flow_id, flow_yaml_path, model, conversations_per_chunk, max_chunks, seed, runtime_params, columns, shard_index, num_shards]
-        checkpoint_dir = os.path.join(checkpoint_pvc_path, content_id(chunks_hash, settings))
-    options = stage.GenerateOptions(
-        flow_id=flow_id,
-        flow_yaml_path=flow_yaml_path or None,
-        max_concurrency=max_concurrency,
-        conversations_per_chunk=conversations_per_chunk,
-        max_chunks=max_chunks,
-        checkpoint_dir=checkpoint_dir,
-        save_freq=save_freq,
-        seed=seed,
-        runtime_params=stage.load_runtime_params(runtime_params) if runtime_params else None,
-        columns=stage.parse_columns(columns) if columns else None,
-        num_retries=num_retries,
-        request_timeout=request_timeout,
-        max_retry_after=max_retry_after,
-        max_chunk_chars=max_chunk_chars,
-        target_examples=target_examples,
-        max_requests=max_requests,
-        target_filter=FilterOptions(
-            rules_path=rules_path or None, require_question=require_question, language=language or None,
-            check_leakage=check_leakage, dedup=dedup,
-        ),
-    ).for_shard(shard_index, num_shards)
+        key = content_id(chunks_hash, model, output_settings(options))
+        options = dataclasses.replace(options, checkpoint_dir=os.path.join(checkpoint_pvc_path, key))
+    options = dataclasses.replace(options, target_filter=FilterOptions(
+        rules_path=rules_path or None, require_question=require_question, language=language or None, check_leakage=check_leakage, dedup=dedup,
+    )).for_shard(shard_index, num_shards)
     endpoint = EndpointConfig.from_env(model=model or None)
     result = stage.run(chunks_file, conversations.path, options, endpoint, progress=print)
     for name, value in result.kfp_metrics().items():

@@ -14,7 +14,7 @@ def validate_dataset(dataset: Input[Dataset]) -> int:
     Returns:
         The number of records (train + validation).
     """
-    from socratic_sdg.validate import validate
+    from socratic_sdg.export.validate import validate
 
     report = validate(dataset.path)
     for problem in report.problems[:50]:

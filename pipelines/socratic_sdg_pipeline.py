@@ -95,6 +95,7 @@ def socratic_sdg_pipeline(
     generate_request_timeout: float = 120.0,
     generate_max_retry_after: float = 60.0,
     generate_max_chunk_chars: int = 20000,
+    generate_domain: str = "mathematics",
     filter_rules_path: str = "",
     filter_require_question: bool = True,
     filter_language: str = "",
@@ -136,26 +137,27 @@ def socratic_sdg_pipeline(
         chunk_max_tokens: Largest chunk, in tokens.
         chunk_min_tokens: Sections smaller than this merge into a neighbour; smaller leftovers are dropped.
         chunk_merge_small_sections: Merge sections below min_tokens into their neighbours.
-        generate_flow_id: sdg_hub flow id: socratic-single-turn, or any flow from the sdg_hub registry.
-        generate_flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over generate_flow_id.
+        generate_flow_id: sdg_hub flow id: socratic-single-turn, socratic-multi-turn, or any flow from the sdg_hub registry.
+        generate_flow_yaml_path: Path to a flow YAML (e.g. mounted from a ConfigMap); wins over flow_id.
         generate_model: Model name served by the endpoint; empty uses LLM_MODEL from the Secret.
-        generate_max_concurrency: Requests in flight at once against the endpoint, for all generation shards together (size it to what the endpoint serves).
-        generate_num_shards: Generation tasks run side by side, each on every n-th chunk with its share of generate_max_concurrency, generate_target_examples and generate_max_requests; merged back in chunk order.
-        generate_target_examples: Stop starting new rows once this many conversations pass the quality filter's rules, leakage check and dedup (0 = generate from every chunk); the filter stage still has the last word.
-        generate_max_requests: Hard cap on requests to the endpoint for the whole run (0 = none).
+        generate_max_concurrency: Requests in flight at once against the endpoint, for all shards together (size it to what the endpoint serves).
+        generate_num_shards: Tasks the stage is fanned out to, each on every num_shards-th input, merged back in input order; run-wide budgets are split among them.
+        generate_target_examples: Stop starting new rows once this many conversations pass the quality filter's rules, leakage check and dedup (0 = generate from every chunk), for all shards together; the filter stage still has the last word.
+        generate_max_requests: Hard cap on requests to the endpoint for the whole run, all shards together (0 = none).
         generate_estimate_probe_rows: Before generating, estimate requests, tokens and time for generate_target_examples (or 1000) from the chunks and this many probe rows generated and filtered (0 = counts and assumptions only, no request).
         generate_estimate_only: Dry run: stop after the estimate (generation sends no request; filter and export see no record).
         generate_conversations_per_chunk: Conversations generated per chunk.
         generate_max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
         generate_checkpoint_dir: Folder on the PVC where generation appends its progress, in a subfolder per chunks file and settings: a retried task or a rerun with the same inputs resumes instead of starting over (empty = no checkpoint kept).
         generate_save_freq: Fsync the checkpoint every N finished rows (and at least every second).
-        generate_seed: Seed of the student persona and request-type sampling.
-        generate_runtime_params: sdg_hub runtime_params as JSON, e.g. {"generate_tutor_reply": {"max_tokens": 300}}.
-        generate_columns: JSON object of constant values for flow columns that chunks do not provide.
+        generate_seed: Seed of the student persona and request-type sampling, and of each request's sampling.
+        generate_runtime_params: sdg_hub runtime_params as JSON (or a .json/.yaml file on the command line), e.g. {"generate_tutor_reply": {"max_tokens": 300}}.
+        generate_columns: JSON object of constant values for flow columns that chunks do not provide (on the command line: --column NAME=VALUE, repeatable).
         generate_num_retries: Retries per request (backoff with jitter, Retry-After honoured) before its row is recorded as failed.
         generate_request_timeout: Seconds per request to the endpoint.
-        generate_max_retry_after: Longest pause, in seconds, an endpoint's Retry-After may impose on all generation requests (the progress log says when it asks); 0 = no pause.
+        generate_max_retry_after: Longest pause, in seconds, an endpoint's Retry-After may impose on all requests (the progress log says when it asks); 0 = no pause.
         generate_max_chunk_chars: Chunks with longer text are not sent to the endpoint; their rows are recorded as chunk_too_large (0 = no limit).
+        generate_domain: The domain column some flows require.
         filter_rules_path: Quality-filter rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
         filter_require_question: Reject conversations whose last tutor turn does not ask a question.
         filter_language: Reject turns not in this language (e.g. en); empty = no language check.
@@ -225,9 +227,11 @@ def socratic_sdg_pipeline(
         seed=generate_seed,
         runtime_params=generate_runtime_params,
         columns=generate_columns,
+        num_retries=generate_num_retries,
         request_timeout=generate_request_timeout,
         max_retry_after=generate_max_retry_after,
         max_chunk_chars=generate_max_chunk_chars,
+        domain=generate_domain,
         rules_path=filter_rules_path,
         require_question=filter_require_question,
         language=filter_language,
@@ -245,7 +249,6 @@ def socratic_sdg_pipeline(
             **generation,
             checkpoint_pvc_path=generate_checkpoint_dir,
             save_freq=generate_save_freq,
-            num_retries=generate_num_retries,
             shard_index=generate_shard_index,
             num_shards=generate_num_shards,
             max_requests=generate_max_requests,

@@ -108,7 +108,7 @@ def test_module_entry_point():
 def test_a_full_disk_or_an_unwritable_path_is_one_sentence(tmp_path, capsys, monkeypatch):
     import errno
 
-    from socratic_sdg import filter as quality_filter
+    from socratic_sdg import filtering
 
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "What?"}]}) + "\n")
@@ -117,7 +117,7 @@ def test_a_full_disk_or_an_unwritable_path_is_one_sentence(tmp_path, capsys, mon
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
-    monkeypatch.setattr(quality_filter, "run", full)
+    monkeypatch.setattr(filtering, "run", full)
     assert cli.main(["filter", "--input", str(source), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -126,7 +126,7 @@ def test_a_full_disk_or_an_unwritable_path_is_one_sentence(tmp_path, capsys, mon
     def read_only(*_args, **_kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", "/data/out")
 
-    monkeypatch.setattr(quality_filter, "run", read_only)
+    monkeypatch.setattr(filtering, "run", read_only)
     assert cli.main(["filter", "--input", str(source), "--output-dir", "/data/out"]) == 2
     assert "cannot write /data/out (Permission denied); choose a folder you can write to" in capsys.readouterr().err
 

@@ -5,7 +5,7 @@ import shutil
 import pytest
 from socratic_sdg.testing.bad_files import write_bad_corpus
 
-from socratic_sdg import convert
+from socratic_sdg.convert import stage as convert
 from socratic_sdg.records import read_jsonl
 
 

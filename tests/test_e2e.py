@@ -138,6 +138,6 @@ def test_local_run_writes_the_card_and_report(tmp_path, samples_dir, fake_llm, m
     result = run_locally(LocalRunOptions(input_dir=str(pdfs), output_dir=str(tmp_path / "out"), parameters={"generate_max_chunks": 2}))
     for name in ("README.md", "report.html", "report.md", "summary.json"):
         assert (result.dataset_dir / name).is_file(), name
-    from socratic_sdg.validate import validate
+    from socratic_sdg.export.validate import validate
 
     assert validate(result.dataset_dir).ok

@@ -5,16 +5,17 @@ import pytest
 from socratic_sdg.testing.estimate_helpers import LEAK_MARKER, LeakyFakeOpenAI, endpoint, write_chunks
 from socratic_sdg.testing.fake_openai import FakeOpenAI
 
-from socratic_sdg import estimate
+from socratic_sdg.generate import estimate
 from socratic_sdg.endpoint import EndpointConfig, EndpointError
-from socratic_sdg.estimate import EstimateOptions
-from socratic_sdg.flow_catalog import show_flow
-from socratic_sdg.generate import EndpointUnavailable, GenerateError, GenerateOptions
+from socratic_sdg.generate.estimate import EstimateOptions
+from socratic_sdg.generate.catalog import show_flow
+from socratic_sdg.generate.errors import EndpointUnavailable, GenerateError
+from socratic_sdg.generate import GenerateOptions, RequestPolicy
 from socratic_sdg.records import read_jsonl, write_jsonl
 
 
-def _probe_options(target: int, probe_rows: int = 8, **generate) -> EstimateOptions:
-    return EstimateOptions(target_examples=target, probe_rows=probe_rows, generate_options=GenerateOptions(**generate))
+def _probe_options(target: int, probe_rows: int = 8, **requests) -> EstimateOptions:
+    return EstimateOptions(target_examples=target, probe_rows=probe_rows, generate_options=GenerateOptions(requests=RequestPolicy(**requests)))
 
 
 @pytest.mark.parametrize("flow_id", ["socratic-single-turn", "socratic-multi-turn"])
@@ -132,7 +133,8 @@ def test_user_errors_are_clear(tmp_path):
     with pytest.raises(GenerateError, match="chunk_id"):
         estimate.run(tmp_path / "bad.jsonl", EstimateOptions(probe_rows=0))
     with pytest.raises(GenerateError, match="target_examples must be at least 1"):
-        EstimateOptions(target_examples=0)
+        EstimateOptions(target_examples=-1)
+    assert EstimateOptions(target_examples=0).target_examples == estimate.DEFAULT_TARGET_EXAMPLES  # 0: the pipeline's "no target"
     write_chunks(tmp_path / "chunks.jsonl", 4)
     with pytest.raises(EndpointError, match="cannot reach the model endpoint"):
         estimate.run(tmp_path / "chunks.jsonl", EstimateOptions(probe_rows=2), EndpointConfig(api_base="http://127.0.0.1:9/v1", model="m"))

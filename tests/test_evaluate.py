@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from socratic_sdg import cli, evaluate
-from socratic_sdg import filter as quality_filter
+from socratic_sdg import filtering
 
 MRBENCH = Path(__file__).resolve().parents[1] / "samples" / "tutor-eval" / "mrbench-dev.json"
 
@@ -34,10 +34,10 @@ def test_mrbench_loads_every_reply_as_a_well_formed_record():
     replies = evaluate.load(MRBENCH)
     assert len(replies) == 766
     assert {r.tutor for r in replies} >= {"Expert", "GPT4", "Gemini", "Llama31405B", "Llama318B", "Mistral", "Phi3", "Sonnet"}
-    rules = quality_filter.load_rules()
-    options = quality_filter.FilterOptions(graded_turns="last", check_rules=False, check_leakage=False,
+    rules = filtering.load_rules()
+    options = filtering.FilterOptions(graded_turns="last", check_rules=False, check_leakage=False,
                                            check_format=False, dedup=False)
-    malformed = [r.id for r in replies if quality_filter.check_record(r.record, rules, options)
+    malformed = [r.id for r in replies if filtering.check_record(r.record, rules, options)
                  and r.reply.strip()]
     assert malformed == []  # the structure (alternating roles, ending on the reply) always holds
     with_reference = [r for r in replies if r.record["metadata"].get("reference_answer")]
@@ -117,7 +117,7 @@ def test_cli_writes_the_report_and_exits_2_on_a_missing_file(tmp_path, capsys):
 def test_on_human_labelled_replies_the_filter_keeps_what_people_call_good():
     """Floors on the MRBench dev half (figures in README); a filter change that drops below fails."""
     replies = evaluate.load(MRBENCH)
-    options = quality_filter.FilterOptions(dedup=False, graded_turns="last")
+    options = filtering.FilterOptions(dedup=False, graded_turns="last")
     ours = evaluate.run_decision("filter", replies, evaluate.filter_decide(options)).overall
     workshop = evaluate.run_decision("workshop", replies, evaluate.workshop_decide).overall
     everything = evaluate.run_decision("all", replies, evaluate.accept_all).overall

@@ -123,7 +123,7 @@ def test_split_rule_matches_the_set_of_groups_and_keeps_one_group_aside():
 import pytest  # noqa: E402
 
 from socratic_sdg import records  # noqa: E402
-from socratic_sdg.validate import validate  # noqa: E402
+from socratic_sdg.export.validate import validate  # noqa: E402
 from test_records import killed_during_renames  # noqa: E402
 
 

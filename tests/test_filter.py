@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from socratic_sdg import filter as quality_filter
-from socratic_sdg.filter import FilterOptions
+from socratic_sdg import filtering
+from socratic_sdg.filtering import FilterOptions
 
 PROBLEM = "Solve 2x + 3 = 11 for x. I'm stuck."
 
 
 @pytest.fixture(scope="module")
-def rules() -> quality_filter.Rules:
-    return quality_filter.load_rules(None)
+def rules() -> filtering.Rules:
+    return filtering.load_rules(None)
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def dialogue(*turns: str, system: str | None = None, **extra: Any) -> dict[str, 
     return {"id": extra.pop("id", "r1"), "messages": messages, **extra}
 
 
-def codes(record: dict[str, Any], rules: quality_filter.Rules, opts: FilterOptions) -> set[str]:
-    return {reason["code"] for reason in quality_filter.check_record(record, rules, opts)}
+def codes(record: dict[str, Any], rules: filtering.Rules, opts: FilterOptions) -> set[str]:
+    return {reason["code"] for reason in filtering.check_record(record, rules, opts)}
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -99,7 +99,7 @@ LEAKS = [
 
 @pytest.mark.parametrize(("reply", "code"), LEAKS, ids=[code + ":" + reply[:30] for reply, code in LEAKS])
 def test_leak_is_rejected_with_its_code(reply: str, code: str, rules, opts) -> None:
-    reasons = quality_filter.check_record(dialogue(PROBLEM, reply), rules, opts)
+    reasons = filtering.check_record(dialogue(PROBLEM, reply), rules, opts)
     assert code in {reason["code"] for reason in reasons}
     # The detail quotes the offending text so a reviewer can see why without re-running anything.
     detail = next(reason["detail"] for reason in reasons if reason["code"] == code)
@@ -108,7 +108,7 @@ def test_leak_is_rejected_with_its_code(reply: str, code: str, rules, opts) -> N
 
 def test_leak_ending_with_a_question_is_still_a_leak(rules, opts) -> None:
     record = dialogue(PROBLEM, "The answer is 4, does that make sense?")
-    assert quality_filter.ends_with_question(record["messages"][-1]["content"])
+    assert filtering.ends_with_question(record["messages"][-1]["content"])
     # The wording (rules), the value x = 4 solved from the student's equation (leakage), and the only
     # question being a comprehension check: three independent reasons, each explained.
     assert codes(record, rules, opts) == {"states_answer", "leaks_answer_value", "no_guiding_question"}
@@ -158,12 +158,12 @@ OFFERS_THE_ANSWER = [
 
 @pytest.mark.parametrize("reply", GUIDING)
 def test_guiding_reply_is_accepted(reply: str, rules, opts) -> None:
-    assert quality_filter.check_record(dialogue(PROBLEM, reply), rules, opts) == []
+    assert filtering.check_record(dialogue(PROBLEM, reply), rules, opts) == []
 
 
 @pytest.mark.parametrize("reply", OFFERS_THE_ANSWER)
 def test_offering_the_correct_value_is_a_leak(reply: str, rules, opts) -> None:
-    assert quality_filter.check_record(dialogue(PROBLEM, reply), rules, FilterOptions(check_leakage=False)) == []
+    assert filtering.check_record(dialogue(PROBLEM, reply), rules, FilterOptions(check_leakage=False)) == []
     assert codes(dialogue(PROBLEM, reply), rules, opts) == {"leaks_answer_value"}
 
 
@@ -175,7 +175,7 @@ def test_numbers_unrelated_to_the_answer_pass(rules, opts) -> None:
 def test_quality_summary_of_accepted_reply(tmp_path: Path) -> None:
     reply = "What do you notice about 2x + 3 = 11? How could you undo the + 3 first?"
     source = write_lines(tmp_path / "in.jsonl", [json.dumps(dialogue(PROBLEM, reply, metadata={"source": "ch1"}))])
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     [record] = read_lines(Path(result.accepted_path))
     assert record["metadata"]["source"] == "ch1"  # original metadata kept
     quality = record["metadata"]["quality"]
@@ -187,17 +187,17 @@ def test_quality_summary_of_accepted_reply(tmp_path: Path) -> None:
 
 def test_reply_without_a_question_is_rejected(rules, opts) -> None:
     record = dialogue(PROBLEM, "Think about what undoes adding 3 to a number.")
-    reasons = quality_filter.check_record(record, rules, opts)
+    reasons = filtering.check_record(record, rules, opts)
     assert [reason["code"] for reason in reasons] == ["no_guiding_question"]
     relaxed = FilterOptions(require_question=False)
-    assert quality_filter.check_record(record, rules, relaxed) == []
+    assert filtering.check_record(record, rules, relaxed) == []
 
 
 def test_question_mark_behind_closing_quotes_or_latex_counts() -> None:
-    assert quality_filter.ends_with_question('What would "balance" mean here?"  ')
-    assert quality_filter.ends_with_question("What is $x$ here?$")
-    assert quality_filter.ends_with_question("(What could you try first?)")
-    assert not quality_filter.ends_with_question("What? Now divide by 2.")
+    assert filtering.ends_with_question('What would "balance" mean here?"  ')
+    assert filtering.ends_with_question("What is $x$ here?$")
+    assert filtering.ends_with_question("(What could you try first?)")
+    assert not filtering.ends_with_question("What? Now divide by 2.")
 
 
 def test_min_green_score(rules) -> None:
@@ -221,7 +221,7 @@ def test_leak_only_in_last_tutor_turn_rejects_conversation(rules, opts) -> None:
         "Exactly, and dividing by 2 you get x = 4. Does that make sense?",
         system="You are a patient Socratic math tutor.",
     )
-    reasons = quality_filter.check_record(record, rules, opts)
+    reasons = filtering.check_record(record, rules, opts)
     assert "you_get_value" in {reason["code"] for reason in reasons}
     assert any("message 5 (assistant)" in reason["detail"] for reason in reasons)
 
@@ -244,7 +244,7 @@ def test_clean_multi_turn_with_system_prompt_is_accepted(rules, opts) -> None:
         "Nice work getting 2x = 8! What is being done to x now, and how could you undo that?",
         system="You are a patient Socratic math tutor.",
     )
-    assert quality_filter.check_record(record, rules, opts) == []
+    assert filtering.check_record(record, rules, opts) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def test_missing_or_non_list_messages(rules, opts) -> None:
 def test_non_object_metadata_is_rejected_but_kept(tmp_path: Path) -> None:
     record = dialogue(PROBLEM, GOOD_REPLY, metadata=["not", "a", "dict"])
     source = write_lines(tmp_path / "in.jsonl", [json.dumps(record)])
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     [rejected] = read_lines(Path(result.rejected_path))
     assert rejected["metadata"]["original_metadata"] == ["not", "a", "dict"]
     assert rejected["metadata"]["drop_reasons"][0]["code"] == "bad_metadata"
@@ -368,7 +368,7 @@ def _mixed_input(tmp_path: Path) -> tuple[Path, list[str]]:
 
 def test_run_partitions_every_line_exactly_once(tmp_path: Path) -> None:
     source, lines = _mixed_input(tmp_path)
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     accepted = read_lines(Path(result.accepted_path))
     rejected = read_lines(Path(result.rejected_path))
 
@@ -405,12 +405,12 @@ def test_run_partitions_every_line_exactly_once(tmp_path: Path) -> None:
     assert "concludes_value" in {d["code"] for d in by_id["leak2"]}
     for reasons in by_id.values():
         assert all(set(reason) == {"code", "layer", "detail"} and reason["detail"] for reason in reasons)
-        assert all(reason["layer"] in quality_filter.LAYERS for reason in reasons)
+        assert all(reason["layer"] in filtering.LAYERS for reason in reasons)
 
 
 def test_metrics_file_matches_result(tmp_path: Path) -> None:
     source, _ = _mixed_input(tmp_path)
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     metrics = json.loads(Path(result.metrics_path).read_text(encoding="utf-8"))
     assert Path(result.metrics_path).name == "filter_metrics.json"
     assert metrics["total"] == 9 and metrics["accepted"] == 2 and metrics["rejected"] == 7
@@ -431,13 +431,13 @@ def test_metrics_file_matches_result(tmp_path: Path) -> None:
 def test_empty_input_writes_empty_outputs(tmp_path: Path) -> None:
     source = tmp_path / "empty.jsonl"
     source.write_text("\n\n", encoding="utf-8")
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     assert (result.total, result.accepted, result.rejected, result.reasons) == (0, 0, 0, {})
     assert Path(result.accepted_path).read_text() == "" and Path(result.rejected_path).read_text() == ""
     metrics = json.loads(Path(result.metrics_path).read_text())
     assert {k: metrics[k] for k in ("total", "accepted", "rejected", "reasons", "acceptance_rate")} == {
         "total": 0, "accepted": 0, "rejected": 0, "reasons": {}, "acceptance_rate": 0.0}
-    assert metrics["rejected_by_layer"] == {layer: 0 for layer in quality_filter.LAYERS}
+    assert metrics["rejected_by_layer"] == {layer: 0 for layer in filtering.LAYERS}
     assert metrics["layers"] == ["format", "rules", "leakage", "dedup"]
 
 
@@ -445,7 +445,7 @@ def test_undecodable_line_is_rejected_not_fatal(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     good = json.dumps(dialogue(PROBLEM, GOOD_REPLY)).encode()
     source.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + b'{"id": "\xff\xfe"}\n')
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     assert (result.accepted, result.rejected) == (1, 1)  # BOM on line 1 tolerated
     [bad] = read_lines(Path(result.rejected_path))
     assert bad["metadata"]["drop_reasons"][0]["code"] == "invalid_json"
@@ -455,7 +455,7 @@ def test_undecodable_line_is_rejected_not_fatal(tmp_path: Path) -> None:
 def test_input_record_is_not_mutated(rules, opts) -> None:
     record = dialogue(PROBLEM, "The answer is 4. Okay?", metadata={"k": 1})
     before = json.dumps(record)
-    quality_filter.check_record(record, rules, opts)
+    filtering.check_record(record, rules, opts)
     assert json.dumps(record) == before
 
 
@@ -471,7 +471,7 @@ def test_default_rules_are_packaged_and_well_formed(rules) -> None:
     assert format_codes == {"template_leftover", "role_tag", "refusal"}
     for rule in rules.red_flags + rules.green_flags:
         assert rule.explanation and rule.code.islower()
-    assert quality_filter.load_rules(None).red_flags[0].pattern == rules.red_flags[0].pattern
+    assert filtering.load_rules(None).red_flags[0].pattern == rules.red_flags[0].pattern
 
 
 def test_custom_rules_file_changes_the_outcome(tmp_path: Path) -> None:
@@ -495,10 +495,10 @@ def test_custom_rules_file_changes_the_outcome(tmp_path: Path) -> None:
     source = write_lines(tmp_path / "in.jsonl", lines)
 
     rules_only = {"check_leakage": False, "dedup": False}
-    default = quality_filter.run(source, tmp_path / "default", FilterOptions(**rules_only))
+    default = filtering.run(source, tmp_path / "default", FilterOptions(**rules_only))
     assert [r["id"] for r in read_lines(Path(default.accepted_path))] == ["praise"]
 
-    result = quality_filter.run(source, tmp_path / "custom", FilterOptions(rules_path=str(custom), **rules_only))
+    result = filtering.run(source, tmp_path / "custom", FilterOptions(rules_path=str(custom), **rules_only))
     assert [r["id"] for r in read_lines(Path(result.accepted_path))] == ["leak"]
     [rejected] = read_lines(Path(result.rejected_path))
     assert rejected["metadata"]["drop_reasons"][0]["code"] == "no_praise"
@@ -508,7 +508,7 @@ def test_custom_rules_file_changes_the_outcome(tmp_path: Path) -> None:
 
     # A custom rules file without a leakage section does not switch the leakage layer off: its data
     # falls back to the packaged defaults, and the value x = 4 is still found.
-    with_leakage = quality_filter.run(source, tmp_path / "custom2", FilterOptions(rules_path=str(custom), dedup=False))
+    with_leakage = filtering.run(source, tmp_path / "custom2", FilterOptions(rules_path=str(custom), dedup=False))
     [leak] = [r for r in read_lines(Path(with_leakage.rejected_path)) if r["id"] == "leak"]
     assert [d["code"] for d in leak["metadata"]["drop_reasons"]] == ["leaks_answer_value"]
 
@@ -525,7 +525,7 @@ def test_custom_rules_support_macros_and_statement_scope(tmp_path: Path) -> None
         "    explanation: names a number\n",
         encoding="utf-8",
     )
-    rules = quality_filter.load_rules(str(custom))
+    rules = filtering.load_rules(str(custom))
     opts = FilterOptions(check_leakage=False)
     assert codes(dialogue(PROBLEM, "I think it is 4. Why would that be?"), rules, opts) == {"says_number"}
     assert codes(dialogue(PROBLEM, "Do you think it is 4 or 5?"), rules, opts) == set()
@@ -554,7 +554,7 @@ def test_broken_rules_file_raises_value_error_naming_the_file(tmp_path: Path, co
     path = tmp_path / "broken_rules.yaml"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError) as info:
-        quality_filter.load_rules(str(path))
+        filtering.load_rules(str(path))
     message = str(info.value)
     assert str(path) in message
     assert fragment in message
@@ -564,7 +564,7 @@ def test_broken_rules_file_raises_value_error_naming_the_file(tmp_path: Path, co
 def test_missing_rules_file_raises_value_error(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     with pytest.raises(ValueError, match="does not exist") as info:
-        quality_filter.load_rules(str(path))
+        filtering.load_rules(str(path))
     assert str(path) in str(info.value)
 
 
@@ -573,7 +573,7 @@ def test_run_with_broken_rules_fails_before_writing(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("red_flags: 3\n", encoding="utf-8")
     with pytest.raises(ValueError, match="broken.yaml"):
-        quality_filter.run(source, tmp_path / "out", FilterOptions(rules_path=str(broken)))
+        filtering.run(source, tmp_path / "out", FilterOptions(rules_path=str(broken)))
     assert not (tmp_path / "out" / "accepted.jsonl").exists()
 
 
@@ -589,7 +589,7 @@ def test_run_with_broken_rules_fails_before_writing(tmp_path: Path) -> None:
 def test_no_catastrophic_backtracking(junk: str, rules) -> None:
     record = dialogue(PROBLEM, junk)
     start = time.perf_counter()
-    quality_filter.check_record(record, rules, FilterOptions(max_turn_chars=10_000))
+    filtering.check_record(record, rules, FilterOptions(max_turn_chars=10_000))
     assert time.perf_counter() - start < 1.0
 
 
@@ -600,7 +600,7 @@ def test_throughput_is_thousands_per_second(tmp_path: Path) -> None:
              for i in range(3000)]
     source = write_lines(tmp_path / "in.jsonl", lines)
     start = time.perf_counter()
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     elapsed = time.perf_counter() - start
     assert result.total == 3000 and result.accepted == 2000
     assert elapsed < 3.0, f"{result.total / elapsed:.0f} records/s"  # generous: ~6000/s on a laptop core
@@ -616,7 +616,7 @@ def test_a_deeply_nested_line_is_one_rejected_record_not_a_crash(tmp_path: Path)
     deep = '{"id": "deep", "messages": ' + "[" * 200_000 + "]" * 200_000 + "}"
     huge = '{"id": "huge", "n": ' + "1" * 5000 + "}"  # more digits than Python converts
     source = write_lines(tmp_path / "in.jsonl", [good, deep, huge])
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     assert (result.total, result.accepted, result.rejected) == (3, 1, 2)
     rejected = read_lines(Path(result.rejected_path))
     assert [r["metadata"]["drop_reasons"][0]["code"] for r in rejected] == ["invalid_json", "invalid_json"]
@@ -626,27 +626,27 @@ def test_a_deeply_nested_line_is_one_rejected_record_not_a_crash(tmp_path: Path)
 
 def test_a_file_where_no_line_parses_is_an_input_error_and_keeps_the_previous_outputs(tmp_path: Path, samples_dir: Path) -> None:
     source, _ = _mixed_input(tmp_path)
-    first = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    first = filtering.run(source, tmp_path / "out", FilterOptions())
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     pdf = sorted(samples_dir.glob("*.pdf"))[0]
     with pytest.raises(ValueError) as raised:
-        quality_filter.run(pdf, tmp_path / "out", FilterOptions())
+        filtering.run(pdf, tmp_path / "out", FilterOptions())
     message = str(raised.value)
     assert str(pdf) in message and "PDF" in message and "socratic-sdg generate" in message and "\n" not in message
     text = write_lines(tmp_path / "notes.txt", ["some notes", "not json at all"])
     with pytest.raises(ValueError, match="no JSON record") as raised:
-        quality_filter.run(text, tmp_path / "out", FilterOptions())
+        filtering.run(text, tmp_path / "out", FilterOptions())
     assert str(text) in str(raised.value)
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before and first.accepted == 2
     # an input with some good lines still sorts the bad ones one by one
     mixed = write_lines(tmp_path / "mixed.jsonl", ["not json", json.dumps(dialogue(PROBLEM, GOOD_REPLY))])
-    assert quality_filter.run(mixed, tmp_path / "out2", FilterOptions()).rejected == 1
+    assert filtering.run(mixed, tmp_path / "out2", FilterOptions()).rejected == 1
 
 
 def test_a_missing_input_names_the_file_and_what_writes_it(tmp_path: Path) -> None:
     missing = tmp_path / "generated" / "conversations.jsonl"
     with pytest.raises(FileNotFoundError) as raised:
-        quality_filter.run(missing, tmp_path / "out", FilterOptions())
+        filtering.run(missing, tmp_path / "out", FilterOptions())
     assert str(missing) in str(raised.value) and "socratic-sdg generate" in str(raised.value)
     assert not (tmp_path / "out").exists()
 
@@ -655,11 +655,11 @@ def test_invalid_utf8_in_the_chunks_names_the_file_and_line(tmp_path: Path) -> N
     chunks = tmp_path / "chunks.jsonl"
     chunks.write_bytes(b'{"chunk_id": "a", "text": "ok"}\n{"chunk_id": "b", "text": "caf\xe9"}\n')
     with pytest.raises(ValueError, match="UTF-8") as raised:
-        quality_filter.load_passages(chunks)
+        filtering.load_passages(chunks)
     assert f"{chunks}:2" in str(raised.value)
     chunks.write_text('{"chunk_id": "a", "text": ' + "[" * 200_000 + "]" * 200_000 + "}\n")
     with pytest.raises(ValueError, match=f"{chunks}:1"):
-        quality_filter.load_passages(chunks)
+        filtering.load_passages(chunks)
 
 
 def test_accepted_and_rejected_are_one_set_a_kill_between_them_is_refused_downstream(tmp_path: Path) -> None:
@@ -667,17 +667,17 @@ def test_accepted_and_rejected_are_one_set_a_kill_between_them_is_refused_downst
     from test_records import killed_during_renames
 
     source, _ = _mixed_input(tmp_path)
-    quality_filter.run(source, tmp_path / "out", FilterOptions())
+    filtering.run(source, tmp_path / "out", FilterOptions())
     more = write_lines(tmp_path / "more.jsonl", [json.dumps(dialogue(PROBLEM, GOOD_REPLY, id=f"g{i}")) for i in range(3)])
     killed_during_renames(f"""
-        from socratic_sdg import filter as quality_filter
-        quality_filter.run({str(more)!r}, {str(tmp_path / 'out')!r}, quality_filter.FilterOptions(dedup=False))
+        from socratic_sdg import filtering
+        filtering.run({str(more)!r}, {str(tmp_path / 'out')!r}, filtering.FilterOptions(dedup=False))
     """, ("accepted.jsonl", "rejected.jsonl"))
     accepted = tmp_path / "out" / "accepted.jsonl"
     with pytest.raises(records.IncompleteSetError) as raised:
         export.run(accepted, tmp_path / "dataset")
     assert str(accepted) in str(raised.value) and "filter" in str(raised.value)
-    quality_filter.run(more, tmp_path / "out", FilterOptions(dedup=False))  # the rerun completes the set
+    filtering.run(more, tmp_path / "out", FilterOptions(dedup=False))  # the rerun completes the set
     assert export.run(accepted, tmp_path / "dataset").train + export.run(accepted, tmp_path / "dataset").validation == 3
 
 
@@ -689,18 +689,18 @@ def test_stale_temp_files_of_the_outputs_are_removed_on_start(tmp_path: Path) ->
     kept = [out / "mine.tmp", out / ".train.jsonl.abcd1234.tmp"]
     for path in stale + kept:
         path.write_bytes(b"x" * 1000)
-    quality_filter.run(source, out, FilterOptions())
+    filtering.run(source, out, FilterOptions())
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
 
 
 def test_a_huge_message_is_rejected_before_any_check_runs():
-    rules = quality_filter.load_rules()
+    rules = filtering.load_rules()
     huge = "I have a question about 2x + 3 = 11. " * 1_500_000  # ~55 MB student turn
     record = {"messages": [{"role": "user", "content": huge}, {"role": "assistant", "content": "What could you undo first?"}]}
-    reasons = quality_filter.check_record(record, rules, FilterOptions())
+    reasons = filtering.check_record(record, rules, FilterOptions())
     assert [r["code"] for r in reasons] == ["message_too_long"]  # and nothing else ran (it took 16 s)
     assert "message 1 (user) has 55,500,000 characters, more than max_message_chars 100,000" in reasons[0]["detail"]
-    assert quality_filter.check_record({**record, "messages": [record["messages"][0] | {"content": "x + 1 = 2?"}, record["messages"][1]]},
+    assert filtering.check_record({**record, "messages": [record["messages"][0] | {"content": "x + 1 = 2?"}, record["messages"][1]]},
                         rules, FilterOptions()) == []
     with pytest.raises(ValueError, match="max_message_chars"):
         FilterOptions(max_message_chars=-1)

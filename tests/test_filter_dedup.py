@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from socratic_sdg import filter as quality_filter
+from socratic_sdg import filtering
 from socratic_sdg.testing import filter_eval
-from socratic_sdg.filter import FilterOptions
-from socratic_sdg.filter_dedup import DedupCandidate, Deduplicator, DedupOptions, normalize_text
+from socratic_sdg.filtering import FilterOptions
+from socratic_sdg.filtering.dedup import DedupCandidate, Deduplicator, DedupOptions, normalize_text
 
 DEDUP_SET = Path(__file__).parent / "data" / "filter_eval" / "dedup.jsonl"
 REPLY = "What could you do to both sides to get the 3x term by itself?"
@@ -25,7 +25,7 @@ def convo(rid: str, question: str, reply: str = REPLY, **metadata: Any) -> dict[
 def run(tmp_path: Path, records: list[dict[str, Any]], **options: Any):
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions(**options))
+    result = filtering.run(source, tmp_path / "out", FilterOptions(**options))
     accepted = [json.loads(line) for line in Path(result.accepted_path).read_text().splitlines()]
     rejected = [json.loads(line) for line in Path(result.rejected_path).read_text().splitlines()]
     return result, accepted, rejected

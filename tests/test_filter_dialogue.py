@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from socratic_sdg import filter as quality_filter
-from socratic_sdg.filter_dialogue import ANSWERS_PENDING_QUESTION, PRAISES_WRONG_ANSWER
+from socratic_sdg import filtering
+from socratic_sdg.filtering.dialogue import ANSWERS_PENDING_QUESTION, PRAISES_WRONG_ANSWER
 
-RULES = quality_filter.load_rules()
-OPTIONS = quality_filter.FilterOptions(dedup=False)
+RULES = filtering.load_rules()
+OPTIONS = filtering.FilterOptions(dedup=False)
 
 STEPS_REFERENCE = ("He walked 10,000 / 2 = 5,000 steps to school and 1,000 with a friend, 6,000 in all. With 2,000 "
                    "left, he took 10,000 - 2,000 = 8,000 steps, so the jog was 8,000 - 6,000 = 2,000 steps.")
@@ -19,7 +19,7 @@ STEPS_PROBLEM = ("Elliott wants 10,000 steps a day. Half were on his walks to sc
 
 def codes(messages, **metadata):
     record = {"messages": messages, "metadata": metadata}
-    return {reason["code"] for reason in quality_filter.check_record(record, RULES, OPTIONS)}
+    return {reason["code"] for reason in filtering.check_record(record, RULES, OPTIONS)}
 
 
 def dialogue(student: str, tutor: str, *history: str) -> list[dict[str, str]]:
@@ -75,7 +75,7 @@ def test_a_wrong_answer_to_a_plain_arithmetic_question_makes_praise_false():
 def test_the_reason_quotes_the_praise_and_says_why():
     history = ("Mike has 4 cookies and eats 3. How many are left?", "What is 4 - 3?")
     record = {"messages": dialogue("7", "Correct! So how many cookies are left?", *history)}
-    reason = next(r for r in quality_filter.check_record(record, RULES, OPTIONS) if r["code"] == PRAISES_WRONG_ANSWER)
+    reason = next(r for r in filtering.check_record(record, RULES, OPTIONS) if r["code"] == PRAISES_WRONG_ANSWER)
     assert reason["layer"] == "leakage"
     assert '"Correct"' in reason["detail"] and "with 7, not 1" in reason["detail"]
 
@@ -109,20 +109,20 @@ def test_graded_turns_last_treats_earlier_tutor_turns_as_context():
     messages = dialogue("So the jog was 4000 steps.", "What does the 2,000 steps left tell you about the total?",
                         STEPS_PROBLEM, "ok")  # a human tutor's terse history turn
     record = {"messages": messages, "metadata": {}}
-    everything = {r["code"] for r in quality_filter.check_record(record, RULES, OPTIONS)}
-    assert quality_filter.TURN_TOO_SHORT in everything
-    last = quality_filter.FilterOptions(dedup=False, graded_turns="last")
-    assert quality_filter.check_record(record, RULES, last) == []
+    everything = {r["code"] for r in filtering.check_record(record, RULES, OPTIONS)}
+    assert filtering.TURN_TOO_SHORT in everything
+    last = filtering.FilterOptions(dedup=False, graded_turns="last")
+    assert filtering.check_record(record, RULES, last) == []
     with pytest.raises(ValueError, match="graded_turns"):
-        quality_filter.FilterOptions(graded_turns="first")
+        filtering.FilterOptions(graded_turns="first")
 
 
 def test_a_rules_file_without_dialogue_patterns_uses_the_packaged_ones(tmp_path):
     custom = tmp_path / "rules.yaml"
     custom.write_text("red_flags:\n  - code: says_answer\n    pattern: 'the answer is'\n    explanation: x\n")
-    rules = quality_filter.load_rules(custom)
+    rules = filtering.load_rules(custom)
     assert rules.dialogue is not None
     broken = tmp_path / "broken.yaml"
     broken.write_text(custom.read_text() + "dialogue:\n  affirmation: 'right'\n  typo: 'x'\n")
     with pytest.raises(ValueError, match=r"broken.yaml: dialogue has unknown key\(s\) typo"):
-        quality_filter.load_rules(broken)
+        filtering.load_rules(broken)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from socratic_sdg.testing import filter_eval
-from socratic_sdg.filter import FilterOptions
+from socratic_sdg.filtering import FilterOptions
 
 EVAL_DIR = Path(__file__).parent / "data" / "filter_eval"
 # The deterministic layers as the evaluation runs them: defaults plus the optional language check.

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from socratic_sdg.testing.fake_openai import FakeOpenAI
 
-from socratic_sdg import filter as quality_filter
-from socratic_sdg import filter_judge as fj
-from socratic_sdg.filter import FilterOptions
+from socratic_sdg import filtering
+from socratic_sdg.filtering import judge as fj
+from socratic_sdg.filtering import FilterOptions
 
 GOOD = {"mistake_identification": 4, "answer_revealing": "no", "guidance": 4, "actionability": 4, "grounding": 5,
         "tone": 5, "rationale": "fine"}
@@ -290,7 +290,7 @@ def test_a_refused_key_stops_the_run(tmp_path: Path) -> None:
 
     source = write(tmp_path / "in.jsonl", [convo("a", "What could you do to both sides first?")])
     with pytest.raises(fj.JudgeError, match="refused the API key"):
-        quality_filter.run(source, tmp_path / "out", FilterOptions(judge_complete=complete))
+        filtering.run(source, tmp_path / "out", FilterOptions(judge_complete=complete))
     assert not (tmp_path / "out" / "accepted.jsonl").exists()  # nothing half-written
 
 
@@ -322,7 +322,7 @@ def test_only_records_the_deterministic_layers_accept_are_judged(tmp_path: Path)
         convo("offtask", "Do you like solving equations like this one?", question="Solve 3x - 5 = 10 for me."),
     ]
     source = write(tmp_path / "in.jsonl", records)
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions(judge_complete=complete))
+    result = filtering.run(source, tmp_path / "out", FilterOptions(judge_complete=complete))
     assert len(seen) == 2  # the leak was rejected before paying for a judge call
     [accepted] = lines(result.accepted_path)
     assert accepted["id"] == "good" and accepted["metadata"]["quality"]["judge"]["guidance"] == 4
@@ -381,7 +381,7 @@ def test_judge_over_http_with_source_passages(tmp_path: Path, chat_server: str, 
     source = write(tmp_path / "in.jsonl", records)
     options = FilterOptions(judge_endpoint=chat_server, judge_model="judge-model", chunks_path=str(chunks),
                             judge_max_concurrency=2)
-    result = quality_filter.run(source, tmp_path / "out", options)
+    result = filtering.run(source, tmp_path / "out", options)
     assert result.accepted == 2
     assert {r["path"] for r in _ChatServer.requests} == {"/v1/chat/completions"}
     assert all(r["body"]["model"] == "judge-model" and r["auth"] == "Bearer sk-test" for r in _ChatServer.requests)
@@ -393,7 +393,7 @@ def test_judge_over_http_with_source_passages(tmp_path: Path, chat_server: str, 
 def test_judge_endpoint_errors_are_one_line(tmp_path: Path) -> None:
     source = write(tmp_path / "in.jsonl", [convo("a", "What could you do first?")])
     with pytest.raises(fj.JudgeError, match="not an http"):
-        quality_filter.run(source, tmp_path / "out", FilterOptions(judge_endpoint="localhost:8000"))
+        filtering.run(source, tmp_path / "out", FilterOptions(judge_endpoint="localhost:8000"))
     with pytest.raises(ValueError, match="on_error"):
         FilterOptions(judge=True, judge_on_error="ignore")
 

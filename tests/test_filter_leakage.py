@@ -15,18 +15,19 @@ from typing import Any
 
 import pytest
 
-from socratic_sdg import filter as quality_filter
+from socratic_sdg import filtering
+from socratic_sdg.filtering import checks
 from socratic_sdg.testing import filter_eval
-from socratic_sdg import filter_leakage as leakage
-from socratic_sdg import filter_math as fm
-from socratic_sdg.filter import FilterOptions
+from socratic_sdg.filtering import leakage
+from socratic_sdg.filtering import math as fm
+from socratic_sdg.filtering import FilterOptions
 
 EVAL_DIR = Path(__file__).parent / "data" / "filter_eval"
 
 
 @pytest.fixture(scope="module")
-def rules() -> quality_filter.Rules:
-    return quality_filter.load_rules(None)
+def rules() -> filtering.Rules:
+    return filtering.load_rules(None)
 
 
 def record(*turns: str, reference: str | None = None) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def record(*turns: str, reference: str | None = None) -> dict[str, Any]:
 
 
 def leak_codes(rec: dict[str, Any], rules, **options) -> set[str]:
-    reasons = quality_filter.check_record(rec, rules, FilterOptions(check_rules=False, **options))
+    reasons = filtering.check_record(rec, rules, FilterOptions(check_rules=False, **options))
     return {r["code"] for r in reasons if r["layer"] == "leakage"}
 
 
@@ -208,7 +209,7 @@ def test_leak_or_not(turns, reference, leaks: bool, rules) -> None:
 def test_leak_in_the_last_turn_of_a_long_conversation_names_that_turn(rules) -> None:
     rec = record(LINEAR, "What could you do to both sides so that the -5 disappears?", "Add 5 to both sides?",
                  "Yes! That gives 3x = 15, so x is 5. Can you see why dividing works?", reference=LINEAR_REF)
-    [reason] = [r for r in quality_filter.check_record(rec, rules, FilterOptions()) if r["layer"] == "leakage"]
+    [reason] = [r for r in filtering.check_record(rec, rules, FilterOptions()) if r["layer"] == "leakage"]
     assert reason["code"] == "leaks_answer_value"
     assert reason["detail"].startswith("message 4 (assistant)") and "x = 5" in reason["detail"]
 
@@ -217,7 +218,7 @@ def test_without_a_reference_the_students_equation_is_solved(rules) -> None:
     rec = record("Solve 7x - 4 = 24. I'm stuck.", "Would x = 4 make both sides equal?")
     assert leak_codes(rec, rules) == {"leaks_answer_value"}
     assert leak_codes(rec, rules, leakage_use_problem=False) == set()
-    quality = quality_filter._evaluate(rec, rules, FilterOptions())[1]["leakage"]
+    quality = checks.evaluate_conversation(rec, rules, FilterOptions())[1]["leakage"]
     assert quality == {"targets": ["x = 4"], "target_source": "problem"}
 
 
@@ -225,9 +226,9 @@ def test_a_praised_student_answer_is_not_a_rules_leak(rules) -> None:
     """The rules layer's "x = 3." would fire; the student wrote x = 3 first, so it is an exemption."""
     rec = record("I got x = 3 for 2x + 7 = 13. Is that right?", "Nice work getting x = 3! Can you explain why?",
                  reference="x = 3.")
-    reasons, quality = quality_filter._evaluate(rec, rules, FilterOptions())
+    reasons, quality = checks.evaluate_conversation(rec, rules, FilterOptions())
     assert reasons == [] and quality["rules"]["exempted"] == ["bare_solution"]
-    assert quality_filter.check_record(record("Solve 2x + 7 = 13.", "Nice work getting x = 3! Can you explain why?"),
+    assert filtering.check_record(record("Solve 2x + 7 = 13.", "Nice work getting x = 3! Can you explain why?"),
                                        rules, FilterOptions())
 
 
@@ -239,7 +240,7 @@ def test_accepted_records_carry_the_targets(tmp_path: Path) -> None:
                reference=COOKIES_REF.replace("12 ÷ 3 = 4", "15 ÷ 3 = 5").replace("4 cookies", "5 cookies")),
     ]
     source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    result = quality_filter.run(source, tmp_path / "out", FilterOptions())
+    result = filtering.run(source, tmp_path / "out", FilterOptions())
     first, second = [json.loads(line) for line in Path(result.accepted_path).read_text().splitlines()]
     assert first["metadata"]["quality"]["leakage"] == {"targets": ["4"], "target_source": "reference_answer"}
     # A turn that only repeats the student's numbers is cleared without parsing the reference.
@@ -276,7 +277,7 @@ def test_no_catastrophic_cases_in_math_parsing(rules) -> None:
     for junk in ["(" * 400 + "1", "1+" * 2000 + "1", "x^" * 500 + "2", "9^9^9^9^9^9 = 3", "\\frac{" * 50 + "1",
                  "1, " * 2000, "sqrt " * 300 + "4", "= " * 1000 + "4"]:
         start = time.perf_counter()
-        quality_filter.check_record(record("Solve 2x + 3 = 11.", junk + "?", reference="x = 4"), rules,
+        filtering.check_record(record("Solve 2x + 3 = 11.", junk + "?", reference="x = 4"), rules,
                                     FilterOptions(max_turn_chars=100_000))
         assert time.perf_counter() - start < 1.0, junk[:20]
 

@@ -10,8 +10,8 @@ import pytest
 
 import test_filter
 import test_filter_leakage
-from socratic_sdg import filter as quality_filter
-from socratic_sdg import filter_judge
+from socratic_sdg import filtering
+from socratic_sdg.filtering import judge as filter_judge
 from socratic_sdg.testing import filter_eval
 
 EVAL_DIR = Path(__file__).parent / "data" / "filter_eval"
@@ -35,8 +35,8 @@ def _corpus() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def rules() -> quality_filter.Rules:
-    return quality_filter.load_rules(None)
+def rules() -> filtering.Rules:
+    return filtering.load_rules(None)
 
 
 def test_every_requires_hint_holds_on_every_match(rules) -> None:
@@ -47,7 +47,7 @@ def test_every_requires_hint_holds_on_every_match(rules) -> None:
         if not rule.requires:
             continue
         for text in corpus:
-            pieces = quality_filter.statements(text) if rule.scope == "statement" else [text]
+            pieces = filtering.statements(text) if rule.scope == "statement" else [text]
             if any(rule.regex.search(piece) for piece in pieces):
                 checked += 1
                 assert any(literal in text.lower() for literal in rule.requires), (
@@ -66,7 +66,7 @@ def test_hints_only_ever_skip_non_matching_texts(rules) -> None:
 
 
 def test_packaged_data_files_load() -> None:
-    rules = quality_filter.load_rules(None)
+    rules = filtering.load_rules(None)
     assert rules.leakage is not None and {"en", "es", "fr", "de"} <= set(rules.languages)
     assert all(rule.requires for rule in rules.red_flags + rules.green_flags + rules.format_flags)
     prompt = filter_judge.load_judge_prompt()
@@ -87,4 +87,4 @@ def test_broken_data_sections_are_reported(tmp_path: Path, content: str, fragmen
     path = tmp_path / "rules.yaml"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=fragment):
-        quality_filter.load_rules(str(path))
+        filtering.load_rules(str(path))

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from socratic_sdg import filter as quality_filter
+from socratic_sdg import filtering
+from socratic_sdg.filtering import checks
 from socratic_sdg.testing import filter_eval
-from socratic_sdg import filter_leakage as leakage
-from socratic_sdg import filter_math as fm
-from socratic_sdg.filter import FilterOptions
-from socratic_sdg.filter_dedup import _MinHasher
+from socratic_sdg.filtering import leakage
+from socratic_sdg.filtering import math as fm
+from socratic_sdg.filtering import FilterOptions
+from socratic_sdg.filtering.dedup import _MinHasher
 
 EVAL_DIR = Path(__file__).parent / "data" / "filter_eval"
 # Digits spelled out in tutor turns. Not 1 -> "one": the record-level pre-check (may_state_values)
@@ -39,13 +40,6 @@ EVAL_DIR = Path(__file__).parent / "data" / "filter_eval"
 # analysis finds; that trade-off predates these fast paths and is not what this file checks.
 _WORDS = {"0": "zero", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven", "8": "eight",
           "9": "nine", "10": "ten", "12": "twelve", "20": "twenty"}
-
-
-def _clear_caches() -> None:
-    for module in (quality_filter, fm, leakage):
-        for value in vars(module).values():
-            if callable(getattr(value, "cache_clear", None)):
-                value.cache_clear()
 
 
 def _variants(record: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
@@ -72,8 +66,8 @@ def _variants(record: dict[str, Any], rng: random.Random) -> list[dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def rules() -> quality_filter.Rules:
-    return quality_filter.load_rules(None)
+def rules() -> filtering.Rules:
+    return filtering.load_rules(None)
 
 
 @pytest.fixture(scope="module")
@@ -111,24 +105,24 @@ def texts(records) -> list[str]:
 @pytest.mark.parametrize("options", [{}, {"check_rules": False}, {"leakage_use_problem": False}])
 def test_leakage_prechecks_never_change_a_drop_reason(records, rules, monkeypatch, options) -> None:
     opts = FilterOptions(dedup=False, **options)
-    fast = [quality_filter.check_record(record, rules, opts) for record in records]
+    fast = [filtering.check_record(record, rules, opts) for record in records]
     monkeypatch.setattr(leakage, "PRECHECKS", False)
-    full = [quality_filter.check_record(record, rules, opts) for record in records]
+    full = [filtering.check_record(record, rules, opts) for record in records]
     assert fast == full
     assert sum(any(r["layer"] == "leakage" for r in reasons) for reasons in full) > 300  # leaks were found
 
 
 def test_caches_never_change_a_result(records, rules) -> None:
     opts = FilterOptions(dedup=False, language="en")
-    _clear_caches()
-    cold = [quality_filter._evaluate(record, rules, opts) for record in records]
-    warm = [quality_filter._evaluate(record, rules, opts) for record in records]
-    _clear_caches()
-    backwards = [quality_filter._evaluate(record, rules, opts) for record in reversed(records)][::-1]
+    filtering.clear_caches()
+    cold = [checks.evaluate_conversation(record, rules, opts) for record in records]
+    warm = [checks.evaluate_conversation(record, rules, opts) for record in records]
+    filtering.clear_caches()
+    backwards = [checks.evaluate_conversation(record, rules, opts) for record in reversed(records)][::-1]
     one_by_one = []
     for record in records[::7]:  # the generation stage: one record at a time, caches in any state
-        _clear_caches()
-        one_by_one.append(quality_filter._evaluate(record, rules, opts))
+        filtering.clear_caches()
+        one_by_one.append(checks.evaluate_conversation(record, rules, opts))
     assert cold == warm == backwards
     assert one_by_one == cold[::7]
 
@@ -189,7 +183,7 @@ def _whole_text_mentions(norm: str, words: bool, final_only: bool) -> list[fm.Me
 
 
 def test_window_parsing_gives_the_whole_text_parse(texts) -> None:
-    _clear_caches()
+    filtering.clear_caches()
     for _ in range(2):  # cold, then from the window cache
         for text in texts + [t.replace(" ", "") for t in texts[:300]]:
             norm = fm.normalize(text)

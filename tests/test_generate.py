@@ -6,6 +6,8 @@ from socratic_sdg.testing.fake_openai import REFERENCE, STUDENT, TUTOR, FakeOpen
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig, EndpointError, check
 from socratic_sdg.records import read_jsonl, write_jsonl
+from socratic_sdg.generate import RequestPolicy
+from socratic_sdg.options import from_params
 
 
 def _chunks(n: int) -> list[dict]:
@@ -77,7 +79,7 @@ def test_ids_are_stable_across_runs(fake_llm, tmp_path):
 def test_a_failing_row_fails_alone_and_is_recorded_with_its_reason(fake_llm, tmp_path):
     fake_llm.fail_when["Section 2:"] = 500
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(4))
-    options = generate.GenerateOptions(batch_size=4, num_retries=1, retry_backoff=0.01)
+    options = generate.GenerateOptions(batch_size=4, requests=RequestPolicy(num_retries=1, retry_backoff=0.01))
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
 
     assert (result.output_rows, result.failed_rows) == (3, 1)
@@ -172,7 +174,7 @@ def test_runtime_params_and_columns_from_strings(tmp_path):
 def test_the_request_limiter_orders_by_stage_and_drains_least_advanced_first():
     import asyncio
 
-    from socratic_sdg.generation_engine import PriorityLimiter
+    from socratic_sdg.generate.gateway import PriorityLimiter
 
     async def main():
         limiter = PriorityLimiter(1)
@@ -260,7 +262,7 @@ def test_an_oversized_chunk_is_rejected_early_under_a_settable_limit(fake_llm, t
 
 
 def test_an_input_that_is_not_a_usable_chunks_file_is_refused_in_one_sentence(fake_llm, tmp_path):
-    run = lambda path, **kw: generate.run(path, tmp_path / "out", generate.GenerateOptions(**kw), _endpoint(fake_llm))  # noqa: E731
+    run = lambda path, **kw: generate.run(path, tmp_path / "out", from_params(generate.GenerateOptions, kw), _endpoint(fake_llm))  # noqa: E731
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(generate.GenerateError, match=r"empty.jsonl holds no chunks; make it with `socratic-sdg chunk`"):
         run(tmp_path / "empty.jsonl")
@@ -298,7 +300,7 @@ def test_the_cli_says_what_is_wrong_with_the_input_in_one_line_and_exits_2(fake_
         assert "Errno" not in err and "Traceback" not in err
     args = cli.build_parser().parse_args(["generate", "--input", "c", "--output-dir", "o", "--max-chunk-chars", "500", "--max-retry-after", "5"])
     options = cli._generate_options(args)
-    assert (options.max_chunk_chars, options.max_retry_after) == (500, 5.0)
+    assert (options.max_chunk_chars, options.requests.max_retry_after) == (500, 5.0)
 
 
 def test_secrets_are_redacted_from_error_texts(monkeypatch):

@@ -11,6 +11,7 @@ from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig
 from socratic_sdg.local_llm import MODEL_NAME, LocalModelServer, find_model
 from socratic_sdg.records import read_jsonl, write_jsonl
+from socratic_sdg.generate import RequestPolicy
 
 CHUNK = {
     "chunk_id": "e2e-0",
@@ -43,14 +44,8 @@ def local_server():
 def test_generation_against_a_real_local_model_server(tmp_path, local_server, flow_id, rows, tokens):
     write_jsonl(tmp_path / "chunks.jsonl", [CHUNK])
     endpoint = EndpointConfig(api_base=local_server.api_base, model=MODEL_NAME)
-    options = generate.GenerateOptions(
-        flow_id=flow_id,
-        conversations_per_chunk=rows,
-        max_concurrency=4,
-        runtime_params=_short(flow_id, tokens),
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        request_timeout=120,
-    )
+    options = generate.GenerateOptions(flow_id=flow_id, conversations_per_chunk=rows, runtime_params=_short(flow_id, tokens),
+        checkpoint_dir=str(tmp_path / "ckpt"), requests=RequestPolicy(max_concurrency=4, request_timeout=120))
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, endpoint)
     metrics = json.loads((tmp_path / "out" / "generate_metrics.json").read_text())
 

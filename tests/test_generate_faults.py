@@ -1,6 +1,8 @@
 """Generation against a flaky endpoint: every input row ends up generated or failed with a reason,
 exactly once; retries are bounded; the request accounting matches what the server saw."""
 
+from dataclasses import replace
+
 import json
 import time
 
@@ -9,10 +11,12 @@ from socratic_sdg.testing.fake_openai import STUDENT, TUTOR, FakeOpenAI, Fault
 
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig
-from socratic_sdg.generation_errors import EndpointUnavailable
+from socratic_sdg.generate.errors import EndpointUnavailable
 from socratic_sdg.records import read_jsonl, write_jsonl
+from socratic_sdg.errors import OptionsError
+from socratic_sdg.generate import RequestPolicy
 
-FAST = dict(retry_backoff=0.02, request_timeout=0.6, check_endpoint=True)
+FAST = RequestPolicy(retry_backoff=0.02, request_timeout=0.6)
 
 
 def _chunks(n: int) -> list[dict]:
@@ -64,7 +68,7 @@ def test_faults_fail_only_their_rows_and_every_row_is_accounted_for_once(tmp_pat
             Fault("Section 9:", "status", 400),  # refused: retrying cannot help
         ]
         write_jsonl(tmp_path / "chunks.jsonl", _chunks(11))
-        options = generate.GenerateOptions(max_concurrency=4, num_retries=2, transport=transport, **FAST)
+        options = generate.GenerateOptions(requests=replace(FAST, max_concurrency=4, num_retries=2, transport=transport))
         started = time.monotonic()
         result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
         elapsed = time.monotonic() - started
@@ -100,7 +104,7 @@ def test_retry_after_is_honoured(tmp_path):
     with FakeOpenAI() as server:
         server.faults = [Fault("Section 0:", "429", retry_after=0.5, times=1)]
         write_jsonl(tmp_path / "chunks.jsonl", _chunks(1))
-        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(**FAST), _endpoint(server))
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(requests=FAST), _endpoint(server))
         calls = [(t, json.dumps(body["messages"])) for t, body in server.calls]
     first = calls[0]
     retry = next(t for t, prompt in calls[1:] if prompt == first[1])
@@ -111,9 +115,8 @@ def test_the_run_wide_retry_budget_stops_a_retry_storm(tmp_path):
     with FakeOpenAI() as server:
         server.faults = [Fault("", "status", 500)]  # everything fails
         write_jsonl(tmp_path / "chunks.jsonl", _chunks(12))
-        options = generate.GenerateOptions(
-            max_concurrency=4, num_retries=3, max_total_retries=5, max_consecutive_failures=1000, stop_after_same_failures=0, **FAST
-        )
+        options = generate.GenerateOptions(stop_after_same_failures=0,
+            requests=replace(FAST, max_concurrency=4, num_retries=3, max_total_retries=5, max_consecutive_failures=1000))
         # no row succeeded: the outputs are written, then the run fails (the CLI exits non-zero)
         with pytest.raises(generate.NothingGenerated, match=r"no conversation from .*chunks.jsonl: all 12 rows failed \(server_error 12\)") as error:
             generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server))
@@ -130,7 +133,8 @@ def test_a_dead_endpoint_stops_the_run_and_a_rerun_resumes(tmp_path):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(30))
     checkpoint = tmp_path / "ckpt"
     with FakeOpenAI(latency=0.01) as server:
-        options = generate.GenerateOptions(max_concurrency=2, num_retries=1, max_consecutive_failures=6, checkpoint_dir=str(checkpoint), save_freq=1, **FAST)
+        options = generate.GenerateOptions(checkpoint_dir=str(checkpoint), save_freq=1,
+            requests=replace(FAST, max_concurrency=2, num_retries=1, max_consecutive_failures=6))
         # the endpoint breaks down (every row from 10 on fails): the run stops instead of failing them all
         server.fail_when.update({"Section 1": 503, "Section 2": 503})
         with pytest.raises(EndpointUnavailable, match=r"failed 6 requests in a row.*server_error.*resume"):
@@ -155,7 +159,8 @@ def test_a_dead_endpoint_stops_the_run_and_a_rerun_resumes(tmp_path):
 def test_requests_in_flight_never_exceed_max_concurrency_and_stay_near_it(tmp_path):
     with FakeOpenAI(latency=0.03) as server:
         write_jsonl(tmp_path / "chunks.jsonl", _chunks(40))
-        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(max_concurrency=6, **FAST), _endpoint(server))
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(requests=replace(FAST, max_concurrency=6)),
+            _endpoint(server))
         assert server.max_in_flight <= 6
     metrics = result.metrics()
     assert metrics["max_in_flight"] == 6
@@ -191,7 +196,7 @@ blocks:
     chunks = [{"chunk_id": f"c{i}", "text": f"Section {i}: x"} for i in range(4)]
     write_jsonl(tmp_path / "chunks.jsonl", chunks)
     with FakeOpenAI() as server:
-        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=str(flow), **FAST), _endpoint(server))
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=str(flow), requests=FAST), _endpoint(server))
         conversations, failed, _ = _outputs(tmp_path / "out")
         assert {c["metadata"]["chunk_id"] for c in conversations} == {"c0", "c2"}
         assert [(f["chunk_id"], f["kind"], f["block"]) for f in failed] == [("c1", "filtered", "keep_even"), ("c3", "filtered", "keep_even")]
@@ -199,7 +204,7 @@ blocks:
 
         # every row filtered out: still a normal, complete run
         write_jsonl(tmp_path / "none.jsonl", [{"chunk_id": "z", "text": "Section 7: x"}])
-        result = generate.run(tmp_path / "none.jsonl", tmp_path / "out2", generate.GenerateOptions(flow_yaml_path=str(flow), **FAST), _endpoint(server))
+        result = generate.run(tmp_path / "none.jsonl", tmp_path / "out2", generate.GenerateOptions(flow_yaml_path=str(flow), requests=FAST), _endpoint(server))
         assert (result.output_rows, result.failed_rows) == (0, 1)
 
 
@@ -237,7 +242,8 @@ def test_an_endpoint_echoing_the_authorization_header_never_leaks_the_key(tmp_pa
         captured = capsys.readouterr()
         assert code == 2 and "failed the same way (auth: generate_student_message: " in captured.err and "refused by upstream" in captured.err
         # the circuit breaker's message (what the CLI prints for it) quotes the last failure
-        options = generate.GenerateOptions(max_concurrency=1, max_consecutive_failures=3, stop_after_same_failures=0, transport=transport, **FAST)
+        options = generate.GenerateOptions(stop_after_same_failures=0,
+            requests=replace(FAST, max_concurrency=1, max_consecutive_failures=3, transport=transport))
         with pytest.raises(EndpointUnavailable, match=r"in a row \(last: auth: .*Bearer \*\*\*") as error:
             generate.run(tmp_path / "chunks.jsonl", tmp_path / "out3", options, EndpointConfig.from_env())
     assert "***" in captured.err and SECRET not in captured.out + captured.err + str(error.value)
@@ -253,7 +259,7 @@ def test_rows_all_failing_the_same_way_stop_the_run_and_fail_it(tmp_path, monkey
     with FakeOpenAI() as server:
         server.faults = [Fault("", "status", 400)]
         lines: list[str] = []
-        options = generate.GenerateOptions(max_concurrency=2, **FAST)
+        options = generate.GenerateOptions(requests=replace(FAST, max_concurrency=2))
         with pytest.raises(
             generate.NothingGenerated,
             match=r"the first 5 rows all failed the same way \(bad_request: generate_student_message: HTTP 400: injected failure 400\), so the run stopped",
@@ -277,7 +283,8 @@ def test_different_failures_or_a_success_do_not_stop_the_run(tmp_path):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(12))
     with FakeOpenAI() as server:
         server.faults = [Fault(f"Section {i}:", "status", 400) for i in range(1, 12)]  # all but row 0 refused
-        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(max_concurrency=1, **FAST), _endpoint(server))
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(requests=replace(FAST, max_concurrency=1)),
+            _endpoint(server))
     assert (result.output_rows, result.failed_rows) == (1, 11) and result.metrics()["stopped_early"] is None
 
 
@@ -287,17 +294,17 @@ def test_the_retry_after_cap_is_an_option_and_the_pause_is_announced(tmp_path):
     with FakeOpenAI() as server:
         server.faults = [Fault("Section 0:", "429", retry_after=30, times=1)]
         started = time.monotonic()
-        options = generate.GenerateOptions(max_retry_after=0.4, **FAST)
+        options = generate.GenerateOptions(requests=replace(FAST, max_retry_after=0.4))
         result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(server), progress=lines.append)
         elapsed = time.monotonic() - started
     assert result.output_rows == 2 and elapsed < 10  # not the 30 s the server asked for
     assert any("the endpoint asked to wait 30s (Retry-After, more than --max-retry-after 0.4s): no request is sent for 0.4s" in line for line in lines)
-    with pytest.raises(generate.GenerateError, match="max_retry_after must be 0 or more"):
-        generate.GenerateOptions(max_retry_after=-1)
+    with pytest.raises(OptionsError, match="max_retry_after must be 0 or more"):
+        generate.GenerateOptions(requests=RequestPolicy(max_retry_after=-1))
 
 
 def test_a_usage_block_with_odd_counts_keeps_the_reply(tmp_path):
-    from socratic_sdg.generation_transport import parse_completion
+    from socratic_sdg.generate.transport import parse_completion
 
     reply = {"choices": [{"message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}
     parsed = parse_completion({**reply, "usage": {"prompt_tokens": "12", "completion_tokens": "many"}})
@@ -308,7 +315,7 @@ def test_a_usage_block_with_odd_counts_keeps_the_reply(tmp_path):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
     with FakeOpenAI() as server:
         server.faults = [Fault("Section 0:", "bad_usage")]
-        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(**FAST), _endpoint(server))
+        result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(requests=FAST), _endpoint(server))
     metrics = result.metrics()
     assert (result.output_rows, result.failed_rows) == (2, 0) and metrics["requests_succeeded"] == 6
     assert metrics["completion_tokens"] == server.completion_tokens + 3 * 7  # the odd replies' 7.0 counts, "n/a" does not

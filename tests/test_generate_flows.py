@@ -8,11 +8,13 @@ import pytest
 import yaml
 from socratic_sdg.testing.fake_openai import QUESTIONS, REFERENCE, STUDENT, STUDENT_ATTEMPT, STUDENT_FRUSTRATED, TUTOR, TUTOR_FOLLOWUP, FakeOpenAI
 
-from socratic_sdg import flow_catalog, generate
+from socratic_sdg.generate import catalog as flow_catalog
+from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig
 from socratic_sdg.records import read_jsonl, write_jsonl
+from socratic_sdg.generate import RequestPolicy
 
-FAST = dict(retry_backoff=0.02, request_timeout=5.0)
+FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
 
 
 def _chunks(n: int) -> list[dict]:
@@ -34,7 +36,8 @@ def _endpoint(server: FakeOpenAI) -> EndpointConfig:
 
 def test_multi_turn_flow_builds_three_exchanges_with_a_hidden_reference(tmp_path, fake_llm):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
-    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_id="socratic-multi-turn", **FAST), _endpoint(fake_llm))
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_id="socratic-multi-turn",
+        requests=FAST), _endpoint(fake_llm))
     conversations = list(read_jsonl(tmp_path / "out" / "conversations.jsonl"))
     assert result.output_rows == 2 and fake_llm.requests == 2 * 7
     expected = [STUDENT, TUTOR, STUDENT_ATTEMPT, TUTOR_FOLLOWUP, STUDENT_FRUSTRATED, TUTOR_FOLLOWUP]
@@ -55,7 +58,7 @@ def test_personas_and_request_types_are_sampled_with_the_seed(tmp_path, fake_llm
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(3))
 
     def run(seed, out):
-        options = generate.GenerateOptions(conversations_per_chunk=4, seed=seed, **FAST)
+        options = generate.GenerateOptions(conversations_per_chunk=4, seed=seed, requests=FAST)
         generate.run(tmp_path / "chunks.jsonl", tmp_path / out, options, _endpoint(fake_llm))
         return [c["metadata"]["diversity"] for c in read_jsonl(tmp_path / out / "conversations.jsonl")]
 
@@ -116,7 +119,7 @@ def test_an_sdg_hub_registry_flow_runs_with_chunks_mapped_onto_its_columns(tmp_p
     )
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(3))
     fake_llm.unfaithful = QUESTIONS[1]
-    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_id=flow_id, **FAST), _endpoint(fake_llm))
+    result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_id=flow_id, requests=FAST), _endpoint(fake_llm))
     conversations = list(read_jsonl(tmp_path / "out" / "conversations.jsonl"))
     assert (result.output_rows, result.failed_rows, result.flow_id) == (3, 0, flow_id)
     assert all(c["messages"][0]["content"] == QUESTIONS[0] for c in conversations)
@@ -126,7 +129,7 @@ def test_an_sdg_hub_registry_flow_runs_with_chunks_mapped_onto_its_columns(tmp_p
 
     # nothing filtered: two conversations per row, with distinct stable ids
     fake_llm.unfaithful = None
-    again = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out2", generate.GenerateOptions(flow_id=flow_id, **FAST), _endpoint(fake_llm))
+    again = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out2", generate.GenerateOptions(flow_id=flow_id, requests=FAST), _endpoint(fake_llm))
     records = list(read_jsonl(tmp_path / "out2" / "conversations.jsonl"))
     assert again.output_rows == 6 and len({r["id"] for r in records}) == 6
     assert {r["id"] for r in conversations} < {r["id"] for r in records}
@@ -162,17 +165,17 @@ def test_a_column_the_stage_cannot_fill_is_named_and_can_be_given(tmp_path, fake
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
     flow = _custom_flow(tmp_path, "document, rubric")
     with pytest.raises(generate.GenerateError, match=r"'custom-rubric' needs column\(s\) rubric.*--column NAME=VALUE"):
-        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=flow, **FAST), _endpoint(fake_llm))
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=flow, requests=FAST), _endpoint(fake_llm))
     assert fake_llm.requests == 0
 
-    options = generate.GenerateOptions(flow_yaml_path=flow, columns={"rubric": "be kind"}, **FAST)
+    options = generate.GenerateOptions(flow_yaml_path=flow, columns={"rubric": "be kind"}, requests=FAST)
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     assert result.output_rows == 2 and all("Rubric be kind." in p for p in fake_llm.prompts)
 
 
 def test_runtime_params_and_seeds_reach_the_requests(tmp_path, fake_llm):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
-    options = generate.GenerateOptions(runtime_params={"generate_tutor_reply": {"max_tokens": 42, "temperature": 0.1}}, seed=5, **FAST)
+    options = generate.GenerateOptions(runtime_params={"generate_tutor_reply": {"max_tokens": 42, "temperature": 0.1}}, seed=5, requests=FAST)
     generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     bodies = [body for _, body in fake_llm.calls]
     tutor = [b for b in bodies if "Socratic" in json.dumps(b["messages"])]
@@ -183,7 +186,7 @@ def test_runtime_params_and_seeds_reach_the_requests(tmp_path, fake_llm):
     assert len({b["seed"] for b in bodies}) == len(bodies)  # a seed per row and block
 
     with pytest.raises(generate.GenerateError, match=r"runtime_params name block\(s\) nope"):
-        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(runtime_params={"nope": {}}, **FAST), _endpoint(fake_llm))
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(runtime_params={"nope": {}}, requests=FAST), _endpoint(fake_llm))
 
 
 @pytest.mark.parametrize("mode", ["inline", "thread"])
@@ -192,7 +195,7 @@ def test_a_block_that_raises_fails_only_the_row_it_raises_on(mode):
     one so that only the guilty row fails (custom/agent blocks run in a worker thread)."""
     import asyncio
 
-    from socratic_sdg.generation_engine import BlockFailure, Segment, Step
+    from socratic_sdg.generate.runner import BlockFailure, Segment, Step
 
     calls = []
 
@@ -223,7 +226,7 @@ def test_a_flow_yaml_without_id_is_used_as_is_and_never_rewritten(tmp_path, fake
     text = "# my flow, with comments\n" + open(flow).read().replace("  id: custom-rubric\n", "")
     open(flow, "w").write(text)
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(1))
-    options = generate.GenerateOptions(flow_yaml_path=flow, columns={"rubric": "r"}, **FAST)
+    options = generate.GenerateOptions(flow_yaml_path=flow, columns={"rubric": "r"}, requests=FAST)
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     assert result.output_rows == 1 and result.flow_id == get_flow_identifier("Custom rubric flow")
     assert open(flow).read() == text
@@ -334,7 +337,9 @@ def test_tutor_prompts_carry_the_filter_rubric_and_keep_their_variables():
 
 
 def test_every_worked_tutor_reply_passes_the_quality_filter_and_obeys_the_rubric():
-    from socratic_sdg.filter import FilterOptions, check_record, load_rules
+    from socratic_sdg.filtering import FilterOptions
+    from socratic_sdg.filtering import check_record
+    from socratic_sdg.filtering import load_rules
 
     rules, options = load_rules(), FilterOptions()
     student_work = re.compile(r"\d+(?:/\d+)?|x\^2|sin\(x\)|cos\(x\)")
@@ -386,7 +391,7 @@ def test_a_prompt_variable_typo_is_named_before_the_first_request(tmp_path, fake
     prompt = flows / "socratic_single_turn" / "prompts" / "reference_answer.yaml"
     prompt.write_text(prompt.read_text().replace("{{student_message}}", "{{studnet_message}}"))
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(40))
-    options = generate.GenerateOptions(flow_yaml_path=str(flows / "socratic_single_turn" / "flow.yaml"), **FAST)
+    options = generate.GenerateOptions(flow_yaml_path=str(flows / "socratic_single_turn" / "flow.yaml"), requests=FAST)
     with pytest.raises(generate.GenerateError) as error:
         generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     message = str(error.value)
@@ -404,7 +409,7 @@ def test_a_prompt_variable_typo_is_named_before_the_first_request(tmp_path, fake
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "studnet_message" in err and fake_llm.requests == 0
     # the estimate loads the flow the same way: the same sentence, no request either
-    from socratic_sdg import estimate
+    from socratic_sdg.generate import estimate
 
     with pytest.raises(generate.GenerateError, match="uses the variable.*studnet_message"):
         estimate.run(tmp_path / "chunks.jsonl", estimate.EstimateOptions(probe_rows=0, generate_options=options))
@@ -441,7 +446,7 @@ def test_a_flow_prompt_cannot_run_code_in_the_task(tmp_path, fake_llm):
     flow = _one_prompt_flow(tmp_path, "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }} Ask about {{document}}")
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
     with pytest.raises(generate.GenerateError, match=r"the flow 'evil-flow' prompt prompts/p.yaml \(block 'p'\) reads __globals__, __init__: .*sandbox"):
-        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=flow, **FAST), _endpoint(fake_llm))
+        generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(flow_yaml_path=flow, requests=FAST), _endpoint(fake_llm))
     assert not marker.exists() and fake_llm.requests == 0
 
 

@@ -1,6 +1,8 @@
 """Checkpoint and resume: a killed or restarted run skips what is done, regenerates nothing already
 finished and never writes a record twice; its output equals an uninterrupted run's."""
 
+from dataclasses import replace
+
 import json
 import os
 import signal
@@ -13,17 +15,21 @@ from socratic_sdg.testing.fake_openai import FakeOpenAI
 
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig
-from socratic_sdg.generation_checkpoint import ROWS, Checkpoint
+from socratic_sdg.generate import RequestPolicy
+from socratic_sdg.generate.checkpoint import ROWS, Checkpoint
+from socratic_sdg.options import from_params
 from socratic_sdg.records import read_jsonl, write_jsonl
 
-FAST = dict(retry_backoff=0.02, request_timeout=5.0)
+FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
 
 CHILD = """
 import json, sys
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig
+from socratic_sdg.options import from_params
 args = json.loads(sys.argv[1])
-generate.run(args["input"], args["output"], generate.GenerateOptions(**args["options"]), EndpointConfig(api_base=args["api_base"], model="fake-model"))
+options = from_params(generate.GenerateOptions, args["options"])  # flat names, as a KFP component gets them
+generate.run(args["input"], args["output"], options, EndpointConfig(api_base=args["api_base"], model="fake-model"))
 """
 
 
@@ -60,7 +66,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     rows = 60
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(rows // 2))
     checkpoint = tmp_path / "ckpt"
-    options = dict(max_concurrency=4, conversations_per_chunk=2, checkpoint_dir=str(checkpoint), save_freq=1, **FAST)
+    options = dict(max_concurrency=4, conversations_per_chunk=2, checkpoint_dir=str(checkpoint), save_freq=1, request_timeout=5.0)
     with FakeOpenAI(latency=0.05) as server:
         args = {"input": str(tmp_path / "chunks.jsonl"), "output": str(tmp_path / "out"), "options": options, "api_base": server.api_base}
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -85,12 +91,13 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
             handle.write(b'{"row_id": "torn", "status": "do')
 
         server.reset_stats()
-        resumed = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(**options), _endpoint(server))
+        resumed = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", from_params(generate.GenerateOptions, options), _endpoint(server))
         assert server.requests == 3 * (rows - len(done))  # nothing already checkpointed was generated again
         assert resumed.metrics()["rows_resumed"] == len(done)
 
         uninterrupted = generate.run(
-            tmp_path / "chunks.jsonl", tmp_path / "ref", generate.GenerateOptions(max_concurrency=4, conversations_per_chunk=2, **FAST), _endpoint(server)
+            tmp_path / "chunks.jsonl", tmp_path / "ref", generate.GenerateOptions(conversations_per_chunk=2,
+                requests=replace(FAST, max_concurrency=4)), _endpoint(server)
         )
 
     conversations = list(read_jsonl(tmp_path / "out" / "conversations.jsonl"))
@@ -104,7 +111,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_a_finished_run_resumed_makes_no_request_and_writes_the_same_files(tmp_path, fake_llm):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(5))
-    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), **FAST)
+    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), requests=FAST)
     generate.run(tmp_path / "chunks.jsonl", tmp_path / "a", options, _endpoint(fake_llm))
     requests = fake_llm.requests
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "b", options, _endpoint(fake_llm))
@@ -116,7 +123,7 @@ def test_a_finished_run_resumed_makes_no_request_and_writes_the_same_files(tmp_p
 
 
 def test_more_chunks_later_generate_only_the_new_ones(tmp_path, fake_llm):
-    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), **FAST)
+    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), requests=FAST)
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(3))
     generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(5))
@@ -127,7 +134,7 @@ def test_more_chunks_later_generate_only_the_new_ones(tmp_path, fake_llm):
 
 def test_rows_that_failed_are_retried_on_resume_and_leave_no_trace(tmp_path, fake_llm):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(4))
-    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), num_retries=0, **FAST)
+    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), requests=replace(FAST, num_retries=0))
     fake_llm.fail_when["Section 1:"] = 500
     first = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
     assert (first.output_rows, first.failed_rows) == (3, 1)
@@ -144,14 +151,15 @@ def test_rows_that_failed_are_retried_on_resume_and_leave_no_trace(tmp_path, fak
 def test_resuming_with_other_settings_is_refused(tmp_path, fake_llm):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
     generate.run(
-        tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=1, **FAST), _endpoint(fake_llm)
+        tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=1, requests=FAST), _endpoint(fake_llm)
     )
     with pytest.raises(generate.GenerateError, match=r"other settings \(seed: 1 then, 2 now\).*new checkpoint folder"):
         generate.run(
-            tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=2, **FAST), _endpoint(fake_llm)
+            tmp_path / "chunks.jsonl", tmp_path / "out", generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=2,
+                requests=FAST), _endpoint(fake_llm)
         )
     with pytest.raises(generate.GenerateError, match=r"flow_id: 'socratic-single-turn' then, 'socratic-multi-turn' now"):
-        options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=1, flow_id="socratic-multi-turn", **FAST)
+        options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), seed=1, flow_id="socratic-multi-turn", requests=FAST)
         generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
 
 
@@ -180,7 +188,7 @@ def test_sigterm_writes_the_finished_rows_before_exiting(tmp_path):
     """A pod being stopped gets SIGTERM: rows finished since the last checkpoint write are not lost."""
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(40))
     checkpoint = tmp_path / "ckpt"
-    options = dict(max_concurrency=2, checkpoint_dir=str(checkpoint), save_freq=1000, **FAST)  # no write before 1 s
+    options = dict(max_concurrency=2, checkpoint_dir=str(checkpoint), save_freq=1000, request_timeout=5.0)  # no write before 1 s
     with FakeOpenAI(latency=0.05) as server:
         args = {"input": str(tmp_path / "chunks.jsonl"), "output": str(tmp_path / "out"), "options": options, "api_base": server.api_base}
         child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], stderr=subprocess.PIPE, text=True)

@@ -1,6 +1,8 @@
 """Scale-out of generation: shards with shares of the run-wide budgets merged back deterministically,
 target-driven early stop, a hard request cap, and memory that does not hold the run's records."""
 
+from dataclasses import replace
+
 import json
 import re
 
@@ -9,11 +11,12 @@ from socratic_sdg.testing.fake_openai import TUTOR, FakeOpenAI
 
 from socratic_sdg import generate
 from socratic_sdg.endpoint import EndpointConfig
-from socratic_sdg.filter import FilterOptions
-from socratic_sdg.generation_checkpoint import Checkpoint
+from socratic_sdg.filtering import FilterOptions
+from socratic_sdg.generate.checkpoint import Checkpoint
 from socratic_sdg.records import read_jsonl, write_jsonl
+from socratic_sdg.generate import RequestPolicy
 
-FAST = dict(retry_backoff=0.02, request_timeout=5.0)
+FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
 NO_DEDUP = FilterOptions(dedup=False)  # the fake server gives every row the same tutor reply
 
 
@@ -58,27 +61,27 @@ def _ids(folder, name="conversations.jsonl") -> list[str]:
 
 @pytest.mark.parametrize("total, shards", [(8, 3), (2, 3), (10, 1)])
 def test_each_shard_gets_its_share_of_the_run_wide_budgets(total, shards):
-    options = generate.GenerateOptions(max_concurrency=total, target_examples=100, max_requests=1000)
+    options = generate.GenerateOptions(target_examples=100, requests=RequestPolicy(max_concurrency=total, max_requests=1000))
     parts = [options.for_shard(i, shards) for i in range(shards)]
-    assert [p.shard_index for p in parts] == list(range(shards))
-    assert sum(p.target_examples for p in parts) == 100 and sum(p.max_requests for p in parts) == 1000
-    assert all(p.max_concurrency >= 1 for p in parts)
+    assert [p.shard.shard_index for p in parts] == list(range(shards))
+    assert sum(p.target_examples for p in parts) == 100 and sum(p.requests.max_requests for p in parts) == 1000
+    assert all(p.requests.max_concurrency >= 1 for p in parts)
     if total >= shards:  # the endpoint never sees more than the total at once
-        assert sum(p.max_concurrency for p in parts) == total
-    assert max(p.max_concurrency for p in parts) - min(p.max_concurrency for p in parts) <= 1
+        assert sum(p.requests.max_concurrency for p in parts) == total
+    assert max(p.requests.max_concurrency for p in parts) - min(p.requests.max_concurrency for p in parts) <= 1
     assert options.for_shard(0, 3).target_examples == 34 and generate.GenerateOptions().for_shard(1, 2).target_examples == 0
 
 
 def test_three_shards_merge_to_the_same_records_in_the_same_order_as_one_run(fake_llm, tmp_path):
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(7))
-    base = generate.GenerateOptions(conversations_per_chunk=2, max_concurrency=6, **FAST)
+    base = generate.GenerateOptions(conversations_per_chunk=2, requests=replace(FAST, max_concurrency=6))
     single = generate.run(chunks, tmp_path / "single", base, _endpoint(fake_llm))
 
     shard_dirs = []
     for index in range(3):
         options = base.for_shard(index, 3)
-        assert options.max_concurrency == 2
+        assert options.requests.max_concurrency == 2
         generate.run(chunks, tmp_path / f"shard-{index}", options, _endpoint(fake_llm))
         shard_dirs.append(tmp_path / f"shard-{index}")
     shard_ids = [set(_ids(d)) for d in shard_dirs]
@@ -99,7 +102,7 @@ def test_outputs_are_one_set_and_merge_refuses_a_shard_whose_writer_was_interrup
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(4))
     for index in range(2):
-        generate.run(chunks, tmp_path / f"s{index}", generate.GenerateOptions(**FAST).for_shard(index, 2), _endpoint(fake_llm))
+        generate.run(chunks, tmp_path / f"s{index}", generate.GenerateOptions(requests=FAST).for_shard(index, 2), _endpoint(fake_llm))
         assert incomplete_sets(tmp_path / f"s{index}") == []
     generate.merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged", chunks)
     manifest = json.loads(set_manifest_path(tmp_path / "merged", "generate").read_text())
@@ -130,7 +133,7 @@ def test_merge_keeps_failed_rows_in_chunk_order(tmp_path):
 def test_target_examples_stops_starting_rows_once_enough_pass_the_filter(fake_llm, tmp_path):
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(60))
-    options = generate.GenerateOptions(max_concurrency=2, target_examples=5, target_filter=NO_DEDUP, **FAST)
+    options = generate.GenerateOptions(target_examples=5, target_filter=NO_DEDUP, requests=replace(FAST, max_concurrency=2))
     result = generate.run(chunks, tmp_path / "out", options, _endpoint(fake_llm))
 
     full_run_requests = 60 * 3
@@ -148,7 +151,7 @@ def test_target_counts_only_conversations_the_filter_accepts(tmp_path):
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(6))
     with LeakingTutor() as server:
-        options = generate.GenerateOptions(max_concurrency=2, target_examples=2, target_filter=NO_DEDUP, **FAST)
+        options = generate.GenerateOptions(target_examples=2, target_filter=NO_DEDUP, requests=replace(FAST, max_concurrency=2))
         result = generate.run(chunks, tmp_path / "out", options, _endpoint(server))
     assert result.output_rows == 6 and result.stats["stopped_early"] is None and result.stats["prefilter_accepted"] == 0
 
@@ -159,7 +162,7 @@ def test_rows_in_flight_count_at_the_acceptance_rate_seen_so_far(tmp_path):
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(60))
     with HalfLeakingTutor() as server:
-        options = generate.GenerateOptions(max_concurrency=4, target_examples=8, target_filter=NO_DEDUP, **FAST)
+        options = generate.GenerateOptions(target_examples=8, target_filter=NO_DEDUP, requests=replace(FAST, max_concurrency=4))
         result = generate.run(chunks, tmp_path / "out", options, _endpoint(server))
     assert result.stats["stopped_early"] == "target_examples"
     assert result.stats["prefilter_accepted"] >= 8
@@ -170,10 +173,10 @@ def test_a_resumed_run_counts_what_the_checkpoint_already_has(fake_llm, tmp_path
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(20))
     checkpoint = str(tmp_path / "ckpt")
-    first = generate.GenerateOptions(max_concurrency=1, max_chunks=6, checkpoint_dir=checkpoint, **FAST)
+    first = generate.GenerateOptions(max_chunks=6, checkpoint_dir=checkpoint, requests=replace(FAST, max_concurrency=1))
     generate.run(chunks, tmp_path / "a", first, _endpoint(fake_llm))
     fake_llm.reset_stats()
-    again = generate.GenerateOptions(max_concurrency=1, checkpoint_dir=checkpoint, target_examples=6, target_filter=NO_DEDUP, **FAST)
+    again = generate.GenerateOptions(checkpoint_dir=checkpoint, target_examples=6, target_filter=NO_DEDUP, requests=replace(FAST, max_concurrency=1))
     result = generate.run(chunks, tmp_path / "b", again, _endpoint(fake_llm))
     assert result.stats["stopped_early"] == "target_examples" and fake_llm.requests == 0
     assert result.output_rows == 6 and result.stats["rows_not_started"] == 14
@@ -182,7 +185,7 @@ def test_a_resumed_run_counts_what_the_checkpoint_already_has(fake_llm, tmp_path
 def test_max_requests_is_a_hard_cap(fake_llm, tmp_path):
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(30))
-    options = generate.GenerateOptions(max_concurrency=4, max_requests=20, **FAST)
+    options = generate.GenerateOptions(requests=replace(FAST, max_concurrency=4, max_requests=20))
     result = generate.run(chunks, tmp_path / "out", options, _endpoint(fake_llm))
     assert fake_llm.requests == result.stats["requests"] <= 20
     assert result.stats["stopped_early"] == "max_requests"
@@ -194,7 +197,7 @@ def test_the_checkpoint_index_holds_no_conversations(fake_llm, tmp_path):
     """Memory does not grow with the records: the run keeps statuses and file offsets, not conversations."""
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(5))
-    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), **FAST)
+    options = generate.GenerateOptions(checkpoint_dir=str(tmp_path / "ckpt"), requests=FAST)
     generate.run(chunks, tmp_path / "out", options, _endpoint(fake_llm))
     checkpoint = Checkpoint(tmp_path / "ckpt", json.loads((tmp_path / "ckpt" / "generate_manifest.json").read_text()))
     entries = checkpoint.open()
@@ -210,11 +213,11 @@ def test_a_shard_resumes_from_its_own_checkpoint(fake_llm, tmp_path):
     chunks = tmp_path / "chunks.jsonl"
     write_jsonl(chunks, _chunks(12))
     checkpoint = str(tmp_path / "ckpt-shard-1")
-    capped = generate.GenerateOptions(max_concurrency=3, checkpoint_dir=checkpoint, max_requests=18, **FAST).for_shard(1, 3)
+    capped = generate.GenerateOptions(checkpoint_dir=checkpoint, requests=replace(FAST, max_concurrency=3, max_requests=18)).for_shard(1, 3)
     first = generate.run(chunks, tmp_path / "a", capped, _endpoint(fake_llm))
     assert first.stats["stopped_early"] == "max_requests" and first.output_rows == 2  # its share of the budget: 18 // 3 = 6 requests, 2 rows
     fake_llm.reset_stats()
-    whole = generate.GenerateOptions(max_concurrency=3, checkpoint_dir=checkpoint, **FAST).for_shard(1, 3)
+    whole = generate.GenerateOptions(checkpoint_dir=checkpoint, requests=replace(FAST, max_concurrency=3)).for_shard(1, 3)
     second = generate.run(chunks, tmp_path / "b", whole, _endpoint(fake_llm))
     assert second.stats["rows_resumed"] == 2 and fake_llm.requests == (4 - 2) * 3  # only the shard's rows not done yet
     assert [c["metadata"]["chunk_id"] for c in read_jsonl(tmp_path / "b" / "conversations.jsonl")] == ["chunk-1", "chunk-4", "chunk-7", "chunk-10"]

@@ -55,8 +55,9 @@ def test_the_library_never_imports_kfp_the_pipelines_or_the_components(path):
 
 
 def test_every_stage_error_is_a_socratic_sdg_error():
-    from socratic_sdg import chunk, convert, endpoint, evaluate, export, filter_judge, local_llm, records
-    from socratic_sdg.generation_errors import GenerateError
+    from socratic_sdg import chunk, convert, endpoint, evaluate, export, local_llm, records
+    from socratic_sdg.filtering import judge as filter_judge
+    from socratic_sdg.generate.errors import GenerateError
     from socratic_sdg.deploy.submit import SubmitError
 
     errors = [chunk.ChunkError, convert.ConvertError, convert.UnreadableDocument, endpoint.EndpointError, evaluate.EvaluateError, export.ExportError,

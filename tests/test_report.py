@@ -7,10 +7,11 @@ from html.parser import HTMLParser
 import pytest
 import yaml
 
-from socratic_sdg import export, report, summary
+from socratic_sdg import export
+from socratic_sdg.export import report, summary
 from socratic_sdg.cli import main as cli_main
 from socratic_sdg.records import read_jsonl, write_json, write_jsonl
-from socratic_sdg.validate import check_row, validate
+from socratic_sdg.export.validate import check_row, validate
 
 
 def _accepted(n_docs: int, per_doc: int) -> list[dict]:

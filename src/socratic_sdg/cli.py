@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 from . import artifacts
@@ -85,34 +86,20 @@ def cmd_chunk(args) -> int:
     return 0
 
 
-def _generate_options(args):
-    from . import generate
+# The estimate predicts one whole run: the run's own budget, checkpoint and shard are not its settings
+# (its --target-examples is the estimate's own).
+_NOT_ESTIMATE_SETTINGS = ("target_examples", "checkpoint_dir", "save_freq", "max_requests", "shard_index", "num_shards")
 
-    return generate.GenerateOptions(
-        flow_id=args.flow_id,
-        flow_yaml_path=args.flow_yaml,
-        max_concurrency=args.max_concurrency,
-        conversations_per_chunk=args.conversations_per_chunk,
-        max_chunks=args.max_chunks,
-        checkpoint_dir=getattr(args, "checkpoint_dir", None),
-        save_freq=getattr(args, "save_freq", 16),
-        seed=args.seed,
-        runtime_params=generate.load_runtime_params(args.runtime_params) if args.runtime_params else None,
-        columns=generate.parse_columns(args.column) if args.column else None,
-        num_retries=args.num_retries,
-        request_timeout=args.request_timeout,
-        max_retry_after=args.max_retry_after,
-        max_chunk_chars=args.max_chunk_chars,
-        transport=args.transport,
-        domain=args.domain,
-        target_examples=getattr(args, "target_examples", 0),
-        max_requests=getattr(args, "max_requests", 0),
-        target_filter=_target_filter(args),
-    )
+
+def _generate_options(args, skip: tuple[str, ...] = ()):
+    from .generate import GenerateOptions
+
+    values = argparse.Namespace(**{name: value for name, value in vars(args).items() if name not in skip})
+    return replace(from_args(GenerateOptions, values), target_filter=_target_filter(args))
 
 
 def _target_filter(args):
-    from .filter import FilterOptions
+    from .filtering import FilterOptions
 
     return FilterOptions(rules_path=args.rules, dedup=not args.no_dedup, check_leakage=not args.no_leakage)
 
@@ -134,15 +121,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from . import estimate
+    from .generate import estimate
     from .endpoint import EndpointConfig
 
-    options = estimate.EstimateOptions(
-        target_examples=args.target_examples,
-        probe_rows=args.probe_rows,
-        generate_options=_generate_options(args),
-        filter_options=_target_filter(args),
-    )
+    options = replace(from_args(estimate.EstimateOptions, args), generate_options=_generate_options(args, skip=_NOT_ESTIMATE_SETTINGS),
+                      filter_options=_target_filter(args))
     endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model) if args.probe_rows else None
     result = estimate.run(args.input, options, endpoint, progress=_say, output_dir=args.output_dir)
     for line in result.summary_lines():
@@ -151,7 +134,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_flows(args) -> int:
-    from . import flow_catalog
+    from .generate import catalog as flow_catalog
 
     if args.action == "show":
         if not args.flow_id:
@@ -163,7 +146,7 @@ def cmd_flows(args) -> int:
 
 
 def _filter_options(args, **overrides):
-    from .filter import FilterOptions
+    from .filtering import FilterOptions
 
     values = dict(
         rules_path=args.rules,
@@ -205,10 +188,10 @@ def _filter_options(args, **overrides):
 
 
 def cmd_filter(args) -> int:
-    from . import filter as quality_filter
+    from . import filtering
 
     options = _filter_options(args)
-    result = quality_filter.run(args.input, args.output_dir, options)
+    result = filtering.run(args.input, args.output_dir, options)
     _say(f"{result.accepted} accepted, {result.rejected} rejected of {result.total} -> {args.output_dir}")
     for layer, count in (getattr(result, "layers", None) or {}).items():
         _say(f"  layer {layer}: {count} rejected")
@@ -224,7 +207,7 @@ def cmd_evaluate(args) -> int:
     options = _filter_options(args, dedup=False, judge=False, judge_endpoint=None)
     judge = None
     if args.judge or args.judge_endpoint:
-        from .filter_judge import Judge
+        from .filtering.judge import Judge
 
         judge = Judge(_filter_options(args, dedup=False).judge_options())
     try:
@@ -250,7 +233,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .validate import validate
+    from .export.validate import validate
 
     report = validate(args.dataset)
     for problem in report.problems[: args.max_problems]:
@@ -278,7 +261,7 @@ def _parse_params(pairs: list[str]) -> dict:
 def cmd_run(args) -> int:
     from .deploy.local_run import LocalRunOptions, run_locally
 
-    from . import summary as run_summary
+    from .export import summary as run_summary
 
     parameters = _parse_params(args.param)
     shortcuts = (("max_chunks", "generate_max_chunks"), ("max_concurrency", "generate_max_concurrency"),
@@ -349,26 +332,13 @@ def cmd_serve_local(args) -> int:
     return 0
 
 
-def _add_generation_arguments(p: argparse.ArgumentParser) -> None:
+def _add_generation_arguments(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """The arguments of a generation run, shared by generate and estimate (which predicts one)."""
-    p.add_argument("--flow-id", default="socratic-single-turn", help="flow id (default: socratic-single-turn)")
-    p.add_argument("--flow-yaml", help="path to a flow YAML; wins over --flow-id")
+    from .generate import GenerateOptions
+
     p.add_argument("--api-base", help="endpoint base URL (default: $LLM_API_BASE)")
     p.add_argument("--model", help="model name on the endpoint (default: $LLM_MODEL)")
-    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    p.add_argument("--conversations-per-chunk", type=int, default=1)
-    p.add_argument("--max-chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the persona and request-type sampling (default 42)")
-    p.add_argument("--runtime-params", help="sdg_hub runtime_params: JSON text or a .json/.yaml file (e.g. per-block max_tokens)")
-    p.add_argument("--column", action="append", default=[], metavar="NAME=VALUE", help="fill a flow's required column with a constant (repeatable)")
-    p.add_argument("--num-retries", type=int, default=3, help="retries per request before its row fails (default 3)")
-    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request (default 120)")
-    p.add_argument("--max-retry-after", type=float, default=60.0, metavar="SECONDS",
-                   help="longest pause a server's Retry-After may impose on the whole run (default 60; 0 = no pause)")
-    p.add_argument("--max-chunk-chars", type=int, default=20000, metavar="N",
-                   help="chunks with longer text are not sent, their rows fail as chunk_too_large (default 20000; 0 = no limit)")
-    p.add_argument("--transport", default="direct", choices=["direct", "litellm"], help="direct HTTP (default, ~10x less CPU) or litellm as sdg_hub does")
-    p.add_argument("--domain", default="mathematics", help="the domain column some flows require (default mathematics)")
+    add_arguments(p, GenerateOptions, skip=skip)
     target = p.add_argument_group("quality filter the acceptance is counted with (as `socratic-sdg filter`)")
     target.add_argument("--rules", help="rules YAML (default: the packaged rules)")
     target.add_argument("--no-dedup", action="store_true", help="duplicates count as accepted")
@@ -482,11 +452,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help=f"{artifacts.CHUNKS_FILE} from socratic-sdg chunk")
     p.add_argument("--output-dir", required=True, help="where conversations.jsonl, failed.jsonl and generate_metrics.json go")
     _add_generation_arguments(p)
-    p.add_argument("--checkpoint-dir", help="append progress here (a PVC path on the cluster); run again with the same folder to resume")
-    p.add_argument("--save-freq", type=int, default=16, help="fsync the checkpoint every N finished rows (default 16; also every second)")
-    p.add_argument("--target-examples", type=int, default=0,
-                   help="stop starting rows once N conversations pass the filter's rules, leakage check and dedup (0 = all rows)")
-    p.add_argument("--max-requests", type=int, default=0, help="hard cap on requests to the endpoint (0 = none)")
     p.set_defaults(func=cmd_generate)
 
     p = _add(sub, "estimate", "Estimate requests, tokens and time for a target number of accepted examples.", """
@@ -494,10 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg estimate --input work/chunks.jsonl --target-examples 1000 --probe-rows 0   # no network: counts and assumptions
         socratic-sdg estimate --input work/chunks.jsonl --target-examples 5000 --max-concurrency 64 --output-dir work/estimate""")
     p.add_argument("--input", required=True, help=f"{artifacts.CHUNKS_FILE} from socratic-sdg chunk")
-    p.add_argument("--target-examples", type=int, default=1000, help="accepted examples wanted (default 1000)")
-    p.add_argument("--probe-rows", type=int, default=8, help="rows generated and filtered to measure the endpoint and acceptance (default 8; 0 = no probe)")
     p.add_argument("--output-dir", help="write estimate.json and the probe's files here")
-    _add_generation_arguments(p)
+    from .generate.estimate import EstimateOptions
+
+    add_arguments(p, EstimateOptions)
+    _add_generation_arguments(p, skip=_NOT_ESTIMATE_SETTINGS)
     p.set_defaults(func=cmd_estimate)
 
     p = _add(sub, "flows", "List the sdg_hub flows (this package's and sdg_hub's registry) or show one.", """

@@ -9,3 +9,7 @@ their tracebacks.
 
 class SocraticSdgError(Exception):
     """A problem with the user's input, configuration or environment, described in one sentence."""
+
+
+class OptionsError(SocraticSdgError, ValueError):
+    """An option with a value outside its range (the message names the option and what it accepts)."""

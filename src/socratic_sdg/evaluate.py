@@ -304,12 +304,12 @@ def accept_all(record: Mapping[str, Any]) -> tuple[bool, set[str]]:
 
 def filter_decide(options) -> Decide:
     """The filter's per-record layers (format, rules, leakage) under ``options`` (a FilterOptions)."""
-    from . import filter as quality_filter
+    from . import filtering
 
-    rules = quality_filter.load_rules(options.rules_path)
+    rules = filtering.load_rules(options.rules_path)
 
     def decide(record: Mapping[str, Any]) -> tuple[bool, set[str]]:
-        codes = {reason["code"] for reason in quality_filter.check_record(record, rules, options)}
+        codes = {reason["code"] for reason in filtering.check_record(record, rules, options)}
         return not codes, codes
 
     return decide
@@ -325,7 +325,7 @@ def _share(part: int, whole: int) -> float | None:
 
 
 def _ends_with_question(text: str) -> bool:
-    from .filter import ends_with_question
+    from .filtering import ends_with_question
 
     return ends_with_question(text)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from socratic_sdg import summary as run_summary
+from socratic_sdg.export import summary as run_summary
 
 
 @dataclass

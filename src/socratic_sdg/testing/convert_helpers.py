@@ -2,7 +2,7 @@
 
 import os
 
-from .. import convert
+from ..convert import stage as convert
 
 
 def crash_on_crash_me(options, cache_folder, conn):

@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import filter as quality_filter
-from ..filter_judge import JUDGE_LEAK_CODES
+from .. import filtering
+from ..filtering.judge import JUDGE_LEAK_CODES
 from ..evaluate import workshop_verdict
-from ..filter_leakage import LEAK_CODES
+from ..filtering.leakage import LEAK_CODES
 
 # A decision: (accepted, set of drop-reason codes).
 Decision = tuple[bool, set[str]]
 
 
-def leak_codes(rules: quality_filter.Rules) -> frozenset[str]:
+def leak_codes(rules: filtering.Rules) -> frozenset[str]:
     """Codes that mean "a tutor turn reveals the answer": red flags, leakage and judge reveal codes."""
     return frozenset({rule.code for rule in rules.red_flags}) | LEAK_CODES | JUDGE_LEAK_CODES
 
@@ -44,13 +44,13 @@ def load_labelled(path: str | Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def filter_decide(opts: quality_filter.FilterOptions | None = None) -> Callable[[Mapping[str, Any]], Decision]:
+def filter_decide(opts: filtering.FilterOptions | None = None) -> Callable[[Mapping[str, Any]], Decision]:
     """The per-record layers of the filter as a decision function (no dedup, no judge)."""
-    opts = opts or quality_filter.FilterOptions()
-    rules = quality_filter.load_rules(opts.rules_path)
+    opts = opts or filtering.FilterOptions()
+    rules = filtering.load_rules(opts.rules_path)
 
     def decide(record: Mapping[str, Any]) -> Decision:
-        codes = {reason["code"] for reason in quality_filter.check_record(record, rules, opts)}
+        codes = {reason["code"] for reason in filtering.check_record(record, rules, opts)}
         return (not codes, codes)
 
     decide.leak_codes = leak_codes(rules)  # type: ignore[attr-defined]

@@ -27,8 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .generation_errors import GenerateError
-from .records import dumps, read_json, write_json
+from .errors import GenerateError
+from ..records import dumps, read_json, write_json
 
 MANIFEST = "generate_manifest.json"
 ROWS = "generate_rows.jsonl"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
-from . import filter_math as fm
+from . import math as fm
 
 LEAK_VALUE = "leaks_answer_value"
 LEAK_EXPRESSION = "leaks_answer_expression"

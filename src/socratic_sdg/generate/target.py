@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from .filter import FilterOptions, check_record, load_rules
+from ..filtering import FilterOptions
+from ..filtering import check_record
+from ..filtering import load_rules
 
 
 class AcceptanceTracker:
@@ -21,7 +23,7 @@ class AcceptanceTracker:
         self.rules = load_rules(self.options.rules_path)
         self.dedup = None
         if self.options.dedup:
-            from .filter_dedup import Deduplicator
+            from ..filtering.dedup import Deduplicator
 
             self.dedup = Deduplicator(self.options.dedup_options())
         self.accepted = 0
@@ -39,7 +41,7 @@ class AcceptanceTracker:
         self.checked += len(conversations)
         passing = [c for c in conversations if not check_record(c, self.rules, self.options)]
         if passing and self.dedup is not None:
-            from .filter_dedup import DedupCandidate
+            from ..filtering.dedup import DedupCandidate
 
             verdicts = self.dedup.check_block([DedupCandidate(str(c.get("id", "")), c["messages"]) for c in passing])
             passing = [c for c, (reason, _) in zip(passing, verdicts) if reason is None]

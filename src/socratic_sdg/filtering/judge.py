@@ -63,8 +63,8 @@ from typing import Any
 
 import yaml
 
-from .endpoint import redact, register_secret
-from .errors import SocraticSdgError
+from ..endpoint import redact, register_secret
+from ..errors import SocraticSdgError
 
 Complete = Callable[[list[dict[str, str]]], str]
 
@@ -159,7 +159,7 @@ class JudgePrompt:
 
 
 def default_prompt_path() -> Any:
-    return resources.files("socratic_sdg") / "rules" / "judge_prompt.yaml"
+    return resources.files("socratic_sdg.filtering") / "data" / "judge_prompt.yaml"
 
 
 def load_judge_prompt(path: str | os.PathLike[str] | None = None) -> JudgePrompt:

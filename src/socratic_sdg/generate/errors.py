@@ -1,7 +1,7 @@
 """Errors of the generation stage (a module of its own so the flow catalog and the engine share them)."""
 
 from __future__ import annotations
-from .errors import SocraticSdgError
+from ..errors import SocraticSdgError
 
 
 class GenerateError(SocraticSdgError, RuntimeError):

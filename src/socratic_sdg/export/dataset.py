@@ -27,20 +27,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .records import (
-    SET_MANIFEST_PREFIX,
-    AtomicFileSet,
-    check_complete,
-    dumps,
-    is_temp_name,
-    iter_jsonl,
-    remove_stale_temps,
-    require_input,
-    write_json,
-)
-from .errors import SocraticSdgError
-from . import artifacts
-from .options import option
+from ..records import SET_MANIFEST_PREFIX, AtomicFileSet, check_complete, dumps, is_temp_name, iter_jsonl, remove_stale_temps, require_input, write_json
+from ..errors import SocraticSdgError
+from .. import artifacts
+from ..options import option
 
 TRAIN_FILE = artifacts.TRAIN_FILE
 VALIDATION_FILE = artifacts.VALIDATION_FILE

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import filter_math as fm
+from . import math as fm
 
 PRAISES_WRONG_ANSWER = "praises_wrong_answer"
 ANSWERS_PENDING_QUESTION = "answers_pending_question"
@@ -117,7 +117,7 @@ def _own_results(messages: Sequence[Mapping[str, Any]], index: int, leakage_rule
     """The values the student's turn at ``index`` states as results: its claims ("I got 4", "x = 4",
     a turn that is just "12?"), else (after the first turn, whose numbers are the problem's) the
     numbers it brings that no earlier turn had."""
-    from .filter_leakage import _student_turn
+    from .leakage import _student_turn
 
     latest = messages[index]["content"]
     claims = [abs(m.values[0]) for m in _student_turn(latest, index == 0, leakage_rules)[3] if m.kind == "value"]

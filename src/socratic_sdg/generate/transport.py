@@ -18,7 +18,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from .endpoint import redact, register_secret
+from ..endpoint import redact, register_secret
 
 log = logging.getLogger(__name__)
 

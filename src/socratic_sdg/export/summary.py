@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .records import read_json, write_json
-from . import artifacts
+from ..records import read_json, write_json
+from .. import artifacts
 
 SUMMARY_FILE = artifacts.SUMMARY_FILE
 

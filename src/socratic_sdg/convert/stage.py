@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .records import content_id, read_jsonl, write_json, write_jsonl
-from .errors import SocraticSdgError
-from . import artifacts
+from ..records import content_id, read_jsonl, write_json, write_jsonl
+from ..errors import SocraticSdgError
+from .. import artifacts
 
 log = logging.getLogger(__name__)
 
@@ -510,7 +510,7 @@ def _worker_context():
     inherit half-locked. Not spawn: every worker would pay docling's multi-second import again.
     """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["socratic_sdg.convert", "docling.document_converter", "docling.pipeline.native_pdf_pipeline"])
+    ctx.set_forkserver_preload(["socratic_sdg.convert.stage", "docling.document_converter", "docling.pipeline.native_pdf_pipeline"])
     return ctx
 
 

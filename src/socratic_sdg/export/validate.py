@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import incomplete_sets, parse_json_line
-from . import artifacts
+from ..records import incomplete_sets, parse_json_line
+from .. import artifacts
 
 SPLITS = artifacts.SPLIT_FILES
 ROLES = {"system", "user", "assistant"}

@@ -31,8 +31,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .endpoint import redact
-from .generation_errors import GenerateError
+from ..endpoint import redact
+from .errors import GenerateError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a cost map at import otherwise
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # sdg_hub logs every block at INFO with large tables
@@ -43,7 +43,7 @@ DIVERSITY_FILE = "diversity.yaml"
 
 
 def package_flows_dir() -> Path:
-    return Path(str(resources.files("socratic_sdg") / "flows"))
+    return Path(str(resources.files("socratic_sdg.generate") / "flows"))
 
 
 def _yaml(path: Path) -> Any:

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import yaml
 
-from .records import AtomicWriter, check_complete, read_jsonl, remove_stale_temps
-from . import artifacts
+from ..records import AtomicWriter, check_complete, read_jsonl, remove_stale_temps
+from .. import artifacts
 
 LENGTH_BINS = (0, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def _tokens(text: str) -> int:
-    from .chunk import count_tokens
+    from ..chunk import count_tokens
 
     return count_tokens(text)
 

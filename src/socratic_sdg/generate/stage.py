@@ -1,0 +1,493 @@
+"""Stage 3, generate: chunks -> Socratic tutoring conversations through an sdg_hub flow (the run, its result and outputs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from ..options import output_settings
+from ..endpoint import EndpointConfig, check_model  # noqa: E402
+from ..endpoint import redact  # noqa: E402
+from .catalog import flow_fingerprint, load_diversity, load_flow, resolve_flow  # noqa: E402
+from .catalog import package_flows  # noqa: E402,F401  (re-exported)
+from .checkpoint import Checkpoint  # noqa: E402
+from .errors import EndpointUnavailable, GenerateError, NothingGenerated  # noqa: E402,F401  (re-exported)
+from ..records import AtomicFileSet, dumps, read_jsonl  # noqa: E402
+from .. import artifacts
+from .options import GenerateOptions
+from .rows import _check_columns, _check_max_tokens, _diversity_columns, _row_entry, check_chunks_file, chunk_problem, iter_chunk_rows
+
+
+TEMP_CHECKPOINT = ".generate-checkpoint"  # in output_dir when no checkpoint_dir is given; removed when done
+CONVERSATIONS_FILE = artifacts.CONVERSATIONS_FILE
+FAILED_FILE = artifacts.GENERATE_FAILED_FILE
+METRICS_FILE = artifacts.GENERATE_METRICS_FILE
+OUTPUT_FILES = (CONVERSATIONS_FILE, FAILED_FILE, METRICS_FILE)  # written as one set (records.AtomicFileSet)
+SET_KIND = "generate"
+PRODUCER = "generation (socratic-sdg generate, the pipeline's generate step)"
+# Row outcomes that are not errors, whatever their number: a flow's filter dropping a row, the budget.
+_NOT_ERRORS = frozenset({"filtered", "request_budget"})
+@dataclass
+class GenerateResult:
+    input_rows: int
+    output_rows: int
+    failed_rows: int
+    execution_time_seconds: float
+    flow_id: str
+    model: str
+    stats: dict = field(default_factory=dict)
+
+    def metrics(self) -> dict:
+        return {
+            "input_rows": self.input_rows,
+            "output_rows": self.output_rows,
+            "failed_rows": self.failed_rows,
+            "execution_time_seconds": round(self.execution_time_seconds, 3),
+            "flow_id": self.flow_id,
+            "model": self.model,
+            **self.stats,
+        }
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> GenerateResult:
+        """The result back from ``generate_metrics.json``."""
+        stats = dict(metrics)
+        return cls(
+            input_rows=stats.pop("input_rows"),
+            output_rows=stats.pop("output_rows"),
+            failed_rows=stats.pop("failed_rows"),
+            execution_time_seconds=stats.pop("execution_time_seconds"),
+            flow_id=stats.pop("flow_id"),
+            model=stats.pop("model"),
+            stats=stats,
+        )
+
+    def kfp_metrics(self) -> dict[str, float]:
+        """The numeric metrics, flat (``metrics.log_metric(name, value)`` for each in a KFP component)."""
+        flat: dict[str, float] = {}
+        for key, value in self.metrics().items():
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)):
+                flat[key] = value
+            elif isinstance(value, dict):
+                flat.update({f"{key}_{k}": v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return flat
+
+    def summary_lines(self) -> list[str]:
+        """A short human summary for the CLI."""
+        s = self.metrics()
+        lines = [
+            f"conversations      {s['output_rows']} from {s['input_rows']} rows ({s['failed_rows']} failed"
+            + (f", {s.get('rows_resumed', 0)} resumed from the checkpoint" if s.get("rows_resumed") else "")
+            + ")",
+            f"requests           {s.get('requests', 0)} ({s.get('retries', 0)} retries, {s.get('requests_failed', 0)} failed)"
+            + (f"  failures: {', '.join(f'{k} {v}' for k, v in s.get('failures_by_kind', {}).items())}" if s.get("failures_by_kind") else ""),
+            f"tokens             {s.get('prompt_tokens', 0)} prompt + {s.get('completion_tokens', 0)} completion",
+            f"throughput         {s.get('requests_per_second', 0):.2f} requests/s, {s.get('mean_in_flight', 0):.1f} of {s.get('max_concurrency', 0)} in "
+            "flight on average",
+            f"wall time          {s['execution_time_seconds']:.1f}s",
+        ]
+        if s.get("rows_failed_by_kind"):
+            lines.append("failed rows        " + ", ".join(f"{k} {v}" for k, v in s["rows_failed_by_kind"].items()))
+        if s.get("stopped_early") == "same_failure":
+            lines.append(f"stopped early      the first rows all failed the same way: {s.get('rows_not_started', 0)} rows not started or cancelled")
+        elif s.get("stopped_early"):
+            lines.append(
+                f"stopped early      {s['stopped_early']} reached: {s.get('rows_not_started', 0)} rows not started "
+                f"({s.get('prefilter_accepted', 0)} conversations pass the filter's deterministic layers)"
+            )
+        return lines
+
+
+def resolve_flow_path(options: GenerateOptions) -> Path:
+    return resolve_flow(options.flow_id, options.flow_yaml_path)
+
+
+def _load_flow(path: Path, endpoint: EndpointConfig, options: GenerateOptions):
+    flow = load_flow(path)  # prompts checked and rendered in Jinja's sandbox
+    if flow.is_model_config_required():
+        flow.set_model_config(
+            model=endpoint.litellm_model,
+            api_base=endpoint.api_base,
+            api_key=endpoint.api_key,
+            num_retries=0,  # the engine retries (bounded, jittered, Retry-After-aware)
+            timeout=options.requests.request_timeout,
+        )
+    return flow
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _run_coroutine(coroutine_factory):
+    """asyncio.run, also when called from a thread that already runs an event loop (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine_factory())
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = asyncio.run(coroutine_factory())
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="socratic-sdg-generate")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+@contextlib.contextmanager
+def _terminate_gracefully():
+    """SIGTERM (a pod being stopped) ends the run like Ctrl-C, so finished rows still reach the checkpoint."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".") + "s" if value < 10 else f"{value:.0f}s"
+
+
+def _transport(options: GenerateOptions, endpoint: EndpointConfig):
+    from .transport import DirectTransport, LitellmTransport
+
+    if options.requests.transport == "direct":
+        return DirectTransport(endpoint.api_base, endpoint.api_key, endpoint.model)
+    if options.requests.transport == "litellm":
+        return LitellmTransport()
+    raise AssertionError(options.requests.transport)  # RequestPolicy checks the choice
+
+
+def _refuse_unusable_input(path: Path, options: GenerateOptions) -> None:
+    """Raise (as ``estimate`` does) when the chunks this run may use (``max_chunks``, all shards) hold no
+    usable chunk; return when other shards have some (this shard's share is just empty)."""
+    records = 0
+    first: str | None = None
+    for position, chunk in enumerate(read_jsonl(path)):
+        if options.max_chunks and position >= options.max_chunks:
+            break
+        records += 1
+        problem = chunk_problem(chunk, options.max_chunk_chars)
+        if problem is None:
+            return
+        first = first or f"record {position + 1}: {problem[1]}"
+    if not records:
+        raise GenerateError(f"chunks file {path} holds no chunks; make it with `socratic-sdg chunk` (is the conversion output empty?)")
+    raise GenerateError(
+        f"chunks file {path} holds no usable chunk: all {records} were rejected (first, {first}); "
+        "is it a chunks.jsonl from `socratic-sdg chunk`?"
+    )
+
+
+def run(
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    options: GenerateOptions = GenerateOptions(),
+    endpoint: EndpointConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> GenerateResult:
+    """Generate conversations for the chunks in ``input_path`` (chunks.jsonl) into ``output_dir``.
+
+    Streams: the chunks are read as rows are started, finished rows go to the checkpoint on disk,
+    and the outputs are written from it one row at a time, so memory does not grow with the input.
+    Raises :class:`NothingGenerated` (after writing the outputs) when rows failed and none produced
+    a conversation.
+    """
+    from .gateway import TERMINAL_ROW_KINDS, LLMGateway, StopRun
+    from .runner import FlowRunner, build_steps, run_rows
+
+    started = time.monotonic()
+    input_path = check_chunks_file(input_path)
+    endpoint = endpoint or EndpointConfig.from_env()
+    flow_path = resolve_flow_path(options)
+    flow = _load_flow(flow_path, endpoint, options)
+    flow_id = flow.metadata.id or options.flow_id
+    diversity = load_diversity(flow_path)
+    required = list(getattr(flow.metadata.dataset_requirements, "required_columns", None) or [])
+
+    def rows() -> Iterator[dict]:
+        return iter_chunk_rows(read_jsonl(input_path), options, diversity, required)
+
+    first_usable = next((row for row in rows() if "rejected" not in row), None)
+    if first_usable is None:
+        _refuse_unusable_input(input_path, options)
+    _check_columns(flow, [first_usable] if first_usable else [], required)
+    diversity_columns = _diversity_columns(diversity)
+    steps = build_steps(flow, options.runtime_params)
+    transport = _transport(options, endpoint)
+    if options.check_endpoint:
+        _check_max_tokens(steps, check_model(endpoint))
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    temporary = not options.checkpoint_dir
+    checkpoint = Checkpoint(
+        options.checkpoint_dir or out / TEMP_CHECKPOINT,
+        # what each row's conversations depend on: a resumed run must have the same (it may take more rows)
+        manifest={"flow_sha": flow_fingerprint(flow_path), "model": endpoint.model, **output_settings(options, rows=False)},
+        save_freq=options.save_freq,
+        discard_mismatch=temporary,
+    )
+    entries = checkpoint.open()
+    nothing_generated: str | None = None
+    try:
+        def finished(row: dict) -> bool:
+            entry = entries.get(row["row_id"])
+            if entry is None:
+                return False
+            return entry["status"] == "done" or entry.get("kind") in TERMINAL_ROW_KINDS or not options.retry_failed
+
+        total_rows = todo_rows = rejected_rows = 0
+        for row in rows():
+            total_rows += 1
+            if "rejected" in row:
+                rejected_rows += 1
+                continue
+            todo_rows += not finished(row)
+        resumed = total_rows - rejected_rows - todo_rows
+        if progress and resumed:
+            progress(f"[generate] resuming from {checkpoint.directory}: {resumed} of {total_rows} rows already done")
+        if progress and rejected_rows:
+            progress(f"[generate] {rejected_rows} of {total_rows} rows come from chunks that cannot be sent (wrong field types or too long): recorded in "
+                     f"{FAILED_FILE}")
+
+        tracker = None
+        if options.target_examples:
+            from .target import AcceptanceTracker
+
+            tracker = AcceptanceTracker(options.target_filter)
+            for entry in checkpoint.iter_entries():  # what a resumed run already has counts
+                if entry.get("status") == "done":
+                    tracker.add(entry["conversations"])
+
+        llm_steps = sum(1 for s in steps if s.mode == "llm")
+        expected_requests = max(1, todo_rows * llm_steps)
+        counts = Counter()
+        gateway_box: dict = {}
+        stop_reason: list[str] = []
+        last_report = [time.monotonic()]
+        # The first rows (input order) this run starts, and how each ended ("running", "ok" or the failure):
+        # all failed alike, and no row succeeded anywhere, means every row would fail alike.
+        first_rows: dict[str, object] = {}
+        same_failure: list[str] = []
+
+        def should_start(active_rows: int) -> bool:
+            gateway = gateway_box["gateway"]
+            if tracker is not None and tracker.expected(active_rows) >= options.target_examples:
+                stop_reason[:] = ["target_examples"]
+                return False
+            # a new row may need llm_steps requests, and so may each row still in the flow
+            if options.requests.max_requests and gateway.stats.requests + (active_rows + 1) * llm_steps > options.requests.max_requests:
+                stop_reason[:] = ["max_requests"]
+                return False
+            return True
+
+        def on_pause(asked: float, paused: float) -> None:
+            if progress:
+                capped = f", more than --max-retry-after {_seconds(options.requests.max_retry_after)}" if asked > paused else ""
+                progress(f"[generate] the endpoint asked to wait {_seconds(asked)} (Retry-After{capped}): no request is sent for {_seconds(paused)}")
+
+        def check_same_failure(entry: dict) -> None:
+            limit = options.stop_after_same_failures
+            if not limit or entry["row_id"] not in first_rows or same_failure:
+                return
+            failed = entry["status"] == "failed" and entry["kind"] not in _NOT_ERRORS | {"context_length"}  # row-specific by nature
+            # the same way: the same kind and message, numbers aside (lengths, counts, ids vary by row)
+            first_rows[entry["row_id"]] = (entry["kind"], re.sub(r"\d+", "#", entry["reason"])) if failed else "ok"
+            outcomes = list(first_rows.values())
+            if len(outcomes) < limit or counts["done"] or not all(isinstance(o, tuple) for o in outcomes) or len(set(outcomes)) != 1:
+                return
+            same_failure.append(f"the first {limit} rows all failed the same way ({entry['kind']}: {entry['reason']})")
+            stop_reason[:] = ["same_failure"]
+            if progress:
+                progress(f"[generate] stopped: {same_failure[0]}; no other row is started, since each would fail alike")
+            raise StopRun(same_failure[0])
+
+        async def main():
+            gateway = LLMGateway(options.requests, transport, api_base=endpoint.api_base, on_pause=on_pause,
+                                 expected_requests=expected_requests, seed=options.seed)
+            gateway_box["gateway"] = gateway
+            runner = FlowRunner(steps, gateway, seed=options.seed, max_group=options.batch_size)
+
+            async def on_row_done(row: dict, result) -> None:
+                entry = _row_entry(row, result.outputs, result.failure, result.truncated, flow_id, endpoint.model, diversity_columns)
+                checkpoint.add(entry)
+                counts[entry["status"]] += 1
+                counts["conversations"] += len(entry.get("conversations", []))
+                if tracker is not None and entry["status"] == "done":
+                    tracker.add(entry["conversations"])
+                if checkpoint.due():
+                    await asyncio.to_thread(checkpoint.write, checkpoint.take_pending())
+                now = time.monotonic()
+                if progress and now - last_report[0] >= 5.0:
+                    last_report[0] = now
+                    elapsed = now - started
+                    target = f", {tracker.accepted}/{options.target_examples} pass the filter" if tracker else ""
+                    paused = gateway.paused_for()
+                    pause = f", paused {_seconds(paused)} more (the endpoint asked to wait {_seconds(gateway.retry_after_asked)})" if paused > 0 else ""
+                    progress(
+                        f"[generate {counts['done'] + counts['failed']}/{todo_rows}] {counts['conversations']} conversations{target}, "
+                        f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
+                        f"{gateway.limiter.active} in flight{pause}, {elapsed:.0f}s"
+                    )
+                check_same_failure(entry)
+
+            def todo() -> Iterator[dict]:
+                for row in rows():
+                    if "rejected" not in row and not finished(row):
+                        if len(first_rows) < options.stop_after_same_failures:
+                            first_rows.setdefault(row["row_id"], "running")
+                        yield row
+
+
+            return await run_rows(runner, todo(), on_row_done, max_active_rows=max(16, 4 * options.requests.max_concurrency), should_start=should_start)
+
+        try:
+            with _terminate_gracefully():
+                report = _run_coroutine(main)
+        except EndpointUnavailable as exc:
+            checkpoint.flush()
+            where = "" if temporary else f" (progress saved in {checkpoint.directory})"
+            raise EndpointUnavailable(f"{exc}{where}") from None
+        checkpoint.flush()
+
+        stopped_early = stop_reason[0] if report and report.stopped_early and stop_reason else None
+        output_rows = failed_rows = not_started = 0
+        seen_ids: set[str] = set()
+        rows_failed_by_kind: Counter = Counter()
+        with AtomicFileSet(out, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
+            conversations_out, failed_out = files[CONVERSATIONS_FILE], files[FAILED_FILE]
+            for row in rows():
+                if "rejected" in row:  # never sent
+                    entry = {"status": "failed", **row["rejected"], "block": ""}
+                else:
+                    entry = entries.get(row["row_id"])
+                if entry is None and stopped_early:
+                    not_started += 1  # never started (or cancelled): the run stopped first
+                    continue
+                if entry is None:  # cannot happen after a complete run; never lose a row silently
+                    entry = {"status": "failed", "kind": "not_run", "reason": "the row was not processed", "block": ""}
+                if entry["status"] == "done":
+                    for conversation in checkpoint.read_entry(row["row_id"])["conversations"]:
+                        if conversation["id"] not in seen_ids:
+                            seen_ids.add(conversation["id"])
+                            conversations_out.write(dumps(conversation) + "\n")
+                            output_rows += 1
+                else:
+                    failed_rows += 1
+                    rows_failed_by_kind[entry["kind"]] += 1
+                    failed = {
+                        "row_id": row["row_id"],
+                        "chunk_id": row["chunk_id"],
+                        "sample_index": row["sample_index"],
+                        "kind": entry["kind"],
+                        "reason": redact(entry["reason"]),
+                        "block": entry.get("block", ""),
+                    }
+                    failed_out.write(dumps(failed) + "\n")
+
+            gateway = gateway_box.get("gateway")
+            request_stats = gateway.stats.as_dict() if gateway else {}
+            wall = time.monotonic() - started
+            engine_seconds = report.wall_seconds if report else 0.0
+            stats = {
+                "rows_done": total_rows - failed_rows - not_started,
+                "rows_resumed": resumed,
+                "rows_generated_this_run": counts["done"] + counts["failed"],
+                "rows_failed_by_kind": dict(sorted(rows_failed_by_kind.items())),
+                "rows_rejected": rejected_rows,
+                "rows_not_started": not_started,
+                "stopped_early": stopped_early,
+                "target_examples": options.target_examples,
+                "max_requests": options.requests.max_requests,
+                "prefilter_accepted": tracker.accepted if tracker else None,
+                **request_stats,
+                "max_concurrency": options.requests.max_concurrency,
+                "num_shards": options.shard.num_shards,
+                "rows_per_block_call": round(report.rows_per_block_call, 2) if report else 0.0,
+                "generation_seconds": round(engine_seconds, 3),
+                "requests_per_second": round(request_stats.get("requests", 0) / engine_seconds, 3) if engine_seconds > 0 else 0.0,
+                "mean_in_flight": round(report.mean_in_flight, 3) if report else 0.0,
+                "max_in_flight": report.max_in_flight if report else 0,
+                "wall_time_seconds": round(wall, 3),
+                "checkpoint_dir": None if temporary else str(checkpoint.directory),
+            }
+            result = GenerateResult(
+                input_rows=total_rows,
+                output_rows=output_rows,
+                failed_rows=failed_rows,
+                execution_time_seconds=wall,
+                flow_id=flow_id,
+                model=endpoint.model,
+                stats=stats,
+            )
+            _write_metrics(files[METRICS_FILE], result.metrics())
+        if progress:
+            progress(
+                f"[generate {total_rows}/{total_rows}] {output_rows} conversations, {failed_rows} failed, "
+                + (f"{not_started} not started ({stopped_early} reached), " if stopped_early and stopped_early != "same_failure" else "")
+                + (f"{not_started} not started or cancelled (stopped: the first rows all failed alike), " if stopped_early == "same_failure" else "")
+                + f"{stats['requests_per_second']:.1f} req/s, {wall:.0f}s"
+            )
+        error_rows = sum(n for kind, n in rows_failed_by_kind.items() if kind not in _NOT_ERRORS)
+        if not output_rows and error_rows:
+            where = out / FAILED_FILE
+            if same_failure:
+                nothing_generated = (
+                    f"no conversation from {input_path}: {same_failure[0]}, so the run stopped; fix that (the rows are in {where}) and run "
+                    "again"
+                )
+            else:
+                kinds = ", ".join(f"{k} {v}" for k, v in sorted(rows_failed_by_kind.items()))
+                nothing_generated = f"no conversation from {input_path}: all {failed_rows} rows failed ({kinds}); fix the cause given in {where} and run again"
+    except BaseException:
+        checkpoint.close()
+        raise
+    if temporary:
+        checkpoint.remove()
+    else:
+        checkpoint.close()
+    if nothing_generated:
+        raise NothingGenerated(nothing_generated, result)
+    return result
+
+
+def _write_metrics(handle, metrics: dict) -> None:
+    """generate_metrics.json as records.write_json writes JSON."""
+    json.dump(metrics, handle, ensure_ascii=False, indent=2, sort_keys=True)
+    handle.write("\n")
+
+
+def write_nothing_generated(output_dir: str | os.PathLike[str], reason: str) -> GenerateResult:
+    """Empty outputs for a run that sends no request (the pipeline's estimate-only mode), saying why."""
+    result = GenerateResult(0, 0, 0, 0.0, flow_id="", model="", stats={"skipped": reason})
+    with AtomicFileSet(output_dir, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
+        _write_metrics(files[METRICS_FILE], result.metrics())
+    return result
