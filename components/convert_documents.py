@@ -30,37 +30,32 @@ def convert_documents(
     timeout_seconds: float = 300.0,
     max_pages: int = 0,
     cache_dir: str = "",
+    vlm_model: str = "",
 ):
     """Convert one shard of the documents below input_dir with docling.
 
     Args:
         input_dir: Folder with the documents (on the mounted PVC).
         converted: Folder with <name>.md + <name>.json per document, documents.jsonl, failures.jsonl, convert_metrics.json.
-        shard_index: Which shard of the sorted file list this task converts.
-        num_shards: How many shards the file list is cut into.
-        pipeline: docling pipeline: native, standard or vlm-remote.
-        do_ocr: Standard pipeline: OCR scanned pages.
+        shard_index: This task's shard: the inputs at positions shard_index, shard_index + num_shards, ... (0-based).
+        num_shards: Tasks the stage is fanned out to, each on every num_shards-th input, merged back in input order; run-wide budgets are split among them.
+        pipeline: docling pipeline: native (the PDF's text layer, no models), standard (layout, tables, OCR, formulas; models from DOCLING_ARTIFACTS_PATH, baked in the conversion image) or vlm-remote (a vision model behind LLM_API_BASE).
+        do_ocr: Standard pipeline: OCR for scanned pages.
         do_table_structure: Standard pipeline: tables as Markdown tables.
-        do_formula_enrichment: Standard pipeline: formulas as LaTeX.
-        workers: Worker processes (0 = one per core of the pod).
-        timeout_seconds: Seconds per file before it is given up (0 = none).
-        max_pages: Files with more pages fail with a reason (0 = no limit).
-        cache_dir: Conversion cache folder on the PVC, shared by runs (empty = none kept).
+        do_formula_enrichment: Standard pipeline: formulas as LaTeX (needs the formula model).
+        workers: Worker processes (0 = one per core, at most one per file).
+        timeout_seconds: Seconds per file before it is given up and recorded as failed (0 = no limit).
+        max_pages: Files with more pages are recorded as failed (0 = no limit).
+        cache_dir: Folder where conversions are cached by content and settings, shared by runs, so unchanged files are not converted again (empty: a .cache folder in the output).
+        vlm_model: vlm-remote pipeline: the vision model; empty uses VLM_MODEL, then LLM_MODEL.
     """
-    from socratic_sdg import convert as stage
+    params = dict(locals())  # the parameters, before any other name is bound
 
-    options = stage.ConvertOptions(
-        pipeline=pipeline,
-        do_ocr=do_ocr,
-        do_table_structure=do_table_structure,
-        do_formula_enrichment=do_formula_enrichment,
-        workers=workers,
-        timeout_seconds=timeout_seconds,
-        max_pages=max_pages,
-        cache_dir=cache_dir or None,
-    )
+    from socratic_sdg import convert as stage
+    from socratic_sdg.options import from_params
+
     # The failure threshold is applied to the whole run by merge_converted_shards.
-    result = stage.run(input_dir, converted.path, options, progress=print, shard_index=shard_index, num_shards=num_shards)
+    result = stage.run(input_dir, converted.path, from_params(stage.ConvertOptions, params, max_failure_ratio=1.0), progress=print)
     print(f"shard {shard_index}/{num_shards}: converted {len(result.documents)} documents, {len(result.failures)} failed")
 
 
@@ -68,14 +63,14 @@ def convert_documents(
 def merge_converted_shards(
     shards: Input[List[Dataset]],
     converted: Output[Dataset],
-    max_failure_ratio: float = 0.5,
+    max_failure_ratio: float = 1.0,
 ):
     """Merge the conversion shards into one folder and apply the failure threshold to the whole run.
 
     Args:
         shards: The converted folders of every shard.
         converted: One folder as an unsharded conversion would write it.
-        max_failure_ratio: Fail the run when more than this share of the documents cannot be converted.
+        max_failure_ratio: Fail the run when more than this share of the documents cannot be converted (1.0: only when none converts).
     """
     from socratic_sdg import convert as stage
 

@@ -34,6 +34,8 @@ def estimate_generation(
     """Estimate requests, tokens and time for the target, from the chunks and a short probe of the endpoint.
 
     The endpoint comes from LLM_API_BASE / LLM_API_KEY / LLM_MODEL, injected from a Secret.
+    rules_path, require_question, language and check_leakage are the quality-filter settings the
+    acceptance rate is measured with.
 
     Args:
         chunks: Output of chunk_documents.
@@ -56,10 +58,10 @@ def estimate_generation(
         max_retry_after: Longest pause, in seconds, an endpoint's Retry-After may impose on all requests (the progress log says when it asks); 0 = no pause.
         max_chunk_chars: Chunks with longer text are not sent to the endpoint; their rows are recorded as chunk_too_large (0 = no limit).
         domain: The domain column some flows require.
-        rules_path: Quality-filter rules the acceptance is measured with (empty = packaged rules).
-        require_question: As filter_conversations.
-        language: As filter_conversations.
-        check_leakage: As filter_conversations.
+        rules_path: Rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
+        require_question: Reject conversations whose last tutor turn does not ask a question.
+        language: Reject tutor turns not in this language (e.g. en); empty = no language check.
+        check_leakage: Reject tutor turns that state the hidden reference answer or solve the student's problem.
     """
     params = dict(locals())  # the parameters, before any other name is bound
 
@@ -76,9 +78,7 @@ def estimate_generation(
     options = dataclasses.replace(
         from_params(stage.EstimateOptions, params),
         generate_options=from_params(GenerateOptions, {k: v for k, v in params.items() if k != "target_examples"}),  # that one is the estimate's
-        filter_options=FilterOptions(
-            rules_path=rules_path or None, require_question=require_question, language=language or None, check_leakage=check_leakage, dedup=False
-        ),
+        filter_options=from_params(FilterOptions, params, dedup=False),  # the probe is too small for duplicates to say much
     )
     endpoint = EndpointConfig.from_env(model=model or None) if probe_rows else None
     result = stage.run(os.path.join(chunks.path, artifacts.CHUNKS_FILE), options, endpoint, progress=print, output_dir=estimate.path)

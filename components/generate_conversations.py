@@ -41,6 +41,8 @@ def generate_conversations(
     """Generate Socratic conversations from chunks with an sdg_hub flow.
 
     The endpoint comes from LLM_API_BASE / LLM_API_KEY / LLM_MODEL, injected from a Secret.
+    rules_path, require_question, language, check_leakage and dedup are the quality-filter settings
+    target_examples is counted with.
 
     Args:
         chunks: Output of chunk_documents.
@@ -66,11 +68,11 @@ def generate_conversations(
         num_shards: Tasks the stage is fanned out to, each on every num_shards-th input, merged back in input order; run-wide budgets are split among them.
         target_examples: Stop starting new rows once this many conversations pass the quality filter's rules, leakage check and dedup (0 = generate from every chunk), for all shards together; the filter stage still has the last word.
         max_requests: Hard cap on requests to the endpoint for the whole run, all shards together (0 = none).
-        rules_path: Quality-filter rules the target is counted with (empty = packaged rules).
-        require_question: As the filter: the last tutor turn must ask a question.
-        language: As the filter: tutor turns in this language (empty = no check).
-        check_leakage: As the filter: reject tutor turns that state the answer.
-        dedup: As the filter: duplicates do not count towards the target.
+        rules_path: Rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
+        require_question: Reject conversations whose last tutor turn does not ask a question.
+        language: Reject tutor turns not in this language (e.g. en); empty = no language check.
+        check_leakage: Reject tutor turns that state the hidden reference answer or solve the student's problem.
+        dedup: Remove exact and near-duplicate student questions and conversations.
         dry_run: Send no request and write empty outputs (the pipeline's estimate-only mode).
     """
     params = dict(locals())  # the parameters, before any other name is bound
@@ -97,9 +99,8 @@ def generate_conversations(
             chunks_hash = hashlib.file_digest(handle, "sha256").hexdigest()  # streamed: the file can be large
         key = content_id(chunks_hash, model, output_settings(options))
         options = dataclasses.replace(options, checkpoint_dir=os.path.join(checkpoint_pvc_path, key))
-    options = dataclasses.replace(options, target_filter=FilterOptions(
-        rules_path=rules_path or None, require_question=require_question, language=language or None, check_leakage=check_leakage, dedup=dedup,
-    )).for_shard(shard_index, num_shards)
+    # the filter settings the target is counted with (rules_path, require_question, language, check_leakage, dedup)
+    options = dataclasses.replace(options, target_filter=from_params(FilterOptions, params)).for_shard(shard_index, num_shards)
     endpoint = EndpointConfig.from_env(model=model or None)
     result = stage.run(chunks_file, conversations.path, options, endpoint, progress=print)
     for name, value in result.kfp_metrics().items():

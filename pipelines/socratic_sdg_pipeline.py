@@ -123,16 +123,16 @@ def socratic_sdg_pipeline(
         pvc_name: PersistentVolumeClaim holding the input documents, mounted at /data in every task.
         llm_secret_name: Secret with LLM_API_BASE and LLM_API_KEY (and optionally LLM_MODEL) for the model endpoint.
         convert_input_dir: Folder with the PDFs (and .md/.html/.docx), searched recursively, usually under /data.
-        convert_pipeline: docling pipeline: standard (layout, tables, OCR, formulas; models baked in the conversion image), native (the PDF's text layer, no models) or vlm-remote (a vision model behind LLM_API_BASE).
-        convert_num_shards: Conversion tasks that share the input folder, run side by side.
-        convert_workers: Worker processes per conversion task (0 = one per core).
+        convert_pipeline: docling pipeline: native (the PDF's text layer, no models), standard (layout, tables, OCR, formulas; models from DOCLING_ARTIFACTS_PATH, baked in the conversion image) or vlm-remote (a vision model behind LLM_API_BASE).
+        convert_num_shards: Tasks the stage is fanned out to, each on every num_shards-th input, merged back in input order; run-wide budgets are split among them.
+        convert_workers: Worker processes (0 = one per core, at most one per file).
         convert_timeout_seconds: Seconds per file before it is given up and recorded as failed (0 = no limit).
         convert_max_pages: Files with more pages are recorded as failed (0 = no limit).
-        convert_max_failure_ratio: Fail the run when more than this share of the documents cannot be converted.
+        convert_max_failure_ratio: Fail the run when more than this share of the documents cannot be converted (1.0: only when none converts).
         convert_do_ocr: Standard pipeline: OCR for scanned pages.
         convert_do_table_structure: Standard pipeline: tables as Markdown tables.
-        convert_do_formula_enrichment: Standard pipeline: formulas as LaTeX.
-        convert_cache_dir: Folder on the PVC where conversions are cached by content, so unchanged files are not converted again (empty = no cache).
+        convert_do_formula_enrichment: Standard pipeline: formulas as LaTeX (needs the formula model).
+        convert_cache_dir: Folder where conversions are cached by content and settings, shared by runs, so unchanged files are not converted again (empty: a .cache folder in the output).
         chunk_method: structure (keeps a problem with its solution), hybrid (docling HybridChunker) or hierarchical (one chunk per paragraph).
         chunk_max_tokens: Largest chunk, in tokens.
         chunk_min_tokens: Sections smaller than this merge into a neighbour; smaller leftovers are dropped.
@@ -158,15 +158,15 @@ def socratic_sdg_pipeline(
         generate_max_retry_after: Longest pause, in seconds, an endpoint's Retry-After may impose on all requests (the progress log says when it asks); 0 = no pause.
         generate_max_chunk_chars: Chunks with longer text are not sent to the endpoint; their rows are recorded as chunk_too_large (0 = no limit).
         generate_domain: The domain column some flows require.
-        filter_rules_path: Quality-filter rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
+        filter_rules_path: Rules YAML (e.g. mounted from a ConfigMap); empty uses the packaged rules.
         filter_require_question: Reject conversations whose last tutor turn does not ask a question.
-        filter_language: Reject turns not in this language (e.g. en); empty = no language check.
+        filter_language: Reject tutor turns not in this language (e.g. en); empty = no language check.
         filter_check_leakage: Reject tutor turns that state the hidden reference answer or solve the student's problem.
         filter_dedup: Remove exact and near-duplicate student questions and conversations.
         filter_dedup_threshold: Near-duplicate similarity (0-1) above which a question or conversation is a duplicate.
-        filter_judge: Also score accepted conversations with an LLM judge (more requests to the endpoint).
-        filter_judge_endpoint: Judge base URL; empty uses LLM_API_BASE from the Secret.
-        filter_judge_model: Judge model; empty uses LLM_MODEL from the Secret (or generate_model).
+        filter_judge: Also score the conversations the other layers accept with an LLM judge (more requests to the endpoint).
+        filter_judge_endpoint: Judge base URL; empty uses LLM_API_BASE from the Secret. Setting it switches the judge on.
+        filter_judge_model: Judge model; empty uses LLM_MODEL from the Secret (else the endpoint's first model).
         filter_judge_max_concurrency: Judge requests in flight at once.
         filter_judge_min_score: Lowest judge score (1-5) accepted for guidance, actionability, grounding and tone.
         filter_judge_min_mistake_identification: Lowest judge score (1-5) accepted for noticing the student's mistake (3 = to some extent; 0 = off). Not scored when the student made none.
@@ -275,12 +275,16 @@ def socratic_sdg_pipeline(
         language=filter_language,
         check_leakage=filter_check_leakage,
         dedup=filter_dedup,
-        dedup_threshold=filter_dedup_threshold,
+        dedup_question_threshold=filter_dedup_threshold,
+        dedup_conversation_threshold=filter_dedup_threshold,
         judge=filter_judge,
         judge_endpoint=filter_judge_endpoint,
         judge_model=filter_judge_model,
         judge_max_concurrency=filter_judge_max_concurrency,
-        judge_min_score=filter_judge_min_score,
+        judge_min_guidance=filter_judge_min_score,
+        judge_min_actionability=filter_judge_min_score,
+        judge_min_grounding=filter_judge_min_score,
+        judge_min_tone=filter_judge_min_score,
         judge_min_mistake_identification=filter_judge_min_mistake_identification,
     )
     # The optional LLM judge reads the same endpoint Secret as generation.

@@ -6,6 +6,7 @@ import pytest
 from socratic_sdg.testing.bad_files import write_bad_corpus
 
 from socratic_sdg.convert import stage as convert
+from socratic_sdg.options import Shard
 from socratic_sdg.records import read_jsonl
 
 
@@ -208,14 +209,14 @@ def test_shards_cover_every_file_once_and_merge_like_one_run(tmp_path, samples_d
     shard_dirs = []
     for index in range(3):
         shard = tmp_path / f"shard-{index}"
-        convert.run(samples_dir, shard, shard_index=index, num_shards=3)
+        convert.run(samples_dir, shard, convert.ConvertOptions(shard=Shard(index, 3)))
         shard_dirs.append(shard)
     merged = convert.merge(shard_dirs, tmp_path / "merged")
     assert merged.documents == list(read_jsonl(converted_samples / "documents.jsonl"))
     for document in merged.documents:
         assert (tmp_path / "merged" / document["markdown"]).read_text() == (converted_samples / document["markdown"]).read_text()
     # more shards than files: the extra shards are empty, not errors
-    empty = convert.run(samples_dir, tmp_path / "shard-9", shard_index=9, num_shards=10)
+    empty = convert.run(samples_dir, tmp_path / "shard-9", convert.ConvertOptions(shard=Shard(9, 10)))
     assert empty.documents == [] and empty.failures == []
 
 
@@ -252,7 +253,7 @@ def test_output_names_do_not_depend_on_the_order_or_the_shard(tmp_path):
 
     shards = [tmp_path / "shard-0", tmp_path / "shard-1"]
     for index, shard in enumerate(shards):  # one file per shard: each shard alone sees no collision
-        convert.run(inputs, shard, shard_index=index, num_shards=2)
+        convert.run(inputs, shard, convert.ConvertOptions(shard=Shard(index, 2)))
     merged = convert.merge(shards, tmp_path / "merged")
     whole = convert.run(inputs, tmp_path / "whole")
     assert merged.documents == whole.documents

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from socratic_sdg.options import from_params
 from socratic_sdg.testing.fake_openai import FakeOpenAI
 
 from socratic_sdg import filtering
@@ -173,7 +174,7 @@ def test_each_threshold_applies_to_its_own_score(name: str) -> None:
 
 
 def test_filter_options_carry_the_mistake_identification_threshold() -> None:
-    options = FilterOptions(judge=True, judge_min_mistake_identification=4).judge_options()
+    options = from_params(FilterOptions, {"judge": True, "judge_min_mistake_identification": 4}).judge
     assert options.min_mistake_identification == 4
     assert codes_for({"mistake_identification": 3}, options) == ["judge_low_mistake_identification"]
 
@@ -290,7 +291,7 @@ def test_a_refused_key_stops_the_run(tmp_path: Path) -> None:
 
     source = write(tmp_path / "in.jsonl", [convo("a", "What could you do to both sides first?")])
     with pytest.raises(fj.JudgeError, match="refused the API key"):
-        filtering.run(source, tmp_path / "out", FilterOptions(judge_complete=complete))
+        filtering.run(source, tmp_path / "out", FilterOptions(judge=fj.JudgeOptions(complete=complete)))
     assert not (tmp_path / "out" / "accepted.jsonl").exists()  # nothing half-written
 
 
@@ -322,7 +323,7 @@ def test_only_records_the_deterministic_layers_accept_are_judged(tmp_path: Path)
         convo("offtask", "Do you like solving equations like this one?", question="Solve 3x - 5 = 10 for me."),
     ]
     source = write(tmp_path / "in.jsonl", records)
-    result = filtering.run(source, tmp_path / "out", FilterOptions(judge_complete=complete))
+    result = filtering.run(source, tmp_path / "out", FilterOptions(judge=fj.JudgeOptions(complete=complete)))
     assert len(seen) == 2  # the leak was rejected before paying for a judge call
     [accepted] = lines(result.accepted_path)
     assert accepted["id"] == "good" and accepted["metadata"]["quality"]["judge"]["guidance"] == 4
@@ -379,8 +380,7 @@ def test_judge_over_http_with_source_passages(tmp_path: Path, chat_server: str, 
                convo("b", "Which operation would undo the - 5 on the left side?", question="Solve 3x - 5 = 10, please.",
                      chunk="missing")]
     source = write(tmp_path / "in.jsonl", records)
-    options = FilterOptions(judge_endpoint=chat_server, judge_model="judge-model", chunks_path=str(chunks),
-                            judge_max_concurrency=2)
+    options = FilterOptions(judge=fj.JudgeOptions(endpoint=chat_server, model="judge-model", max_concurrency=2), chunks_path=str(chunks))
     result = filtering.run(source, tmp_path / "out", options)
     assert result.accepted == 2
     assert {r["path"] for r in _ChatServer.requests} == {"/v1/chat/completions"}
@@ -393,9 +393,9 @@ def test_judge_over_http_with_source_passages(tmp_path: Path, chat_server: str, 
 def test_judge_endpoint_errors_are_one_line(tmp_path: Path) -> None:
     source = write(tmp_path / "in.jsonl", [convo("a", "What could you do first?")])
     with pytest.raises(fj.JudgeError, match="not an http"):
-        filtering.run(source, tmp_path / "out", FilterOptions(judge_endpoint="localhost:8000"))
+        filtering.run(source, tmp_path / "out", from_params(FilterOptions, {"judge_endpoint": "localhost:8000"}))
     with pytest.raises(ValueError, match="on_error"):
-        FilterOptions(judge=True, judge_on_error="ignore")
+        from_params(FilterOptions, {"judge": True, "judge_on_error": "ignore"})
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import artifacts
 from .errors import SocraticSdgError
-from .options import add_arguments, from_args
+from .options import add_arguments, from_args, parameters
 
 # Errors a user can cause and fix: printed as one line, no traceback. Every stage's own error is a
 # SocraticSdgError; options objects reject bad values with ValueError, a missing file is FileNotFoundError.
@@ -53,20 +53,8 @@ def _add(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentPars
 def cmd_convert(args) -> int:
     from . import convert
 
-    options = convert.ConvertOptions(
-        pipeline=args.pipeline,
-        artifacts_path=args.artifacts_path,
-        do_ocr=args.ocr,
-        do_table_structure=not args.no_tables,
-        do_formula_enrichment=args.formulas,
-        vlm_model=args.vlm_model,
-        timeout_seconds=args.timeout,
-        max_pages=args.max_pages,
-        max_failure_ratio=args.max_failure_ratio,
-        workers=args.workers,
-        cache_dir=args.cache_dir,
-    )
-    result = convert.run(args.input, args.output_dir, options, progress=_say, shard_index=args.shard_index, num_shards=args.num_shards)
+    options = from_args(convert.ConvertOptions, args)
+    result = convert.run(args.input, args.output_dir, options, progress=_say)
     _say(
         f"converted {len(result.documents)} documents ({result.pages} pages, {result.reused} reused), "
         f"{len(result.failures)} failed -> {args.output_dir}"
@@ -98,10 +86,14 @@ def _generate_options(args, skip: tuple[str, ...] = ()):
     return replace(from_args(GenerateOptions, values), target_filter=_target_filter(args))
 
 
+# The filter settings a generation's target (and an estimate's acceptance) is counted with, as the components take them.
+TARGET_FILTER_SETTINGS = ("rules_path", "require_question", "language", "check_leakage", "dedup")
+
+
 def _target_filter(args):
     from .filtering import FilterOptions
 
-    return FilterOptions(rules_path=args.rules, dedup=not args.no_dedup, check_leakage=not args.no_leakage)
+    return from_args(FilterOptions, args)
 
 
 def cmd_generate(args) -> int:
@@ -148,43 +140,7 @@ def cmd_flows(args) -> int:
 def _filter_options(args, **overrides):
     from .filtering import FilterOptions
 
-    values = dict(
-        rules_path=args.rules,
-        graded_turns=args.graded_turns,
-        min_turn_chars=args.min_turn_chars,
-        max_turn_chars=args.max_turn_chars,
-        max_message_chars=args.max_message_chars,
-        min_green_score=args.min_green_score,
-        language=args.language,
-        check_format=not args.no_format_checks,
-        check_rules=not args.no_rules,
-        require_question=not args.no_require_question,
-        check_leakage=not args.no_leakage,
-        leakage_use_problem=not args.no_solve_problem,
-        dedup=not args.no_dedup,
-        dedup_questions=not args.no_dedup_questions,
-        dedup_conversations=not args.no_dedup_conversations,
-        dedup_near=not args.exact_dedup_only,
-        dedup_question_threshold=args.dedup_question_threshold,
-        dedup_conversation_threshold=args.dedup_conversation_threshold,
-        judge=args.judge or bool(args.judge_endpoint),
-        judge_endpoint=args.judge_endpoint,
-        judge_model=args.judge_model,
-        judge_prompt_path=args.judge_prompt,
-        judge_max_concurrency=args.judge_max_concurrency,
-        judge_max_retries=args.judge_max_retries,
-        judge_timeout=args.judge_timeout,
-        judge_min_mistake_identification=args.judge_min_mistake_identification,
-        judge_min_guidance=args.judge_min_guidance,
-        judge_min_actionability=args.judge_min_actionability,
-        judge_min_grounding=args.judge_min_grounding,
-        judge_min_tone=args.judge_min_tone,
-        judge_reject_wrong_answer=not args.judge_accept_wrong_answer,
-        judge_on_error=args.judge_on_error,
-        chunks_path=args.chunks,
-    )
-    values.update(overrides)
-    return FilterOptions(**values)
+    return from_args(FilterOptions, args, **overrides)
 
 
 def cmd_filter(args) -> int:
@@ -204,12 +160,13 @@ def cmd_evaluate(args) -> int:
     from . import evaluate
 
     # Many replies answer one dialogue by design: dedup would keep only the first of each.
-    options = _filter_options(args, dedup=False, judge=False, judge_endpoint=None)
+    options = _filter_options(args)
     judge = None
-    if args.judge or args.judge_endpoint:
+    if options.judge is not None:  # evaluate scores the judge on its own, beside the deterministic layers
         from .filtering.judge import Judge
 
-        judge = Judge(_filter_options(args, dedup=False).judge_options())
+        judge = Judge(options.judge)
+        options = replace(options, judge=None)
     try:
         result = evaluate.evaluate(args.input, args.output_dir, options, judge=judge, examples=args.examples,
                                    sample=args.sample, progress=_say)
@@ -339,61 +296,19 @@ def _add_generation_arguments(p: argparse.ArgumentParser, skip: tuple[str, ...] 
     p.add_argument("--api-base", help="endpoint base URL (default: $LLM_API_BASE)")
     p.add_argument("--model", help="model name on the endpoint (default: $LLM_MODEL)")
     add_arguments(p, GenerateOptions, skip=skip)
+    from .filtering import FilterOptions
+
     target = p.add_argument_group("quality filter the acceptance is counted with (as `socratic-sdg filter`)")
-    target.add_argument("--rules", help="rules YAML (default: the packaged rules)")
-    target.add_argument("--no-dedup", action="store_true", help="duplicates count as accepted")
-    target.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer")
+    add_arguments(target, FilterOptions, skip=[name for name in parameters(FilterOptions) if name not in TARGET_FILTER_SETTINGS])
 
 
-def _add_filter_arguments(p: argparse.ArgumentParser, *, graded_turns: str = "all", dedup: bool = True) -> None:
-    """The filter's options, shared by `filter` and `evaluate` (which has no dedup: see cmd_evaluate)."""
-    p.add_argument("--rules", help="rules YAML (default: the packaged rules)")
-    p.add_argument("--chunks", help="chunks.jsonl: the source passages, for the judge's grounding score and problem-aware leakage")
-    layers = p.add_argument_group("layers")
-    layers.add_argument("--no-format-checks", action="store_true", help="skip the format layer (roles, lengths, template leftovers)")
-    layers.add_argument("--no-rules", action="store_true", help="skip the red/green rules")
-    layers.add_argument("--no-require-question", action="store_true", help="accept tutor turns that do not end with a question")
-    layers.add_argument("--no-leakage", action="store_true", help="skip the answer-leakage layer (reference answer, sympy)")
-    layers.add_argument("--no-solve-problem", action="store_true", help="leakage: do not solve the student's own equation when there is no reference answer")
-    layers.add_argument("--graded-turns", choices=["all", "last"], default=graded_turns,
-                        help=f"tutor turns graded: all (each is a training target) or last (earlier turns are context); default {graded_turns}")
-    layers.add_argument("--min-turn-chars", type=int, default=10, help="shortest tutor turn in characters (default 10)")
-    layers.add_argument("--max-turn-chars", type=int, default=2000, help="longest tutor turn (default 2000)")
-    layers.add_argument("--max-message-chars", type=int, default=100_000,
-                        help="any longer message rejects its record before the checks run (default 100000; 0 = no limit)")
-    layers.add_argument("--min-green-score", type=int, default=0, help="guiding moves (green flags) a final tutor turn needs (default 0)")
-    layers.add_argument("--language", help="reject turns not in this language (e.g. en); off by default")
-    if not dedup:
-        p.set_defaults(no_dedup=True, no_dedup_questions=False, no_dedup_conversations=False, exact_dedup_only=False,
-                       dedup_question_threshold=0.8, dedup_conversation_threshold=0.8)
-    else:
-        _add_dedup_arguments(p)
-    _add_judge_arguments(p)
+def _add_filter_arguments(p: argparse.ArgumentParser, **defaults) -> None:
+    """The filter's options, shared by `filter` and `evaluate` (graded_turns last, no dedup: see cmd_evaluate)."""
+    from .filtering import FilterOptions
 
-
-def _add_dedup_arguments(p: argparse.ArgumentParser) -> None:
-    dedup = p.add_argument_group("dedup")
-    dedup.add_argument("--no-dedup", action="store_true", help="keep duplicates")
-    dedup.add_argument("--no-dedup-questions", action="store_true", help="do not deduplicate student questions")
-    dedup.add_argument("--no-dedup-conversations", action="store_true", help="do not deduplicate whole conversations")
-    dedup.add_argument("--exact-dedup-only", action="store_true", help="exact duplicates only, no MinHash near-duplicates")
-    dedup.add_argument("--dedup-question-threshold", type=float, default=0.8, help="near-duplicate similarity for questions (default 0.8)")
-    dedup.add_argument("--dedup-conversation-threshold", type=float, default=0.8, help="near-duplicate similarity for conversations (default 0.8)")
-
-
-def _add_judge_arguments(p: argparse.ArgumentParser) -> None:
-    judge = p.add_argument_group("LLM judge (optional; endpoint from LLM_API_BASE / LLM_API_KEY / LLM_MODEL)")
-    judge.add_argument("--judge", action="store_true", help="score accepted records with the LLM judge")
-    judge.add_argument("--judge-endpoint", help="judge base URL (switches the judge on; default $LLM_API_BASE)")
-    judge.add_argument("--judge-model", help="judge model (default $LLM_MODEL)")
-    judge.add_argument("--judge-prompt", help="rubric prompt YAML (default: the packaged one)")
-    judge.add_argument("--judge-max-concurrency", type=int, default=8)
-    judge.add_argument("--judge-max-retries", type=int, default=3)
-    judge.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request")
-    for score in ("mistake-identification", "guidance", "actionability", "grounding", "tone"):
-        judge.add_argument(f"--judge-min-{score}", type=int, default=3, help=f"lowest {score.replace('-', ' ')} score accepted (1-5, default 3)")
-    judge.add_argument("--judge-accept-wrong-answer", action="store_true", help="accept replies the judge says reveal a wrong answer")
-    judge.add_argument("--judge-on-error", default="reject", choices=["reject", "accept"], help="what a record the judge could not score becomes")
+    skip = [name for name in parameters(FilterOptions) if name.startswith("dedup")] if defaults.get("dedup") is False else []
+    add_arguments(p, FilterOptions, skip=skip, defaults=defaults)
+    p.set_defaults(**defaults)  # the skipped ones too
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -415,22 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg convert --input /data/pdfs --output-dir work/shard-0 --shard-index 0 --num-shards 4""")
     p.add_argument("--input", required=True, help="folder with the documents (searched recursively)")
     p.add_argument("--output-dir", required=True, help="where <name>.md, <name>.json, documents.jsonl, failures.jsonl and convert_metrics.json go")
-    p.add_argument("--pipeline", default="native", choices=["native", "standard", "vlm-remote"],
-                   help="native: the PDF's text layer, no models (default); standard: docling's layout model from "
-                        "DOCLING_ARTIFACTS_PATH; vlm-remote: a vision model behind LLM_API_BASE")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (default 0: one per core)")
-    p.add_argument("--timeout", type=float, default=300, help="seconds per file before it is given up (default 300; 0 = none)")
-    p.add_argument("--max-pages", type=int, default=0, help="files with more pages fail with a reason (0 = no limit)")
-    p.add_argument("--max-failure-ratio", type=float, default=1.0, help="exit non-zero when more than this share of files fail (default 1.0: only when "
-                                                                        "none converts)")
-    p.add_argument("--ocr", action="store_true", help="standard pipeline: OCR scanned pages")
-    p.add_argument("--no-tables", action="store_true", help="standard pipeline: skip table structure recognition")
-    p.add_argument("--formulas", action="store_true", help="standard pipeline: formulas as LaTeX (needs the formula model)")
-    p.add_argument("--artifacts-path", help="standard pipeline: docling models folder (default: $DOCLING_ARTIFACTS_PATH)")
-    p.add_argument("--vlm-model", help="vlm-remote pipeline: vision model name (default: $VLM_MODEL, then $LLM_MODEL)")
-    p.add_argument("--cache-dir", help="conversions cached by content and options (default: OUTPUT/.cache)")
-    p.add_argument("--shard-index", type=int, default=0, help="convert only this shard of the files (with --num-shards)")
-    p.add_argument("--num-shards", type=int, default=1)
+    from .convert import ConvertOptions
+
+    add_arguments(p, ConvertOptions)
     p.set_defaults(func=cmd_convert)
 
     p = _add(sub, "chunk", "Cut converted documents into chunks (chunks.jsonl).", """
@@ -494,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=20, help="misjudged replies listed per kind in evaluation.json (default 20)")
     p.add_argument("--sample", type=int, default=0,
                    help="evaluate N replies spread over the set (a quick judge check; default 0 = all)")
+    # Many replies answer one dialogue by design: dedup would keep only the first of each.
     _add_filter_arguments(p, graded_turns="last", dedup=False)
     p.set_defaults(func=cmd_evaluate)
 

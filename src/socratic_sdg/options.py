@@ -20,12 +20,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from .errors import OptionsError
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: Iterable[str] | None = None, changes_output: bool | str = True,
            cli: bool = True, kfp: bool = True, parse: Callable[[Any], Any] | None = None, metavar: str | None = None,
-           repeat: bool = False) -> Any:
+           repeat: bool = False, pipeline_default: Any = None) -> Any:
     """A dataclass field with its help text. ``flag`` defaults to ``--name-with-dashes`` (for a switch
     that is on by default, it names the switch that turns it off); ``changes_output`` False marks
     settings (concurrency, timeouts, paths) that do not change what a run writes, so checkpoint keys
@@ -33,9 +36,11 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: Iterabl
     (``max_chunks``, the shard) without changing what any one of them gives; ``cli`` False keeps it off the command line, ``kfp`` False says it is no
     KFP parameter by design (the parity test then does not look for it); ``parse`` turns the text a
     CLI flag or KFP parameter gives into the field's value (JSON, a file path...); ``repeat`` makes a
-    flag that may be given several times (its values are parsed as one list)."""
+    flag that may be given several times (its values are parsed as one list); ``pipeline_default`` is
+    the default of the pipeline parameter when a cluster wants another one (None: the same)."""
     metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices else None, "changes_output": changes_output,
-                "cli": cli, "kfp": kfp, "parse": parse, "metavar": metavar, "repeat": repeat}
+                "cli": cli, "kfp": kfp, "parse": parse, "metavar": metavar, "repeat": repeat,
+                "pipeline_default": pipeline_default}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -110,11 +115,12 @@ def _flag(name: str, meta: Mapping[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, options_cls: type, prefix: str = "",
-                  skip: Iterable[str] = ()) -> None:
+                  skip: Iterable[str] = (), defaults: Mapping[str, Any] | None = None) -> None:
     """One argument per flat parameter: booleans that default to False are switches, those that
     default to True get a ``--no-`` switch; an empty-able text (default None) is an optional string.
-    A nested group gets an argument group of its own (titled with its help) on a parser."""
-    skip = set(skip)
+    A nested group gets an argument group of its own (titled with its help) on a parser. ``skip``
+    leaves parameters out; ``defaults`` gives other defaults for this command (by flat name)."""
+    skip, defaults = set(skip), dict(defaults or {})
     for f in dataclasses.fields(options_cls):
         meta = f.metadata
         if "group" in meta:
@@ -122,13 +128,13 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, opt
             if isinstance(parser, argparse.ArgumentParser):
                 target = parser.add_argument_group(meta["help"].rstrip("."))
             if meta["switch"] and prefix + meta["switch"] not in skip:
-                _add_bool(target, prefix + meta["switch"], meta["enabled"], meta["help"], {"flag": None})
-            add_arguments(target, meta["group"], prefix + meta["prefix"], skip)
+                _add_bool(target, prefix + meta["switch"], defaults.get(prefix + meta["switch"], meta["enabled"]), meta["help"], {"flag": None})
+            add_arguments(target, meta["group"], prefix + meta["prefix"], skip, defaults)
             continue
         name = prefix + f.name
         if "help" not in meta or not meta["cli"] or name in skip:
             continue
-        default, text = f.default, meta["help"]
+        default, text = defaults.get(name, f.default), meta["help"]
         if isinstance(default, bool):
             _add_bool(parser, name, default, text, meta)
             continue
@@ -161,9 +167,7 @@ def _build(options_cls: type, values: Mapping[str, Any], prefix: str, kfp: bool)
             if meta["switch"]:
                 switch = prefix + meta["switch"]
                 implied = any(values.get(sub + name) not in (None, "", [], ()) for name in meta["implied_by"])
-                if switch not in values and not implied:
-                    continue  # the field's default
-                if not (values.get(switch) or implied):
+                if not (values.get(switch, meta["enabled"]) or implied):
                     kwargs[f.name] = None
                     continue
             kwargs[f.name] = _build(meta["group"], values, sub, kfp)
@@ -192,4 +196,22 @@ def from_params(options_cls: type, params: Mapping[str, Any], **overrides: Any) 
     return _build(options_cls, {**params, **overrides}, "", kfp=True)
 
 
-__all__ = ["Parameter", "add_arguments", "described", "from_args", "from_params", "group", "option", "output_settings", "parameters"]
+@dataclass(frozen=True)
+class Shard:
+    """One of ``num_shards`` tasks a stage is fanned out to: it takes the inputs at positions
+    ``shard_index``, ``shard_index + num_shards``, ..."""
+
+    shard_index: int = option(0, "This task's shard: the inputs at positions shard_index, shard_index + num_shards, ... (0-based).", changes_output="rows")
+    num_shards: int = option(
+        1, "Tasks the stage is fanned out to, each on every num_shards-th input, merged back in input order; run-wide budgets are split among them.",
+        changes_output="rows")
+
+    def __post_init__(self) -> None:
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise OptionsError(f"shard_index must be in 0..num_shards-1, got shard {self.shard_index} of {self.num_shards}")
+
+    def takes(self, position: int) -> bool:
+        return position % self.num_shards == self.shard_index
+
+
+__all__ = ["Parameter", "Shard", "add_arguments", "described", "from_args", "from_params", "group", "option", "output_settings", "parameters"]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..records import content_id, read_jsonl, write_json, write_jsonl
 from ..errors import SocraticSdgError
+from ..options import Shard, group, option, output_settings
 from .. import artifacts
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class UnreadableDocument(SocraticSdgError, ValueError):
         self.kind = kind
 
 
+# The settings each pipeline reads (beside pipeline and max_pages): only those key its cache entries.
+_READ_BY = {"standard": {"do_ocr", "do_table_structure", "do_formula_enrichment"}, "vlm-remote": {"vlm_model"}}
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """How documents are converted.
@@ -60,19 +65,31 @@ class ConvertOptions:
     ``artifacts_path``; ``vlm-remote`` sends page images to an OpenAI-compatible vision model.
     """
 
-    pipeline: str = "native"
-    artifacts_path: str | None = None  # default: $DOCLING_ARTIFACTS_PATH
-    do_ocr: bool = False  # standard: OCR for scanned pages
-    do_table_structure: bool = True  # standard: tables as Markdown tables
-    do_formula_enrichment: bool = False  # standard: formulas as LaTeX (needs the formula model)
-    vlm_api_base: str | None = None  # vlm-remote: default $LLM_API_BASE
-    vlm_model: str | None = None  # vlm-remote: default $VLM_MODEL, then $LLM_MODEL
-    vlm_api_key: str | None = field(default=None, repr=False)  # vlm-remote: default $LLM_API_KEY
-    timeout_seconds: float = 300.0  # per file; 0 = no limit
-    max_pages: int = 0  # files with more pages fail with a reason; 0 = no limit
-    max_failure_ratio: float = 1.0  # fail the stage when more than this share of files fail
-    workers: int = 0  # worker processes; 0 = one per core (at most one per file)
-    cache_dir: str | None = None  # content-addressed cache of conversions; default OUTPUT/.cache
+    pipeline: str = option(
+        "native", "docling pipeline: native (the PDF's text layer, no models), standard (layout, tables, OCR, formulas; models from "
+        "DOCLING_ARTIFACTS_PATH, baked in the conversion image) or vlm-remote (a vision model behind LLM_API_BASE).",
+        choices=PIPELINES, pipeline_default="standard")
+    do_ocr: bool = option(False, "Standard pipeline: OCR for scanned pages.", flag="--ocr")
+    do_table_structure: bool = option(True, "Standard pipeline: tables as Markdown tables.", flag="--no-tables")
+    do_formula_enrichment: bool = option(False, "Standard pipeline: formulas as LaTeX (needs the formula model).", flag="--formulas")
+    vlm_model: str | None = option(None, "vlm-remote pipeline: the vision model; empty uses VLM_MODEL, then LLM_MODEL.")
+    max_pages: int = option(0, "Files with more pages are recorded as failed (0 = no limit).")
+    workers: int = option(0, "Worker processes (0 = one per core, at most one per file).", changes_output=False)
+    timeout_seconds: float = option(300.0, "Seconds per file before it is given up and recorded as failed (0 = no limit).", flag="--timeout",
+                                    changes_output=False)
+    max_failure_ratio: float = option(
+        1.0, "Fail the run when more than this share of the documents cannot be converted (1.0: only when none converts).", changes_output=False,
+        pipeline_default=0.5)
+    cache_dir: str | None = option(
+        None, "Folder where conversions are cached by content and settings, shared by runs, so unchanged files are not converted again "
+        "(empty: a .cache folder in the output).", changes_output=False,
+        pipeline_default="/data/.cache/socratic-sdg/convert")
+    artifacts_path: str | None = option(None, "Standard pipeline: docling models folder; empty uses DOCLING_ARTIFACTS_PATH.", kfp=False,
+                                        changes_output=False)
+    shard: Shard = group(Shard, "Fan-out")
+    # Not parameters: the endpoint of vlm-remote comes from the environment (a Secret).
+    vlm_api_base: str | None = None  # default $LLM_API_BASE
+    vlm_api_key: str | None = field(default=None, repr=False)  # default $LLM_API_KEY
 
     def __post_init__(self):
         if self.pipeline not in PIPELINES:
@@ -105,11 +122,9 @@ class ConvertOptions:
         Only the settings the chosen pipeline reads count (not where its models or endpoint live)."""
         from importlib.metadata import version
 
-        relevant: dict = {"pipeline": self.pipeline, "max_pages": self.max_pages}
-        if self.pipeline == "standard":
-            relevant.update(do_ocr=self.do_ocr, do_table_structure=self.do_table_structure, do_formula_enrichment=self.do_formula_enrichment)
-        elif self.pipeline == "vlm-remote":
-            relevant.update(vlm_model=self.vlm_model)
+        relevant = output_settings(self, rows=False)
+        for name in set(relevant) - {"pipeline", "max_pages"} - _READ_BY.get(self.pipeline, set()):
+            del relevant[name]
         return content_id(relevant, version("docling-slim"), version("docling-core"))
 
 
@@ -590,10 +605,8 @@ def run(
     output_dir: str | os.PathLike[str],
     options: ConvertOptions = ConvertOptions(),
     progress: Callable[[str], None] | None = None,
-    shard_index: int = 0,
-    num_shards: int = 1,
 ) -> ConvertResult:
-    """Convert every supported file below ``input_dir`` (one shard of them) into ``output_dir``.
+    """Convert every supported file below ``input_dir`` (``options.shard`` of them) into ``output_dir``.
 
     Writes ``<name>.md`` and ``<name>.json`` per document, ``documents.jsonl`` (one record per
     converted document), ``failures.jsonl`` (``file``, ``error``, ``reason``) and
@@ -602,6 +615,7 @@ def run(
     """
     started = time.monotonic()
     options = options.resolved()
+    shard_index, num_shards = options.shard.shard_index, options.shard.num_shards
     input_root = Path(input_dir)
     out = Path(output_dir)
     cache_folder = Path(options.cache_dir) if options.cache_dir else out / ".cache"

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ..options import option
+
 DUPLICATE_CONVERSATION = "duplicate_conversation"
 NEAR_DUPLICATE_CONVERSATION = "near_duplicate_conversation"
 DUPLICATE_QUESTION = "duplicate_student_question"
@@ -42,15 +44,17 @@ _MASK64 = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class DedupOptions:
-    questions: bool = True
-    conversations: bool = True
-    near: bool = True
-    question_threshold: float = 0.8
-    conversation_threshold: float = 0.8
+    questions: bool = option(True, "Deduplicate student questions.")
+    conversations: bool = option(True, "Deduplicate whole conversations.")
+    near: bool = option(True, "Near-duplicates (MinHash) as well as exact ones.", flag="--exact-dedup-only")
+    question_threshold: float = option(0.8, "Near-duplicate similarity (0-1) above which a student question is a duplicate.")
+    conversation_threshold: float = option(0.8, "Near-duplicate similarity (0-1) above which a conversation is a duplicate.")
+    numbers_must_match: bool = option(
+        True, "Near-duplicates must have the same numbers (the same exercise with other values is a new one).", flag="--dedup-ignore-numbers")
+    # Not parameters: the MinHash/LSH shape.
     num_perm: int = 64
     bands: int = 16
     shingle_chars: int = 5
-    numbers_must_match: bool = True
     seed: int = 20240607
     conversation_sample: int = 4  # keep 1 in N conversation shingles (by hash, so consistently across records)
 

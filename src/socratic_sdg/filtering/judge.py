@@ -65,6 +65,7 @@ import yaml
 
 from ..endpoint import redact, register_secret
 from ..errors import SocraticSdgError
+from ..options import option
 
 Complete = Callable[[list[dict[str, str]]], str]
 
@@ -100,30 +101,33 @@ class JudgeParseError(ValueError):
 
 @dataclass(frozen=True)
 class JudgeOptions:
-    endpoint: str | None = None  # None: LLM_API_BASE
-    model: str | None = None  # None: LLM_MODEL, else the endpoint's first model
+    endpoint: str | None = option(None, "Judge base URL; empty uses LLM_API_BASE from the Secret. Setting it switches the judge on.")
+    model: str | None = option(None, "Judge model; empty uses LLM_MODEL from the Secret (else the endpoint's first model).")
+    prompt_path: str | None = option(None, "Rubric prompt YAML; empty uses the packaged one.", flag="--judge-prompt")
+    max_concurrency: int = option(8, "Judge requests in flight at once.", changes_output=False)
+    max_retries: int = option(3, "Retries per judge request.", changes_output=False)
+    timeout: float = option(60.0, "Seconds per judge request.", changes_output=False)
+    min_mistake_identification: int = option(
+        3, "Lowest judge score (1-5) accepted for noticing the student's mistake (3 = to some extent; 0 = off). Not scored when the student made none.")
+    min_guidance: int = option(3, "Lowest judge score (1-5) accepted for guiding the student toward the solution.")
+    min_actionability: int = option(3, "Lowest judge score (1-5) accepted for a clear next step for the student.")
+    min_grounding: int = option(3, "Lowest judge score (1-5) accepted for staying with the source passage.")
+    min_tone: int = option(3, "Lowest judge score (1-5) accepted for an encouraging tone.")
+    reject_wrong_answer: bool = option(True, "Reject replies the judge says reveal a wrong answer.", flag="--judge-accept-wrong-answer")
+    on_error: str = option("reject", "What a conversation the judge could not score becomes: reject or accept.", choices=("reject", "accept"))
+    # Not parameters: the key comes from the Secret; the rest is tuning for tests and callers.
     api_key: str | None = field(default=None, repr=False)  # None: LLM_API_KEY
-    prompt_path: str | None = None  # None: the packaged rules/judge_prompt.yaml
-    max_concurrency: int = 8
-    max_retries: int = 3
+    complete: Callable[[list[dict[str, str]]], str] | None = field(default=None, repr=False, compare=False)  # a client instead of HTTP
     parse_retries: int = 1
-    timeout: float = 60.0
     backoff_base: float = 0.5
     backoff_max: float = 20.0
     max_tokens: int = 400
     temperature: float = 0.0
-    min_mistake_identification: int = 3
-    min_guidance: int = 3
-    min_actionability: int = 3
-    min_grounding: int = 3
-    min_tone: int = 3
-    reject_wrong_answer: bool = True
     reject_revealed_answer: bool = True
-    graded_turns: str = "last"  # "last": the final tutor turn | "all": each tutor turn (one request each)
+    graded_turns: str = "last"  # "last": the final tutor turn | "all": each tutor turn (one request each); the filter sets its own
     # Ask the server to constrain the reply to the rubric's JSON schema (vLLM guided decoding,
     # llama.cpp grammars): small judges then always parse. Dropped for the run if the server refuses it.
     structured_output: bool = True
-    on_error: str = "reject"  # "reject" | "accept"
     max_consecutive_failures: int = 25
 
     def __post_init__(self) -> None:
@@ -520,7 +524,7 @@ class Judge:
                  prompt: JudgePrompt | None = None, sleep: Callable[[float], None] = time.sleep):
         self.options = options or JudgeOptions()
         self.prompt = prompt or load_judge_prompt(self.options.prompt_path)
-        self.complete = complete or openai_complete(self.options)
+        self.complete = complete or self.options.complete or openai_complete(self.options)
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=self.options.max_concurrency, thread_name_prefix="judge")
         self._lock = threading.Lock()

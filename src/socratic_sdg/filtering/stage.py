@@ -133,12 +133,12 @@ def run(
     if opts.judge_enabled:
         from .judge import Judge
 
-        judge = Judge(opts.judge_options(), complete=opts.judge_complete)
+        judge = Judge(opts.judge)
     dedup = None
-    if opts.dedup:
+    if opts.dedup is not None:
         from .dedup import Deduplicator
 
-        dedup = Deduplicator(opts.dedup_options())
+        dedup = Deduplicator(opts.dedup)
 
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 
 from ..filtering.options import FilterOptions
-from ..errors import OptionsError
-from ..options import group, option
+from ..options import Shard, group, option
 from .errors import GenerateError
 from .gateway import RequestPolicy
 
@@ -66,24 +65,6 @@ def parse_columns(pairs: list[str] | dict | str | None) -> dict | None:
             raise GenerateError(f"--column {pair!r} is not NAME=VALUE")
         columns[name.strip()] = value
     return columns
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One of ``num_shards`` tasks a stage is fanned out to: it takes the inputs at positions
-    ``shard_index``, ``shard_index + num_shards``, ..."""
-
-    shard_index: int = option(0, "This task's shard: the inputs at positions shard_index, shard_index + num_shards, ... (0-based).", changes_output="rows")
-    num_shards: int = option(
-        1, "Tasks the stage is fanned out to, each on every num_shards-th input, merged back in input order; run-wide budgets are split among them.",
-        changes_output="rows")
-
-    def __post_init__(self) -> None:
-        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            raise OptionsError(f"shard_index must be in 0..num_shards-1, got shard {self.shard_index} of {self.num_shards}")
-
-    def takes(self, position: int) -> bool:
-        return position % self.num_shards == self.shard_index
 
 
 @dataclass(frozen=True)

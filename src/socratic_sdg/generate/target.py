@@ -19,13 +19,13 @@ from ..filtering import load_rules
 
 class AcceptanceTracker:
     def __init__(self, options: FilterOptions | None = None):
-        self.options = replace(options or FilterOptions(), judge=False, judge_endpoint=None, judge_complete=None)
+        self.options = replace(options or FilterOptions(), judge=None)
         self.rules = load_rules(self.options.rules_path)
         self.dedup = None
-        if self.options.dedup:
+        if self.options.dedup is not None:
             from ..filtering.dedup import Deduplicator
 
-            self.dedup = Deduplicator(self.options.dedup_options())
+            self.dedup = Deduplicator(self.options.dedup)
         self.accepted = 0
         self.checked = 0
 
