@@ -34,4 +34,4 @@ def chunk_documents(
     options = from_params(stage.ChunkOptions, dict(method=method, max_tokens=max_tokens, min_tokens=min_tokens,
                                                    merge_small_sections=merge_small_sections))
     result = stage.run(converted.path, os.path.join(chunks.path, artifacts.CHUNKS_FILE), options, progress=print)
-    print(f"{result.chunks} chunks ({result.tokens} tokens), {result.dropped} dropped: {result.dropped_by_reason}")
+    print("\n".join(result.summary_lines()))

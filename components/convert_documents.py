@@ -56,7 +56,7 @@ def convert_documents(
 
     # The failure threshold is applied to the whole run by merge_converted_shards.
     result = stage.run(input_dir, converted.path, from_params(stage.ConvertOptions, params, max_failure_ratio=1.0), progress=print)
-    print(f"shard {shard_index}/{num_shards}: converted {len(result.documents)} documents, {len(result.failures)} failed")
+    print(f"shard {shard_index}/{num_shards}: " + "\n".join(result.summary_lines()))
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -75,6 +75,4 @@ def merge_converted_shards(
     from socratic_sdg import convert as stage
 
     result = stage.merge([shard.path for shard in shards], converted.path, max_failure_ratio=max_failure_ratio)
-    print(f"converted {len(result.documents)} documents ({result.pages} pages), {len(result.failures)} failed")
-    for failure in result.failures:
-        print(f"  failed: {failure['file']}: {failure['error']}: {failure['reason']}")
+    print("\n".join(result.summary_lines()))

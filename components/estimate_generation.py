@@ -82,9 +82,6 @@ def estimate_generation(
     )
     endpoint = EndpointConfig.from_env(model=model or None) if probe_rows else None
     result = stage.run(os.path.join(chunks.path, artifacts.CHUNKS_FILE), options, endpoint, progress=print, output_dir=estimate.path)
-    for name, value in result.kfp_metrics().items():
-        metrics.log_metric(name, value)
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(result.markdown())
-    for line in result.summary_lines():
-        print(line)
+    result.log(metrics)

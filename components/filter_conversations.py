@@ -95,4 +95,4 @@ def filter_conversations(
 
     options = from_params(stage.FilterOptions, params, chunks_path=os.path.join(chunks.path, artifacts.CHUNKS_FILE))
     result = stage.run(os.path.join(conversations.path, artifacts.CONVERSATIONS_FILE), filtered.path, options)
-    print(f"{result.accepted} accepted, {result.rejected} rejected: {result.reasons}")
+    print("\n".join(result.summary_lines()))

@@ -103,10 +103,7 @@ def generate_conversations(
     options = dataclasses.replace(options, target_filter=from_params(FilterOptions, params)).for_shard(shard_index, num_shards)
     endpoint = EndpointConfig.from_env(model=model or None)
     result = stage.run(chunks_file, conversations.path, options, endpoint, progress=print)
-    for name, value in result.kfp_metrics().items():
-        metrics.log_metric(name, value)
-    for line in result.summary_lines():
-        print(line)
+    result.log(metrics)
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -130,7 +127,4 @@ def merge_generated_shards(
     from socratic_sdg import generate as stage
 
     result = stage.merge([shard.path for shard in shards], conversations.path, os.path.join(chunks.path, artifacts.CHUNKS_FILE))
-    for name, value in result.kfp_metrics().items():
-        metrics.log_metric(name, value)
-    for line in result.summary_lines():
-        print(line)
+    result.log(metrics)

@@ -84,3 +84,19 @@ def test_artifact_file_names_are_written_once():
             text = path.read_text(encoding="utf-8")
             found += [f"{path.name}: {name}" for name in names if f'"{name}"' in text]
     assert found == [], "file names belong in socratic_sdg.artifacts"
+
+
+def test_every_stage_returns_a_stage_result_that_says_itself():
+    """The CLI and the components print what a result says (summary_lines) and log its numbers
+    (kfp_metrics); no stage leaves that to its callers."""
+    import inspect
+
+    from socratic_sdg import chunk, convert, export, filtering, generate
+    from socratic_sdg.generate import estimate
+    from socratic_sdg.results import StageResult
+
+    for module, result_cls in ((convert, convert.ConvertResult), (chunk, chunk.ChunkResult), (generate, generate.GenerateResult),
+                               (estimate, estimate.EstimateResult), (filtering, filtering.FilterResult), (export, export.ExportResult)):
+        assert issubclass(result_cls, StageResult), result_cls
+        assert result_cls.summary_lines is not StageResult.summary_lines and result_cls.metrics is not StageResult.metrics, result_cls
+        assert inspect.signature(module.run).return_annotation in (result_cls.__name__, result_cls), module.__name__

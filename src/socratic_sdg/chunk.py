@@ -32,6 +32,7 @@ from .records import content_id, read_jsonl, write_json, write_jsonl
 from .errors import SocraticSdgError
 from . import artifacts
 from .options import option
+from .results import StageResult
 
 METHODS = ("structure", "hybrid", "hierarchical")
 
@@ -286,13 +287,16 @@ def _record(piece: Piece, doc: dict, index: int) -> dict:
 
 
 @dataclass
-class ChunkResult:
+class ChunkResult(StageResult):
     chunks: int
     dropped: int
     documents: int
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     seconds: float = 0.0
+
+    def summary_lines(self) -> list[str]:
+        return [f"{self.chunks} chunks ({self.tokens} tokens) from {self.documents} documents; {self.dropped} dropped {self.dropped_by_reason}"]
 
     def metrics(self) -> dict:
         return {

@@ -50,17 +50,19 @@ def _add(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentPars
     )
 
 
+def _summary(result, output=None) -> None:
+    """What a stage's result says of itself, then where its outputs are."""
+    for line in result.summary_lines():
+        _say(line)
+    if output is not None:
+        _say(f"-> {output}")
+
+
 def cmd_convert(args) -> int:
     from . import convert
 
     options = from_args(convert.ConvertOptions, args)
-    result = convert.run(args.input, args.output_dir, options, progress=_say)
-    _say(
-        f"converted {len(result.documents)} documents ({result.pages} pages, {result.reused} reused), "
-        f"{len(result.failures)} failed -> {args.output_dir}"
-    )
-    for failure in result.failures:
-        _say(f"  failed: {failure['file']}: {failure['error']}: {failure['reason']}")
+    _summary(convert.run(args.input, args.output_dir, options, progress=_say), args.output_dir)
     return 0
 
 
@@ -68,9 +70,7 @@ def cmd_chunk(args) -> int:
     from . import chunk
 
     options = from_args(chunk.ChunkOptions, args)
-    result = chunk.run(args.input, args.output, options, progress=_say)
-    _say(f"{result.chunks} chunks ({result.tokens} tokens) from {result.documents} documents; {result.dropped} dropped {result.dropped_by_reason} -> "
-         f"{args.output}")
+    _summary(chunk.run(args.input, args.output, options, progress=_say), args.output)
     return 0
 
 
@@ -104,11 +104,10 @@ def cmd_generate(args) -> int:
     try:
         result = generate.run(args.input, args.output_dir, _generate_options(args), endpoint, progress=_say)
     except generate.NothingGenerated as nothing:  # the outputs are written: show them, then fail (exit 2)
-        for line in nothing.result.summary_lines() if nothing.result else []:
-            _say(line)
+        if nothing.result:
+            _summary(nothing.result)
         raise
-    for line in result.summary_lines():
-        _say(line)
+    _summary(result, args.output_dir)
     return 0
 
 
@@ -119,9 +118,7 @@ def cmd_estimate(args) -> int:
     options = replace(from_args(estimate.EstimateOptions, args), generate_options=_generate_options(args, skip=_NOT_ESTIMATE_SETTINGS),
                       filter_options=_target_filter(args))
     endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model) if args.probe_rows else None
-    result = estimate.run(args.input, options, endpoint, progress=_say, output_dir=args.output_dir)
-    for line in result.summary_lines():
-        _say(line)
+    _summary(estimate.run(args.input, options, endpoint, progress=_say, output_dir=args.output_dir))
     return 0
 
 
@@ -147,12 +144,7 @@ def cmd_filter(args) -> int:
     from . import filtering
 
     options = _filter_options(args)
-    result = filtering.run(args.input, args.output_dir, options)
-    _say(f"{result.accepted} accepted, {result.rejected} rejected of {result.total} -> {args.output_dir}")
-    for layer, count in (getattr(result, "layers", None) or {}).items():
-        _say(f"  layer {layer}: {count} rejected")
-    for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
-        _say(f"  {reason}: {count}")
+    _summary(filtering.run(args.input, args.output_dir, options), args.output_dir)
     return 0
 
 

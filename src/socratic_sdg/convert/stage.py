@@ -25,6 +25,7 @@ from pathlib import Path
 from ..records import content_id, read_jsonl, write_json, write_jsonl
 from ..errors import SocraticSdgError
 from ..options import Shard, group, option, output_settings
+from ..results import StageResult
 from .. import artifacts
 
 log = logging.getLogger(__name__)
@@ -129,13 +130,17 @@ class ConvertOptions:
 
 
 @dataclass
-class ConvertResult:
+class ConvertResult(StageResult):
     documents: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     pages: int = 0
     converted_pages: int = 0  # pages converted in this run (not reused from the cache)
     reused: int = 0
     seconds: float = 0.0
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"converted {len(self.documents)} documents ({self.pages} pages, {self.reused} reused), {len(self.failures)} failed"]
+        return lines + [f"  failed: {failure['file']}: {failure['error']}: {failure['reason']}" for failure in self.failures]
 
     def metrics(self) -> dict:
         return {

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..records import SET_MANIFEST_PREFIX, AtomicFileSet, check_complete, dumps, is_temp_name, iter_jsonl, remove_stale_temps, require_input, write_json
+from ..results import StageResult
 from ..errors import SocraticSdgError
 from .. import artifacts
 from ..options import option
@@ -207,7 +208,7 @@ def _validation_rule(groups: Iterable[str], options: ExportOptions) -> Callable[
 
 
 @dataclass
-class ExportResult:
+class ExportResult(StageResult):
     train: int
     validation: int
     train_path: Path
@@ -216,6 +217,9 @@ class ExportResult:
 
     def metrics(self) -> dict:
         return {"train": self.train, "validation": self.validation, "options": self.options}
+
+    def summary_lines(self) -> list[str]:
+        return [f"{self.train} train + {self.validation} validation records -> {self.train_path.parent}"]
 
 
 def run(

@@ -152,173 +152,186 @@ class _Context:
 def evaluate_conversation(
     record: Mapping[str, Any], rules: Rules, opts: FilterOptions
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """Drop reasons from the per-record layers (format, rules, leakage), plus the quality summary."""
+    """Drop reasons from the per-record layers (format, rules, leakage), plus the quality summary.
+
+    One pass over the turns runs the format and rules checks of each turn; the final tutor turn
+    (the reply being graded) and the leakage layer then look at the whole dialogue."""
     reasons: list[dict[str, str]] = []
     quality: dict[str, Any] = {"green_flags": [], "green_score": 0, "ends_with_question": False}
+    messages = _check_structure(record, opts, reasons)
+    if messages is None:
+        return reasons, quality  # roles and contents cannot be trusted past this point
+    roles = [message["role"] for message in messages]
+    problem = _role_problem(roles)
+    if problem:
+        reasons.append(_reason(BAD_ROLES, "format", problem))
 
+    turns = _Turns(messages, rules)
+    first_graded = len(messages) - 1 if opts.graded_turns == "last" else 0
+    for index in range(first_graded, len(messages)):  # earlier turns are context, not training targets
+        _check_turn(turns, index, rules, opts, reasons)
+    quality["format"] = {"tutor_turns": turns.tutor_turns, "language": opts.language}
+    if opts.check_rules and roles[-1] == "assistant" and messages[-1]["content"].strip():
+        _check_final_turn(turns, rules, opts, reasons, quality)
+    if opts.check_leakage and rules.leakage is not None and not problem:
+        metadata = record.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        reference = metadata.get("reference_answer")
+        findings, quality["leakage"] = _leakage(messages, reference if isinstance(reference, str) else None, rules, opts, turns.context)
+        reasons.extend(findings)
+        if rules.dialogue is not None and roles[-1] == "assistant":
+            _check_dialogue(messages, metadata, rules, opts, reasons)
+    return reasons, quality
+
+
+def _check_structure(record: Mapping[str, Any], opts: FilterOptions, reasons: list[dict[str, str]]) -> list[dict[str, str]] | None:
+    """The format layer's checks of the record's shape: the messages, or None when they cannot be read."""
     metadata = record.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         reasons.append(_reason(BAD_METADATA, "format", f"metadata must be a JSON object, got {type(metadata).__name__}"))
-
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         got = "missing" if messages is None else ("an empty list" if messages == [] else type(messages).__name__)
         reasons.append(_reason(NO_MESSAGES, "format", f"messages must be a non-empty list of {{role, content}}, got {got}"))
-        return reasons, quality
-
+        return None
     malformed = False
     for index, message in enumerate(messages):
-        if not (
-            isinstance(message, dict)
-            and isinstance(message.get("role"), str)
-            and isinstance(message.get("content"), str)
-        ):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str) and isinstance(message.get("content"), str)):
             malformed = True
             got = _snippet(json.dumps(message, ensure_ascii=False))
-            reasons.append(_reason(
-                BAD_MESSAGE, "format", f"message {index + 1} must be an object with string 'role' and 'content', got {got}"
-            ))
+            reasons.append(_reason(BAD_MESSAGE, "format", f"message {index + 1} must be an object with string 'role' and 'content', got {got}"))
     if malformed:
-        return reasons, quality  # roles and contents cannot be trusted past this point
+        return None
     if opts.max_message_chars:
         for index, message in enumerate(messages):
             if len(message["content"]) > opts.max_message_chars:
                 reasons.append(_reason(MESSAGE_TOO_LONG, "format", (
                     f"{_where(index, message['role'])} has {len(message['content']):,} characters, more than "
                     f"max_message_chars {opts.max_message_chars:,}; not checked further")))
-                return reasons, quality
+                return None
+    return messages
 
-    roles = [message["role"] for message in messages]
-    problem = _role_problem(roles)
-    if problem:
-        reasons.append(_reason(BAD_ROLES, "format", problem))
 
-    context = _Context(messages, rules)
+class _Turns:
+    """What the pass over the turns leaves for the checks of the whole dialogue."""
+
+    def __init__(self, messages: list[dict[str, str]], rules: Rules):
+        self.messages = messages
+        self.context = _Context(messages, rules)
+        self.exempted: list[str] = []  # rules codes a tutor turn matched only by repeating the student's result
+        self.tutor_turns = 0
+        self.last_mask = 0  # the rule hints of the last tutor turn
+        self.last_sentences: list[str] | None = None  # its sentences, when the rules layer split it
+
+
+def _check_turn(turns: _Turns, index: int, rules: Rules, opts: FilterOptions, reasons: list[dict[str, str]]) -> None:
+    """The format checks of one turn, and for a tutor turn its length, language and red rules."""
+    message = turns.messages[index]
+    role, content = message["role"], message["content"]
+    where = _where(index, role)
+    text = content.strip()
+    if not text:
+        reasons.append(_reason(EMPTY_TURN, "format", f"{where} is empty"))
+        return
     hints = rules._hints
-    exempted: list[str] = []
-    tutor_turns = 0
-    last_mask = 0
-    last_sentences: list[str] | None = None
-    first_graded = len(messages) - 1 if opts.graded_turns == "last" else 0
-    for index, message in enumerate(messages):
-        role, content = message["role"], message["content"]
-        where = _where(index, role)
-        text = content.strip()
-        if index < first_graded:
-            continue  # context, not a training target
-        if not text:
-            reasons.append(_reason(EMPTY_TURN, "format", f"{where} is empty"))
-            continue
-
-        mask = hints.mask(content.lower(), format_only=role != "assistant" or not opts.check_rules)
-        seen: set[str] = set()  # several patterns may share a code; one reason per code per turn is enough
-        if opts.check_format:
-            for rule in hints.pick("format:" + role, mask):
-                if rule.code not in seen:
-                    match = rule.regex.search(content)
-                    if match:
-                        seen.add(rule.code)
-                        reasons.append(_matched(rule, "format", where, match))
-        if role != "assistant":
-            continue
-        tutor_turns += 1
-        last_mask = mask
-        last_sentences = None
-
-        if opts.check_format:
-            if len(text) < opts.min_turn_chars:
-                reasons.append(_reason(
-                    TURN_TOO_SHORT, "format",
-                    f"{where} has {len(text)} characters, fewer than the minimum {opts.min_turn_chars}",
-                ))
-            elif len(text) > opts.max_turn_chars:
-                reasons.append(_reason(
-                    TURN_TOO_LONG, "format",
-                    f"{where} has {len(text)} characters, more than the maximum {opts.max_turn_chars}",
-                ))
-            if opts.language:
-                why = _language_problem(text, opts.language, rules.languages)
-                if why:
-                    reasons.append(_reason(
-                        WRONG_LANGUAGE, "format", f"{where} does not look written in '{opts.language}' ({why})"
-                    ))
-
-        if not opts.check_rules:
-            continue
-        lowered = text.lower()
-        found: list[tuple[Rule, re.Match[str]]] = []
-        for rule in hints.pick("red_turn", mask):
+    mask = hints.mask(content.lower(), format_only=role != "assistant" or not opts.check_rules)
+    seen: set[str] = set()  # several patterns may share a code; one reason per code per turn is enough
+    if opts.check_format:
+        for rule in hints.pick("format:" + role, mask):
             if rule.code not in seen:
-                match = rule.find(text, lowered)
+                match = rule.regex.search(content)
                 if match:
                     seen.add(rule.code)
-                    found.append((rule, match))
-        statements_lowered: list[tuple[str, str]] | None = None
-        for rule in hints.pick("red_statement", mask):
-            if rule.code not in seen:
-                if statements_lowered is None:
-                    last_sentences = sentences(text)
-                    statements_lowered = [(s, s.lower()) for s in last_sentences if not ends_with_question(s)]
-                match = next((m for m in (rule.find(s, low) for s, low in statements_lowered) if m), None)
-                if match:
-                    seen.add(rule.code)
-                    found.append((rule, match))
-        for rule, match in found:
-            # The tutor repeating the student's own result ("Nice work getting x = 3!") is not a leak.
-            if rules.leakage is not None and leakage_layer.exempt_by_claims(_with_value(match), context.student_before(index)):
-                exempted.append(rule.code)
-                continue
-            reasons.append(_matched(rule, "rules", where, match))
+                    reasons.append(_matched(rule, "format", where, match))
+    if role != "assistant":
+        return
+    turns.tutor_turns += 1
+    turns.last_mask = mask
+    turns.last_sentences = None
+    if opts.check_format:
+        _check_tutor_format(text, where, rules, opts, reasons)
+    if opts.check_rules:
+        _check_red_rules(turns, index, text, where, mask, seen, rules, reasons)
 
-    quality["format"] = {"tutor_turns": tutor_turns, "language": opts.language}
 
-    # The final tutor turn is the reply being graded: it must hand the thinking back to the student.
-    final = messages[-1]["content"].strip()
-    if opts.check_rules and roles[-1] == "assistant" and final:
-        asks = ends_with_question(final)
-        final_lower = final.lower()
-        green = sorted({rule.code for rule in hints.pick("green", last_mask) if rule.find(final, final_lower)})
-        quality.update({"green_flags": green, "green_score": len(green), "ends_with_question": asks})
-        quality["rules"] = {"green_flags": green, "exempted": sorted(set(exempted))}
-        where = _where(len(messages) - 1, "assistant")
-        if opts.require_question and not asks:
+def _check_tutor_format(text: str, where: str, rules: Rules, opts: FilterOptions, reasons: list[dict[str, str]]) -> None:
+    if len(text) < opts.min_turn_chars:
+        reasons.append(_reason(TURN_TOO_SHORT, "format", f"{where} has {len(text)} characters, fewer than the minimum {opts.min_turn_chars}"))
+    elif len(text) > opts.max_turn_chars:
+        reasons.append(_reason(TURN_TOO_LONG, "format", f"{where} has {len(text)} characters, more than the maximum {opts.max_turn_chars}"))
+    if opts.language:
+        why = _language_problem(text, opts.language, rules.languages)
+        if why:
+            reasons.append(_reason(WRONG_LANGUAGE, "format", f"{where} does not look written in '{opts.language}' ({why})"))
+
+
+def _check_red_rules(turns: _Turns, index: int, text: str, where: str, mask: int, seen: set[str], rules: Rules,
+                     reasons: list[dict[str, str]]) -> None:
+    """Red rules of a tutor turn: on the whole turn, and on its statements (not its questions)."""
+    hints = rules._hints
+    lowered = text.lower()
+    found: list[tuple[Rule, re.Match[str]]] = []
+    for rule in hints.pick("red_turn", mask):
+        if rule.code not in seen:
+            match = rule.find(text, lowered)
+            if match:
+                seen.add(rule.code)
+                found.append((rule, match))
+    statements_lowered: list[tuple[str, str]] | None = None
+    for rule in hints.pick("red_statement", mask):
+        if rule.code not in seen:
+            if statements_lowered is None:
+                turns.last_sentences = sentences(text)
+                statements_lowered = [(s, s.lower()) for s in turns.last_sentences if not ends_with_question(s)]
+            match = next((m for m in (rule.find(s, low) for s, low in statements_lowered) if m), None)
+            if match:
+                seen.add(rule.code)
+                found.append((rule, match))
+    for rule, match in found:
+        # The tutor repeating the student's own result ("Nice work getting x = 3!") is not a leak.
+        if rules.leakage is not None and leakage_layer.exempt_by_claims(_with_value(match), turns.context.student_before(index)):
+            turns.exempted.append(rule.code)
+            continue
+        reasons.append(_matched(rule, "rules", where, match))
+
+
+def _check_final_turn(turns: _Turns, rules: Rules, opts: FilterOptions, reasons: list[dict[str, str]], quality: dict[str, Any]) -> None:
+    """The final tutor turn is the reply being graded: it must hand the thinking back to the student."""
+    hints = rules._hints
+    final = turns.messages[-1]["content"].strip()
+    asks = ends_with_question(final)
+    final_lower = final.lower()
+    green = sorted({rule.code for rule in hints.pick("green", turns.last_mask) if rule.find(final, final_lower)})
+    quality.update({"green_flags": green, "green_score": len(green), "ends_with_question": asks})
+    quality["rules"] = {"green_flags": green, "exempted": sorted(set(turns.exempted))}
+    where = _where(len(turns.messages) - 1, "assistant")
+    if opts.require_question and not asks:
+        reasons.append(_reason(
+            NO_GUIDING_QUESTION, "rules",
+            f'{where} ends with "{_snippet(final[-60:])}" instead of a question; a Socratic reply must end by asking the student something',
+        ))
+    elif opts.require_question and rules.weak_questions:
+        questions = [s for s in (turns.last_sentences if turns.last_sentences is not None else sentences(final)) if ends_with_question(s)]
+        weak_rules = hints.pick("weak", turns.last_mask)
+        weak = [q for q in questions if any(rule.regex.search(q) for rule in weak_rules)]
+        if questions and len(weak) == len(questions):
             reasons.append(_reason(
                 NO_GUIDING_QUESTION, "rules",
-                f'{where} ends with "{_snippet(final[-60:])}" instead of a question; '
-                "a Socratic reply must end by asking the student something",
+                f'{where} only asks "{_snippet(weak[-1][-60:])}", a comprehension check rather than a question that guides the student\'s next step',
             ))
-        elif opts.require_question and rules.weak_questions:
-            questions = [s for s in (last_sentences if last_sentences is not None else sentences(final))
-                         if ends_with_question(s)]
-            weak_rules = hints.pick("weak", last_mask)
-            weak = [q for q in questions if any(rule.regex.search(q) for rule in weak_rules)]
-            if questions and len(weak) == len(questions):
-                reasons.append(_reason(
-                    NO_GUIDING_QUESTION, "rules",
-                    f'{where} only asks "{_snippet(weak[-1][-60:])}", a comprehension check rather than a question '
-                    "that guides the student's next step",
-                ))
-        if len(green) < opts.min_green_score:
-            reasons.append(_reason(
-                LOW_GREEN_SCORE, "rules",
-                f"{where} matches {len(green)} guiding-move pattern(s) ({', '.join(green) or 'none'}), "
-                f"fewer than the required {opts.min_green_score}",
-            ))
+    if len(green) < opts.min_green_score:
+        reasons.append(_reason(
+            LOW_GREEN_SCORE, "rules",
+            f"{where} matches {len(green)} guiding-move pattern(s) ({', '.join(green) or 'none'}), fewer than the required {opts.min_green_score}",
+        ))
 
-    if opts.check_leakage and rules.leakage is not None and not problem:
-        reference = metadata.get("reference_answer") if isinstance(metadata, dict) else None
-        findings, leak_quality = _leakage(messages, reference if isinstance(reference, str) else None, rules, opts, context)
-        reasons.extend(findings)
-        quality["leakage"] = leak_quality
-        if rules.dialogue is not None and roles[-1] == "assistant":
-            graded = [len(messages) - 1] if opts.graded_turns == "last" else [
-                i for i, m in enumerate(messages) if m["role"] == "assistant"]
-            for index in graded:
-                for finding in dialogue_layer.check_reply(messages, index, metadata if isinstance(metadata, dict) else {},
-                                                          rules.dialogue, rules.leakage):
-                    reasons.append(_reason(finding.code, "leakage",
-                                           f'{_where(index, "assistant")}: "{_snippet(finding.quote)}" {finding.detail}'))
-    return reasons, quality
+
+def _check_dialogue(messages: list[dict[str, str]], metadata: dict, rules: Rules, opts: FilterOptions, reasons: list[dict[str, str]]) -> None:
+    """The dialogue checks of the leakage layer (false praise, answering the tutor's own question) per graded tutor turn."""
+    graded = [len(messages) - 1] if opts.graded_turns == "last" else [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    for index in graded:
+        for finding in dialogue_layer.check_reply(messages, index, metadata, rules.dialogue, rules.leakage):
+            reasons.append(_reason(finding.code, "leakage", f'{_where(index, "assistant")}: "{_snippet(finding.quote)}" {finding.detail}'))
 
 
 def _leakage(messages, reference, rules: Rules, opts: FilterOptions, context: _Context):

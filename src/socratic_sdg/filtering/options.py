@@ -11,6 +11,7 @@ from . import leakage as leakage_layer
 from .. import artifacts
 from ..errors import OptionsError
 from ..options import group, option
+from ..results import StageResult
 from .dedup import DedupOptions
 from .judge import JudgeOptions
 
@@ -122,7 +123,7 @@ class FilterOptions:
 
 
 @dataclass
-class FilterResult:
+class FilterResult(StageResult):
     """What one run did. ``reasons`` counts records per drop-reason code; a record rejected for two
     different codes counts under both, so the values may add up to more than ``rejected``.
     ``layers`` counts, per layer, the records it rejected (again, a record may count under several)."""
@@ -140,3 +141,12 @@ class FilterResult:
     @property
     def acceptance_rate(self) -> float:
         return round(self.accepted / self.total, 4) if self.total else 0.0
+
+    def metrics(self) -> dict:
+        return {"total": self.total, "accepted": self.accepted, "rejected": self.rejected, "acceptance_rate": self.acceptance_rate,
+                "reasons": self.reasons, "layers": self.layers, "seconds": round(self.seconds, 3)}
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"{self.accepted} accepted, {self.rejected} rejected of {self.total}"]
+        lines += [f"  layer {layer}: {count} rejected" for layer, count in self.layers.items()]
+        return lines + [f"  {reason}: {count}" for reason, count in sorted(self.reasons.items(), key=lambda kv: -kv[1])]

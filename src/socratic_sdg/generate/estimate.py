@@ -37,6 +37,7 @@ from .. import generate
 from ..endpoint import EndpointConfig
 from .errors import GenerateError, NothingGenerated
 from ..options import option
+from ..results import StageResult
 from .options import GenerateOptions, Shard
 from ..records import content_id, read_jsonl, write_json, write_jsonl
 from .. import artifacts
@@ -73,7 +74,7 @@ class EstimateOptions:
 
 
 @dataclass
-class EstimateResult:
+class EstimateResult(StageResult):
     target_examples: int
     basis: str  # "probe" (measured) or "assumed" (no probe)
     flow_id: str
@@ -108,6 +109,9 @@ class EstimateResult:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def metrics(self) -> dict:
+        return self.as_dict()
 
     def kfp_metrics(self) -> dict[str, float]:
         """Flat numbers (``metrics.log_metric(name, value)`` for each in a KFP component); booleans as 0/1."""

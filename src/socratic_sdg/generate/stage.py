@@ -18,6 +18,7 @@ from pathlib import Path
 
 
 from ..options import output_settings
+from ..results import StageResult
 from ..endpoint import EndpointConfig, check_model  # noqa: E402
 from ..endpoint import redact  # noqa: E402
 from .catalog import flow_fingerprint, load_diversity, load_flow, resolve_flow  # noqa: E402
@@ -40,7 +41,7 @@ PRODUCER = "generation (socratic-sdg generate, the pipeline's generate step)"
 # Row outcomes that are not errors, whatever their number: a flow's filter dropping a row, the budget.
 _NOT_ERRORS = frozenset({"filtered", "request_budget"})
 @dataclass
-class GenerateResult:
+class GenerateResult(StageResult):
     input_rows: int
     output_rows: int
     failed_rows: int
@@ -73,18 +74,6 @@ class GenerateResult:
             model=stats.pop("model"),
             stats=stats,
         )
-
-    def kfp_metrics(self) -> dict[str, float]:
-        """The numeric metrics, flat (``metrics.log_metric(name, value)`` for each in a KFP component)."""
-        flat: dict[str, float] = {}
-        for key, value in self.metrics().items():
-            if isinstance(value, bool):
-                continue
-            if isinstance(value, (int, float)):
-                flat[key] = value
-            elif isinstance(value, dict):
-                flat.update({f"{key}_{k}": v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        return flat
 
     def summary_lines(self) -> list[str]:
         """A short human summary for the CLI."""
@@ -206,6 +195,293 @@ def _refuse_unusable_input(path: Path, options: GenerateOptions) -> None:
     )
 
 
+class GenerationRun:
+    """One generation run, in three steps: :meth:`plan` (flow, input rows, checks, checkpoint; no request
+    yet), :meth:`start` (rows through the engine, each finished row appended to the checkpoint) and
+    :meth:`finish` (outputs and metrics written from the checkpoint, one row at a time)."""
+
+    def __init__(self, input_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], options: GenerateOptions,
+                 endpoint: EndpointConfig | None = None, progress: Callable[[str], None] | None = None):
+        self.started = time.monotonic()
+        self.input_path = check_chunks_file(input_path)
+        self.out = Path(output_dir)
+        self.options = options
+        self.endpoint = endpoint or EndpointConfig.from_env()
+        self.progress = progress or (lambda message: None)
+        self.counts: Counter = Counter()  # finished rows this run: done / failed, and conversations
+        self.gateway = None
+        self.tracker = None  # counts conversations that pass the filter, with target_examples
+        self.stop_reason: str | None = None
+        self.last_report = self.started
+        # The first rows (input order) this run starts, and how each ended ("running", "ok" or the failure):
+        # all failed alike, and no row succeeded anywhere, means every row would fail alike.
+        self.first_rows: dict[str, object] = {}
+        self.same_failure: str | None = None
+
+    def rows(self) -> Iterator[dict]:
+        return iter_chunk_rows(read_jsonl(self.input_path), self.options, self.diversity, self.required)
+
+    def finished(self, row: dict) -> bool:
+        from .gateway import TERMINAL_ROW_KINDS
+
+        entry = self.entries.get(row["row_id"])
+        if entry is None:
+            return False
+        return entry["status"] == "done" or entry.get("kind") in TERMINAL_ROW_KINDS or not self.options.retry_failed
+
+    # --- plan ---------------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """Everything that can be checked before the first request; opens (locks) the checkpoint."""
+        from .runner import build_steps
+
+        options = self.options
+        self.flow_path = resolve_flow_path(options)
+        self.flow = _load_flow(self.flow_path, self.endpoint, options)
+        self.flow_id = self.flow.metadata.id or options.flow_id
+        self.diversity = load_diversity(self.flow_path)
+        self.required = list(getattr(self.flow.metadata.dataset_requirements, "required_columns", None) or [])
+        first_usable = next((row for row in self.rows() if "rejected" not in row), None)
+        if first_usable is None:
+            _refuse_unusable_input(self.input_path, options)
+        _check_columns(self.flow, [first_usable] if first_usable else [], self.required)
+        self.diversity_columns = _diversity_columns(self.diversity)
+        self.steps = build_steps(self.flow, options.runtime_params)
+        self.transport = _transport(options, self.endpoint)
+        if options.check_endpoint:
+            _check_max_tokens(self.steps, check_model(self.endpoint))
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.temporary = not options.checkpoint_dir
+        self.checkpoint = Checkpoint(
+            options.checkpoint_dir or self.out / TEMP_CHECKPOINT,
+            # what each row's conversations depend on: a resumed run must have the same (it may take more rows)
+            manifest={"flow_sha": flow_fingerprint(self.flow_path), "model": self.endpoint.model, **output_settings(options, rows=False)},
+            save_freq=options.save_freq,
+            discard_mismatch=self.temporary,
+        )
+        self.entries = self.checkpoint.open()
+
+    def _count_rows(self) -> None:
+        self.total_rows = self.todo_rows = self.rejected_rows = 0
+        for row in self.rows():
+            self.total_rows += 1
+            if "rejected" in row:
+                self.rejected_rows += 1
+                continue
+            self.todo_rows += not self.finished(row)
+        self.resumed = self.total_rows - self.rejected_rows - self.todo_rows
+        if self.resumed:
+            self.progress(f"[generate] resuming from {self.checkpoint.directory}: {self.resumed} of {self.total_rows} rows already done")
+        if self.rejected_rows:
+            self.progress(f"[generate] {self.rejected_rows} of {self.total_rows} rows come from chunks that cannot be sent (wrong field types or too "
+                          f"long): recorded in {FAILED_FILE}")
+        if self.options.target_examples:
+            from .target import AcceptanceTracker
+
+            self.tracker = AcceptanceTracker(self.options.target_filter)
+            for entry in self.checkpoint.iter_entries():  # what a resumed run already has counts
+                if entry.get("status") == "done":
+                    self.tracker.add(entry["conversations"])
+
+    # --- start --------------------------------------------------------------------------------
+
+    def start(self):
+        """Run the rows not finished yet through the engine; returns its report (None when stopped)."""
+        self._count_rows()
+        self.llm_steps = sum(1 for s in self.steps if s.mode == "llm")
+        self.expected_requests = max(1, self.todo_rows * self.llm_steps)
+        try:
+            with _terminate_gracefully():
+                return _run_coroutine(self._engine)
+        except EndpointUnavailable as exc:
+            self.checkpoint.flush()
+            where = "" if self.temporary else f" (progress saved in {self.checkpoint.directory})"
+            raise EndpointUnavailable(f"{exc}{where}") from None
+        finally:
+            self.checkpoint.flush()
+
+    async def _engine(self):
+        from .gateway import LLMGateway
+        from .runner import FlowRunner, run_rows
+
+        options = self.options
+        self.gateway = LLMGateway(options.requests, self.transport, api_base=self.endpoint.api_base, on_pause=self._on_pause,
+                                  expected_requests=self.expected_requests, seed=options.seed)
+        runner = FlowRunner(self.steps, self.gateway, seed=options.seed, max_group=options.batch_size)
+        return await run_rows(runner, self._todo(), self._on_row_done, max_active_rows=max(16, 4 * options.requests.max_concurrency),
+                              should_start=self._should_start)
+
+    def _todo(self) -> Iterator[dict]:
+        for row in self.rows():
+            if "rejected" not in row and not self.finished(row):
+                if len(self.first_rows) < self.options.stop_after_same_failures:
+                    self.first_rows.setdefault(row["row_id"], "running")
+                yield row
+
+    def _should_start(self, active_rows: int) -> bool:
+        options = self.options
+        if self.tracker is not None and self.tracker.expected(active_rows) >= options.target_examples:
+            self.stop_reason = "target_examples"
+            return False
+        # a new row may need llm_steps requests, and so may each row still in the flow
+        max_requests = options.requests.max_requests
+        if max_requests and self.gateway.stats.requests + (active_rows + 1) * self.llm_steps > max_requests:
+            self.stop_reason = "max_requests"
+            return False
+        return True
+
+    def _on_pause(self, asked: float, paused: float) -> None:
+        capped = f", more than --max-retry-after {_seconds(self.options.requests.max_retry_after)}" if asked > paused else ""
+        self.progress(f"[generate] the endpoint asked to wait {_seconds(asked)} (Retry-After{capped}): no request is sent for {_seconds(paused)}")
+
+    async def _on_row_done(self, row: dict, result) -> None:
+        entry = _row_entry(row, result.outputs, result.failure, result.truncated, self.flow_id, self.endpoint.model, self.diversity_columns)
+        self.checkpoint.add(entry)
+        self.counts[entry["status"]] += 1
+        self.counts["conversations"] += len(entry.get("conversations", []))
+        if self.tracker is not None and entry["status"] == "done":
+            self.tracker.add(entry["conversations"])
+        if self.checkpoint.due():
+            await asyncio.to_thread(self.checkpoint.write, self.checkpoint.take_pending())
+        now = time.monotonic()
+        if now - self.last_report >= 5.0:
+            self.last_report = now
+            self._report_progress(now - self.started)
+        self._check_same_failure(entry)
+
+    def _report_progress(self, elapsed: float) -> None:
+        gateway, counts = self.gateway, self.counts
+        target = f", {self.tracker.accepted}/{self.options.target_examples} pass the filter" if self.tracker else ""
+        paused = gateway.paused_for()
+        pause = f", paused {_seconds(paused)} more (the endpoint asked to wait {_seconds(gateway.retry_after_asked)})" if paused > 0 else ""
+        self.progress(
+            f"[generate {counts['done'] + counts['failed']}/{self.todo_rows}] {counts['conversations']} conversations{target}, "
+            f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
+            f"{gateway.limiter.active} in flight{pause}, {elapsed:.0f}s"
+        )
+
+    def _check_same_failure(self, entry: dict) -> None:
+        from .gateway import StopRun
+
+        limit = self.options.stop_after_same_failures
+        if not limit or entry["row_id"] not in self.first_rows or self.same_failure:
+            return
+        failed = entry["status"] == "failed" and entry["kind"] not in _NOT_ERRORS | {"context_length"}  # row-specific by nature
+        # the same way: the same kind and message, numbers aside (lengths, counts, ids vary by row)
+        self.first_rows[entry["row_id"]] = (entry["kind"], re.sub(r"\d+", "#", entry["reason"])) if failed else "ok"
+        outcomes = list(self.first_rows.values())
+        if len(outcomes) < limit or self.counts["done"] or not all(isinstance(o, tuple) for o in outcomes) or len(set(outcomes)) != 1:
+            return
+        self.same_failure = f"the first {limit} rows all failed the same way ({entry['kind']}: {entry['reason']})"
+        self.stop_reason = "same_failure"
+        self.progress(f"[generate] stopped: {self.same_failure}; no other row is started, since each would fail alike")
+        raise StopRun(self.same_failure)
+
+    # --- finish -------------------------------------------------------------------------------
+
+    def finish(self, report) -> GenerateResult:
+        """Write conversations.jsonl, failed.jsonl and generate_metrics.json (one set) from the checkpoint."""
+        stopped_early = self.stop_reason if report and report.stopped_early and self.stop_reason else None
+        output_rows = failed_rows = not_started = 0
+        seen_ids: set[str] = set()
+        rows_failed_by_kind: Counter = Counter()
+        with AtomicFileSet(self.out, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
+            conversations_out, failed_out = files[CONVERSATIONS_FILE], files[FAILED_FILE]
+            for row in self.rows():
+                if "rejected" in row:  # never sent
+                    entry = {"status": "failed", **row["rejected"], "block": ""}
+                else:
+                    entry = self.entries.get(row["row_id"])
+                if entry is None and stopped_early:
+                    not_started += 1  # never started (or cancelled): the run stopped first
+                    continue
+                if entry is None:  # cannot happen after a complete run; never lose a row silently
+                    entry = {"status": "failed", "kind": "not_run", "reason": "the row was not processed", "block": ""}
+                if entry["status"] == "done":
+                    for conversation in self.checkpoint.read_entry(row["row_id"])["conversations"]:
+                        if conversation["id"] not in seen_ids:
+                            seen_ids.add(conversation["id"])
+                            conversations_out.write(dumps(conversation) + "\n")
+                            output_rows += 1
+                else:
+                    failed_rows += 1
+                    rows_failed_by_kind[entry["kind"]] += 1
+                    failed = {"row_id": row["row_id"], "chunk_id": row["chunk_id"], "sample_index": row["sample_index"], "kind": entry["kind"],
+                              "reason": redact(entry["reason"]), "block": entry.get("block", "")}
+                    failed_out.write(dumps(failed) + "\n")
+            result = self._result(report, output_rows, failed_rows, not_started, stopped_early, rows_failed_by_kind)
+            _write_metrics(files[METRICS_FILE], result.metrics())
+        self._report_end(result, stopped_early, not_started)
+        self.nothing_generated = self._nothing_generated(output_rows, failed_rows, rows_failed_by_kind)
+        return result
+
+    def _result(self, report, output_rows: int, failed_rows: int, not_started: int, stopped_early: str | None,
+                rows_failed_by_kind: Counter) -> GenerateResult:
+        options = self.options
+        request_stats = self.gateway.stats.as_dict() if self.gateway else {}
+        wall = time.monotonic() - self.started
+        engine_seconds = report.wall_seconds if report else 0.0
+        stats = {
+            "rows_done": self.total_rows - failed_rows - not_started,
+            "rows_resumed": self.resumed,
+            "rows_generated_this_run": self.counts["done"] + self.counts["failed"],
+            "rows_failed_by_kind": dict(sorted(rows_failed_by_kind.items())),
+            "rows_rejected": self.rejected_rows,
+            "rows_not_started": not_started,
+            "stopped_early": stopped_early,
+            "target_examples": options.target_examples,
+            "max_requests": options.requests.max_requests,
+            "prefilter_accepted": self.tracker.accepted if self.tracker else None,
+            **request_stats,
+            "max_concurrency": options.requests.max_concurrency,
+            "num_shards": options.shard.num_shards,
+            "rows_per_block_call": round(report.rows_per_block_call, 2) if report else 0.0,
+            "generation_seconds": round(engine_seconds, 3),
+            "requests_per_second": round(request_stats.get("requests", 0) / engine_seconds, 3) if engine_seconds > 0 else 0.0,
+            "mean_in_flight": round(report.mean_in_flight, 3) if report else 0.0,
+            "max_in_flight": report.max_in_flight if report else 0,
+            "wall_time_seconds": round(wall, 3),
+            "checkpoint_dir": None if self.temporary else str(self.checkpoint.directory),
+        }
+        return GenerateResult(input_rows=self.total_rows, output_rows=output_rows, failed_rows=failed_rows, execution_time_seconds=wall,
+                              flow_id=self.flow_id, model=self.endpoint.model, stats=stats)
+
+    def _report_end(self, result: GenerateResult, stopped_early: str | None, not_started: int) -> None:
+        total = self.total_rows
+        self.progress(
+            f"[generate {total}/{total}] {result.output_rows} conversations, {result.failed_rows} failed, "
+            + (f"{not_started} not started ({stopped_early} reached), " if stopped_early and stopped_early != "same_failure" else "")
+            + (f"{not_started} not started or cancelled (stopped: the first rows all failed alike), " if stopped_early == "same_failure" else "")
+            + f"{result.stats['requests_per_second']:.1f} req/s, {result.execution_time_seconds:.0f}s"
+        )
+
+    def _nothing_generated(self, output_rows: int, failed_rows: int, rows_failed_by_kind: Counter) -> str | None:
+        """Why the run made nothing (rows failed and none gave a conversation), or None."""
+        error_rows = sum(n for kind, n in rows_failed_by_kind.items() if kind not in _NOT_ERRORS)
+        if output_rows or not error_rows:
+            return None
+        where = self.out / FAILED_FILE
+        if self.same_failure:
+            return f"no conversation from {self.input_path}: {self.same_failure}, so the run stopped; fix that (the rows are in {where}) and run again"
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(rows_failed_by_kind.items()))
+        return f"no conversation from {self.input_path}: all {failed_rows} rows failed ({kinds}); fix the cause given in {where} and run again"
+
+    def execute(self) -> GenerateResult:
+        self.plan()
+        try:
+            result = self.finish(self.start())
+        except BaseException:
+            self.checkpoint.close()
+            raise
+        if self.temporary:
+            self.checkpoint.remove()
+        else:
+            self.checkpoint.close()
+        if self.nothing_generated:
+            raise NothingGenerated(self.nothing_generated, result)
+        return result
+
+
 def run(
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -220,263 +496,7 @@ def run(
     Raises :class:`NothingGenerated` (after writing the outputs) when rows failed and none produced
     a conversation.
     """
-    from .gateway import TERMINAL_ROW_KINDS, LLMGateway, StopRun
-    from .runner import FlowRunner, build_steps, run_rows
-
-    started = time.monotonic()
-    input_path = check_chunks_file(input_path)
-    endpoint = endpoint or EndpointConfig.from_env()
-    flow_path = resolve_flow_path(options)
-    flow = _load_flow(flow_path, endpoint, options)
-    flow_id = flow.metadata.id or options.flow_id
-    diversity = load_diversity(flow_path)
-    required = list(getattr(flow.metadata.dataset_requirements, "required_columns", None) or [])
-
-    def rows() -> Iterator[dict]:
-        return iter_chunk_rows(read_jsonl(input_path), options, diversity, required)
-
-    first_usable = next((row for row in rows() if "rejected" not in row), None)
-    if first_usable is None:
-        _refuse_unusable_input(input_path, options)
-    _check_columns(flow, [first_usable] if first_usable else [], required)
-    diversity_columns = _diversity_columns(diversity)
-    steps = build_steps(flow, options.runtime_params)
-    transport = _transport(options, endpoint)
-    if options.check_endpoint:
-        _check_max_tokens(steps, check_model(endpoint))
-
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    temporary = not options.checkpoint_dir
-    checkpoint = Checkpoint(
-        options.checkpoint_dir or out / TEMP_CHECKPOINT,
-        # what each row's conversations depend on: a resumed run must have the same (it may take more rows)
-        manifest={"flow_sha": flow_fingerprint(flow_path), "model": endpoint.model, **output_settings(options, rows=False)},
-        save_freq=options.save_freq,
-        discard_mismatch=temporary,
-    )
-    entries = checkpoint.open()
-    nothing_generated: str | None = None
-    try:
-        def finished(row: dict) -> bool:
-            entry = entries.get(row["row_id"])
-            if entry is None:
-                return False
-            return entry["status"] == "done" or entry.get("kind") in TERMINAL_ROW_KINDS or not options.retry_failed
-
-        total_rows = todo_rows = rejected_rows = 0
-        for row in rows():
-            total_rows += 1
-            if "rejected" in row:
-                rejected_rows += 1
-                continue
-            todo_rows += not finished(row)
-        resumed = total_rows - rejected_rows - todo_rows
-        if progress and resumed:
-            progress(f"[generate] resuming from {checkpoint.directory}: {resumed} of {total_rows} rows already done")
-        if progress and rejected_rows:
-            progress(f"[generate] {rejected_rows} of {total_rows} rows come from chunks that cannot be sent (wrong field types or too long): recorded in "
-                     f"{FAILED_FILE}")
-
-        tracker = None
-        if options.target_examples:
-            from .target import AcceptanceTracker
-
-            tracker = AcceptanceTracker(options.target_filter)
-            for entry in checkpoint.iter_entries():  # what a resumed run already has counts
-                if entry.get("status") == "done":
-                    tracker.add(entry["conversations"])
-
-        llm_steps = sum(1 for s in steps if s.mode == "llm")
-        expected_requests = max(1, todo_rows * llm_steps)
-        counts = Counter()
-        gateway_box: dict = {}
-        stop_reason: list[str] = []
-        last_report = [time.monotonic()]
-        # The first rows (input order) this run starts, and how each ended ("running", "ok" or the failure):
-        # all failed alike, and no row succeeded anywhere, means every row would fail alike.
-        first_rows: dict[str, object] = {}
-        same_failure: list[str] = []
-
-        def should_start(active_rows: int) -> bool:
-            gateway = gateway_box["gateway"]
-            if tracker is not None and tracker.expected(active_rows) >= options.target_examples:
-                stop_reason[:] = ["target_examples"]
-                return False
-            # a new row may need llm_steps requests, and so may each row still in the flow
-            if options.requests.max_requests and gateway.stats.requests + (active_rows + 1) * llm_steps > options.requests.max_requests:
-                stop_reason[:] = ["max_requests"]
-                return False
-            return True
-
-        def on_pause(asked: float, paused: float) -> None:
-            if progress:
-                capped = f", more than --max-retry-after {_seconds(options.requests.max_retry_after)}" if asked > paused else ""
-                progress(f"[generate] the endpoint asked to wait {_seconds(asked)} (Retry-After{capped}): no request is sent for {_seconds(paused)}")
-
-        def check_same_failure(entry: dict) -> None:
-            limit = options.stop_after_same_failures
-            if not limit or entry["row_id"] not in first_rows or same_failure:
-                return
-            failed = entry["status"] == "failed" and entry["kind"] not in _NOT_ERRORS | {"context_length"}  # row-specific by nature
-            # the same way: the same kind and message, numbers aside (lengths, counts, ids vary by row)
-            first_rows[entry["row_id"]] = (entry["kind"], re.sub(r"\d+", "#", entry["reason"])) if failed else "ok"
-            outcomes = list(first_rows.values())
-            if len(outcomes) < limit or counts["done"] or not all(isinstance(o, tuple) for o in outcomes) or len(set(outcomes)) != 1:
-                return
-            same_failure.append(f"the first {limit} rows all failed the same way ({entry['kind']}: {entry['reason']})")
-            stop_reason[:] = ["same_failure"]
-            if progress:
-                progress(f"[generate] stopped: {same_failure[0]}; no other row is started, since each would fail alike")
-            raise StopRun(same_failure[0])
-
-        async def main():
-            gateway = LLMGateway(options.requests, transport, api_base=endpoint.api_base, on_pause=on_pause,
-                                 expected_requests=expected_requests, seed=options.seed)
-            gateway_box["gateway"] = gateway
-            runner = FlowRunner(steps, gateway, seed=options.seed, max_group=options.batch_size)
-
-            async def on_row_done(row: dict, result) -> None:
-                entry = _row_entry(row, result.outputs, result.failure, result.truncated, flow_id, endpoint.model, diversity_columns)
-                checkpoint.add(entry)
-                counts[entry["status"]] += 1
-                counts["conversations"] += len(entry.get("conversations", []))
-                if tracker is not None and entry["status"] == "done":
-                    tracker.add(entry["conversations"])
-                if checkpoint.due():
-                    await asyncio.to_thread(checkpoint.write, checkpoint.take_pending())
-                now = time.monotonic()
-                if progress and now - last_report[0] >= 5.0:
-                    last_report[0] = now
-                    elapsed = now - started
-                    target = f", {tracker.accepted}/{options.target_examples} pass the filter" if tracker else ""
-                    paused = gateway.paused_for()
-                    pause = f", paused {_seconds(paused)} more (the endpoint asked to wait {_seconds(gateway.retry_after_asked)})" if paused > 0 else ""
-                    progress(
-                        f"[generate {counts['done'] + counts['failed']}/{todo_rows}] {counts['conversations']} conversations{target}, "
-                        f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
-                        f"{gateway.limiter.active} in flight{pause}, {elapsed:.0f}s"
-                    )
-                check_same_failure(entry)
-
-            def todo() -> Iterator[dict]:
-                for row in rows():
-                    if "rejected" not in row and not finished(row):
-                        if len(first_rows) < options.stop_after_same_failures:
-                            first_rows.setdefault(row["row_id"], "running")
-                        yield row
-
-
-            return await run_rows(runner, todo(), on_row_done, max_active_rows=max(16, 4 * options.requests.max_concurrency), should_start=should_start)
-
-        try:
-            with _terminate_gracefully():
-                report = _run_coroutine(main)
-        except EndpointUnavailable as exc:
-            checkpoint.flush()
-            where = "" if temporary else f" (progress saved in {checkpoint.directory})"
-            raise EndpointUnavailable(f"{exc}{where}") from None
-        checkpoint.flush()
-
-        stopped_early = stop_reason[0] if report and report.stopped_early and stop_reason else None
-        output_rows = failed_rows = not_started = 0
-        seen_ids: set[str] = set()
-        rows_failed_by_kind: Counter = Counter()
-        with AtomicFileSet(out, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
-            conversations_out, failed_out = files[CONVERSATIONS_FILE], files[FAILED_FILE]
-            for row in rows():
-                if "rejected" in row:  # never sent
-                    entry = {"status": "failed", **row["rejected"], "block": ""}
-                else:
-                    entry = entries.get(row["row_id"])
-                if entry is None and stopped_early:
-                    not_started += 1  # never started (or cancelled): the run stopped first
-                    continue
-                if entry is None:  # cannot happen after a complete run; never lose a row silently
-                    entry = {"status": "failed", "kind": "not_run", "reason": "the row was not processed", "block": ""}
-                if entry["status"] == "done":
-                    for conversation in checkpoint.read_entry(row["row_id"])["conversations"]:
-                        if conversation["id"] not in seen_ids:
-                            seen_ids.add(conversation["id"])
-                            conversations_out.write(dumps(conversation) + "\n")
-                            output_rows += 1
-                else:
-                    failed_rows += 1
-                    rows_failed_by_kind[entry["kind"]] += 1
-                    failed = {
-                        "row_id": row["row_id"],
-                        "chunk_id": row["chunk_id"],
-                        "sample_index": row["sample_index"],
-                        "kind": entry["kind"],
-                        "reason": redact(entry["reason"]),
-                        "block": entry.get("block", ""),
-                    }
-                    failed_out.write(dumps(failed) + "\n")
-
-            gateway = gateway_box.get("gateway")
-            request_stats = gateway.stats.as_dict() if gateway else {}
-            wall = time.monotonic() - started
-            engine_seconds = report.wall_seconds if report else 0.0
-            stats = {
-                "rows_done": total_rows - failed_rows - not_started,
-                "rows_resumed": resumed,
-                "rows_generated_this_run": counts["done"] + counts["failed"],
-                "rows_failed_by_kind": dict(sorted(rows_failed_by_kind.items())),
-                "rows_rejected": rejected_rows,
-                "rows_not_started": not_started,
-                "stopped_early": stopped_early,
-                "target_examples": options.target_examples,
-                "max_requests": options.requests.max_requests,
-                "prefilter_accepted": tracker.accepted if tracker else None,
-                **request_stats,
-                "max_concurrency": options.requests.max_concurrency,
-                "num_shards": options.shard.num_shards,
-                "rows_per_block_call": round(report.rows_per_block_call, 2) if report else 0.0,
-                "generation_seconds": round(engine_seconds, 3),
-                "requests_per_second": round(request_stats.get("requests", 0) / engine_seconds, 3) if engine_seconds > 0 else 0.0,
-                "mean_in_flight": round(report.mean_in_flight, 3) if report else 0.0,
-                "max_in_flight": report.max_in_flight if report else 0,
-                "wall_time_seconds": round(wall, 3),
-                "checkpoint_dir": None if temporary else str(checkpoint.directory),
-            }
-            result = GenerateResult(
-                input_rows=total_rows,
-                output_rows=output_rows,
-                failed_rows=failed_rows,
-                execution_time_seconds=wall,
-                flow_id=flow_id,
-                model=endpoint.model,
-                stats=stats,
-            )
-            _write_metrics(files[METRICS_FILE], result.metrics())
-        if progress:
-            progress(
-                f"[generate {total_rows}/{total_rows}] {output_rows} conversations, {failed_rows} failed, "
-                + (f"{not_started} not started ({stopped_early} reached), " if stopped_early and stopped_early != "same_failure" else "")
-                + (f"{not_started} not started or cancelled (stopped: the first rows all failed alike), " if stopped_early == "same_failure" else "")
-                + f"{stats['requests_per_second']:.1f} req/s, {wall:.0f}s"
-            )
-        error_rows = sum(n for kind, n in rows_failed_by_kind.items() if kind not in _NOT_ERRORS)
-        if not output_rows and error_rows:
-            where = out / FAILED_FILE
-            if same_failure:
-                nothing_generated = (
-                    f"no conversation from {input_path}: {same_failure[0]}, so the run stopped; fix that (the rows are in {where}) and run "
-                    "again"
-                )
-            else:
-                kinds = ", ".join(f"{k} {v}" for k, v in sorted(rows_failed_by_kind.items()))
-                nothing_generated = f"no conversation from {input_path}: all {failed_rows} rows failed ({kinds}); fix the cause given in {where} and run again"
-    except BaseException:
-        checkpoint.close()
-        raise
-    if temporary:
-        checkpoint.remove()
-    else:
-        checkpoint.close()
-    if nothing_generated:
-        raise NothingGenerated(nothing_generated, result)
-    return result
+    return GenerationRun(input_path, output_dir, options, endpoint, progress).execute()
 
 
 def _write_metrics(handle, metrics: dict) -> None:
