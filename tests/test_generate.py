@@ -8,25 +8,16 @@ from socratic_sdg.endpoint import EndpointConfig, EndpointError, check
 from socratic_sdg.records import read_jsonl, write_jsonl
 from socratic_sdg.generate import RequestPolicy
 from socratic_sdg.options import from_params
+from functools import partial
+from socratic_sdg.testing.generation import gradient_chunks, fake_endpoint
 
 
-def _chunks(n: int) -> list[dict]:
-    return [
-        {
-            "chunk_id": f"chunk-{i}",
-            "doc_id": "doc",
-            "source": "calc.pdf",
-            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
-            "headings": ["Gradients"],
-            "pages": [1],
-        }
-        for i in range(n)
-    ]
 
 
-def _endpoint(server: FakeOpenAI) -> EndpointConfig:
-    return EndpointConfig(api_base=server.api_base, model="fake-model", api_key="secret-key")
 
+
+_chunks = partial(gradient_chunks, pages=[1])
+_endpoint = partial(fake_endpoint, api_key="secret-key")
 
 def test_conversations_from_chunks_through_the_socratic_flow(fake_llm, tmp_path):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(5))

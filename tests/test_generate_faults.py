@@ -15,33 +15,21 @@ from socratic_sdg.generate.errors import EndpointUnavailable
 from socratic_sdg.records import read_jsonl, write_jsonl
 from socratic_sdg.errors import OptionsError
 from socratic_sdg.generate import RequestPolicy
+from functools import partial
+from socratic_sdg.testing.generation import fake_endpoint, gradient_chunks, read_outputs, write_question_flow
 
 FAST = RequestPolicy(retry_backoff=0.02, request_timeout=0.6)
 
 
-def _chunks(n: int) -> list[dict]:
-    return [
-        {
-            "chunk_id": f"chunk-{i}",
-            "doc_id": "doc",
-            "source": "calc.pdf",
-            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
-            "headings": ["Gradients"],
-        }
-        for i in range(n)
-    ]
 
 
-def _endpoint(server: FakeOpenAI) -> EndpointConfig:
-    return EndpointConfig(api_base=server.api_base, model="fake-model", api_key="k")
 
 
-def _outputs(out):
-    conversations = list(read_jsonl(out / "conversations.jsonl"))
-    failed = list(read_jsonl(out / "failed.jsonl"))
-    metrics = json.loads((out / "generate_metrics.json").read_text())
-    return conversations, failed, metrics
 
+
+_chunks = gradient_chunks
+_endpoint = partial(fake_endpoint, api_key="k")
+_outputs = read_outputs
 
 def _accounted_once(rows: int, conversations: list[dict], failed: list[dict]) -> None:
     ids = [c["id"] for c in conversations]
@@ -168,31 +156,10 @@ def test_requests_in_flight_never_exceed_max_concurrency_and_stay_near_it(tmp_pa
 
 
 def test_a_flow_filter_that_drops_rows_is_not_an_error(tmp_path):
-    flow = tmp_path / "flow" / "flow.yaml"
-    flow.parent.mkdir()
-    (flow.parent / "prompts").mkdir()
-    (flow.parent / "prompts" / "q.yaml").write_text("- role: user\n  content: 'Ask about: {{document}}'\n")
-    flow.write_text(
-        """
-metadata:
-  id: filter-test
-  name: Filter test
-  dataset_requirements: {required_columns: [document]}
-blocks:
-  - block_type: PromptBuilderBlock
-    block_config: {block_name: q_prompt, input_cols: [document], output_cols: q_prompt, prompt_config_path: prompts/q.yaml, format_as_messages: true}
-  - block_type: LLMChatBlock
-    block_config: {block_name: gen_q, input_cols: q_prompt, output_cols: raw_q, max_tokens: 50, async_mode: true}
-  - block_type: LLMResponseExtractorBlock
-    block_config: {block_name: ex_q, input_cols: raw_q, extract_content: true, field_prefix: q_}
-  - block_type: RenameColumnsBlock
-    block_config: {block_name: name_q, input_cols: {q_content: question}}
-  - block_type: ColumnValueFilterBlock
+    keep_even = """  - block_type: ColumnValueFilterBlock
     block_config: {block_name: keep_even, input_cols: [document], filter_value: ["Section 0: x", "Section 2: x"], operation: contains}
-  - block_type: DuplicateColumnsBlock
-    block_config: {block_name: answer_is_question, input_cols: {question: response}}
 """
-    )
+    flow = write_question_flow(tmp_path / "flow", "filter-test", "Ask about: {{document}}", before_response=keep_even)
     chunks = [{"chunk_id": f"c{i}", "text": f"Section {i}: x"} for i in range(4)]
     write_jsonl(tmp_path / "chunks.jsonl", chunks)
     with FakeOpenAI() as server:

@@ -6,33 +6,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from socratic_sdg.testing.fake_openai import QUESTIONS, REFERENCE, STUDENT, STUDENT_ATTEMPT, STUDENT_FRUSTRATED, TUTOR, TUTOR_FOLLOWUP, FakeOpenAI
+from socratic_sdg.testing.fake_openai import QUESTIONS, REFERENCE, STUDENT, STUDENT_ATTEMPT, STUDENT_FRUSTRATED, TUTOR, TUTOR_FOLLOWUP
 
 from socratic_sdg.generate import catalog as flow_catalog
 from socratic_sdg import generate
-from socratic_sdg.endpoint import EndpointConfig
 from socratic_sdg.records import read_jsonl, write_jsonl
 from socratic_sdg.generate import RequestPolicy
+from functools import partial
+from socratic_sdg.testing.generation import fake_endpoint, gradient_chunks, write_question_flow
 
 FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
 
 
-def _chunks(n: int) -> list[dict]:
-    return [
-        {
-            "chunk_id": f"chunk-{i}",
-            "doc_id": "doc",
-            "source": "calc.pdf",
-            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
-            "headings": ["Calculus", "Gradients"],
-        }
-        for i in range(n)
-    ]
 
 
-def _endpoint(server: FakeOpenAI) -> EndpointConfig:
-    return EndpointConfig(api_base=server.api_base, model="fake-model")
 
+
+_chunks = partial(gradient_chunks, headings=["Calculus", "Gradients"])
+_endpoint = fake_endpoint
 
 def test_multi_turn_flow_builds_three_exchanges_with_a_hidden_reference(tmp_path, fake_llm):
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(2))
@@ -136,29 +127,8 @@ def test_an_sdg_hub_registry_flow_runs_with_chunks_mapped_onto_its_columns(tmp_p
 
 
 def _custom_flow(tmp_path, required: str) -> str:
-    folder = tmp_path / "custom"
-    (folder / "prompts").mkdir(parents=True)
-    (folder / "prompts" / "p.yaml").write_text("- role: user\n  content: 'Rubric {{rubric}}. Ask about: {{document}}'\n")
-    (folder / "flow.yaml").write_text(
-        f"""
-metadata:
-  id: custom-rubric
-  name: Custom rubric flow
-  dataset_requirements: {{required_columns: [{required}]}}
-blocks:
-  - block_type: PromptBuilderBlock
-    block_config: {{block_name: p, input_cols: [document, rubric], output_cols: p_prompt, prompt_config_path: prompts/p.yaml, format_as_messages: true}}
-  - block_type: LLMChatBlock
-    block_config: {{block_name: gen_question, input_cols: p_prompt, output_cols: raw, max_tokens: 40, async_mode: true}}
-  - block_type: LLMResponseExtractorBlock
-    block_config: {{block_name: ex, input_cols: raw, extract_content: true, field_prefix: q_}}
-  - block_type: RenameColumnsBlock
-    block_config: {{block_name: rn, input_cols: {{q_content: question}}}}
-  - block_type: DuplicateColumnsBlock
-    block_config: {{block_name: dup, input_cols: {{question: response}}}}
-"""
-    )
-    return str(folder / "flow.yaml")
+    return write_question_flow(tmp_path / "custom", "custom-rubric", "Rubric {{rubric}}. Ask about: {{document}}", required=required,
+                               input_cols="document, rubric")
 
 
 def test_a_column_the_stage_cannot_fill_is_named_and_can_be_given(tmp_path, fake_llm):
@@ -228,7 +198,7 @@ def test_a_flow_yaml_without_id_is_used_as_is_and_never_rewritten(tmp_path, fake
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(1))
     options = generate.GenerateOptions(flow_yaml_path=flow, columns={"rubric": "r"}, requests=FAST)
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
-    assert result.output_rows == 1 and result.flow_id == get_flow_identifier("Custom rubric flow")
+    assert result.output_rows == 1 and result.flow_id == get_flow_identifier("custom-rubric (test flow)")
     assert open(flow).read() == text
 
 
@@ -416,29 +386,7 @@ def test_a_prompt_variable_typo_is_named_before_the_first_request(tmp_path, fake
 
 
 def _one_prompt_flow(tmp_path, content: str) -> str:
-    folder = tmp_path / "evil"
-    (folder / "prompts").mkdir(parents=True)
-    (folder / "prompts" / "p.yaml").write_text(yaml.safe_dump([{"role": "user", "content": content}]))
-    (folder / "flow.yaml").write_text(
-        """
-metadata:
-  id: evil-flow
-  name: Evil flow
-  dataset_requirements: {required_columns: [document]}
-blocks:
-  - block_type: PromptBuilderBlock
-    block_config: {block_name: p, input_cols: [document], output_cols: p_prompt, prompt_config_path: prompts/p.yaml, format_as_messages: true}
-  - block_type: LLMChatBlock
-    block_config: {block_name: gen_question, input_cols: p_prompt, output_cols: raw, max_tokens: 40, async_mode: true}
-  - block_type: LLMResponseExtractorBlock
-    block_config: {block_name: ex, input_cols: raw, extract_content: true, field_prefix: q_}
-  - block_type: RenameColumnsBlock
-    block_config: {block_name: rn, input_cols: {q_content: question}}
-  - block_type: DuplicateColumnsBlock
-    block_config: {block_name: dup, input_cols: {question: response}}
-"""
-    )
-    return str(folder / "flow.yaml")
+    return write_question_flow(tmp_path / "evil", "evil-flow", content)
 
 
 def test_a_flow_prompt_cannot_run_code_in_the_task(tmp_path, fake_llm):

@@ -14,11 +14,11 @@ import pytest
 from socratic_sdg.testing.fake_openai import FakeOpenAI
 
 from socratic_sdg import generate
-from socratic_sdg.endpoint import EndpointConfig
 from socratic_sdg.generate import RequestPolicy
 from socratic_sdg.generate.checkpoint import ROWS, Checkpoint
 from socratic_sdg.options import from_params
 from socratic_sdg.records import read_jsonl, write_jsonl
+from socratic_sdg.testing.generation import gradient_chunks, fake_endpoint
 
 FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
 
@@ -33,22 +33,12 @@ generate.run(args["input"], args["output"], options, EndpointConfig(api_base=arg
 """
 
 
-def _chunks(n: int, start: int = 0) -> list[dict]:
-    return [
-        {
-            "chunk_id": f"chunk-{i}",
-            "doc_id": "doc",
-            "source": "calc.pdf",
-            "text": f"Section {i}: the gradient of f(x, y) = x^2 + y^2 is (2x, 2y).",
-            "headings": ["Gradients"],
-        }
-        for i in range(start, start + n)
-    ]
 
 
-def _endpoint(server: FakeOpenAI) -> EndpointConfig:
-    return EndpointConfig(api_base=server.api_base, model="fake-model")
 
+
+_chunks = gradient_chunks
+_endpoint = fake_endpoint
 
 def _done_lines(path) -> list[dict]:
     entries = []

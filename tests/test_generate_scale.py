@@ -10,15 +10,17 @@ import pytest
 from socratic_sdg.testing.fake_openai import TUTOR, FakeOpenAI
 
 from socratic_sdg import generate
-from socratic_sdg.endpoint import EndpointConfig
 from socratic_sdg.filtering import FilterOptions
 from socratic_sdg.generate.checkpoint import Checkpoint
 from socratic_sdg.records import read_jsonl, write_jsonl
 from socratic_sdg.generate import RequestPolicy
+from socratic_sdg.testing.generation import fake_endpoint
 
 FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
 NO_DEDUP = FilterOptions(dedup=False)  # the fake server gives every row the same tutor reply
 
+
+_endpoint = fake_endpoint
 
 def _chunks(n: int) -> list[dict]:
     return [
@@ -51,8 +53,6 @@ class HalfLeakingTutor(FakeOpenAI):
         return reply
 
 
-def _endpoint(server: FakeOpenAI) -> EndpointConfig:
-    return EndpointConfig(api_base=server.api_base, model="fake-model")
 
 
 def _ids(folder, name="conversations.jsonl") -> list[str]:
