@@ -73,6 +73,16 @@ def test_every_root_parameter_has_a_description_and_a_stage_prefix(compiled):
     assert not [n for n in parameters if secret_like.search(n)], "secrets must come from a Secret, never a parameter"
 
 
+
+def test_every_parameter_on_the_form_reaches_a_task(compiled):
+    """The form is data and tasks take their values by name (form.given): a parameter no task reads
+    (a typo, a renamed component input) would sit on the dashboard and do nothing."""
+    text = compiled[0].read_text()
+    spec = compiled[1][0]
+    for name in spec["root"]["inputDefinitions"]["parameters"]:
+        assert f"componentInputParameter: {name}\n" in text, f"no task reads the pipeline parameter {name}"
+
+
 def _root_parameter(spec: dict, name: str) -> str:
     """The root parameter a task input resolves to (through ParallelFor's pipelinechannel inputs)."""
     if not name.startswith("pipelinechannel--"):
