@@ -247,6 +247,12 @@ def test_accepted_records_carry_the_targets(tmp_path: Path) -> None:
     assert second["metadata"]["quality"]["leakage"]["skipped"] == "the tutor only repeats the student's numbers"
 
 
+
+def _readable(messages) -> bool:
+    """A non-empty list of {role, content} strings (the evaluation sets hold malformed records on purpose)."""
+    return isinstance(messages, list) and bool(messages) and all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and isinstance(m.get("role"), str) for m in messages)
+
 def test_innocent_shortcut_never_changes_a_decision(rules) -> None:
     """The cheap shortcut (skip turns that only repeat the student's numbers) must agree with the
     full analysis on every record of the evaluation sets and on synthetic records."""
@@ -255,8 +261,7 @@ def test_innocent_shortcut_never_changes_a_decision(rules) -> None:
     taken = 0
     for rec in records:
         messages = rec["messages"]
-        if not (isinstance(messages, list) and messages and all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                                                                  and isinstance(m.get("role"), str) for m in messages)):
+        if not _readable(messages):
             continue
         if not leakage.innocent(messages):
             continue
@@ -316,8 +321,7 @@ def test_tutor_turn_precheck_never_hides_a_leak(rules, monkeypatch) -> None:
     skipped = 0
     for rec in records:
         messages = rec["messages"]
-        if not (isinstance(messages, list) and messages and all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                                                                  for m in messages)):
+        if not _readable(messages):
             continue
         targets, _ = leakage.targets_for(messages, (rec.get("metadata") or {}).get("reference_answer"), rules.leakage)
         state = leakage.StudentState(rules.leakage)

@@ -28,6 +28,10 @@ EXPORT_METRICS_FILE = "export_metrics.json"
 SPLIT_FILES = (TRAIN_FILE, VALIDATION_FILE)
 SUMMARY_FILE = "summary.json"
 
+# The outputs a stage writes as one set (records.AtomicFileSet): readers refuse a set left half-replaced.
+GENERATE_OUTPUTS = (CONVERSATIONS_FILE, GENERATE_FAILED_FILE, GENERATE_METRICS_FILE)
+FILTER_OUTPUTS = (ACCEPTED_FILE, REJECTED_FILE, FILTER_METRICS_FILE)
+
 # What convert and chunk write into their folders: no per-document output may take these names.
 CONVERT_STAGE_FILES = (DOCUMENTS_FILE, CONVERT_FAILURES_FILE, CONVERT_METRICS_FILE, ".cache", CHUNKS_FILE,
                        CHUNKS_DROPPED_FILE, CHUNK_METRICS_FILE)

@@ -20,11 +20,10 @@ are dropped with a reason in ``chunks_dropped.jsonl``.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from .records import content_id, read_jsonl, write_json, write_jsonl
 from .errors import SocraticSdgError
 from . import artifacts
 from .options import option
-from .results import StageResult
+from .results import PathLike, Progress, StageResult
 
 METHODS = ("structure", "hybrid", "hierarchical")
 
@@ -354,12 +353,7 @@ def _first_error(exc: Exception) -> str:
     return " ".join(str(exc).split())[:160]
 
 
-def run(
-    input_dir: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
-    options: ChunkOptions = ChunkOptions(),
-    progress: Callable[[str], None] | None = None,
-) -> ChunkResult:
+def run(input_dir: PathLike, output_path: PathLike, options: ChunkOptions = ChunkOptions(), progress: Progress | None = None) -> ChunkResult:
     """Chunk every document listed in ``input_dir/documents.jsonl`` (the convert stage's output).
 
     Writes ``output_path`` (chunks.jsonl), and beside it ``chunks_dropped.jsonl`` and

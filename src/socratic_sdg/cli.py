@@ -246,26 +246,7 @@ def cmd_compile(args) -> int:
 def cmd_submit(args) -> int:
     from .deploy import submit
 
-    options = submit.SubmitOptions(
-        namespace=args.namespace,
-        dspa=args.dspa,
-        host=args.host,
-        token=args.token,
-        context=args.context,
-        pipeline_file=args.pipeline_file,
-        compile=args.compile,
-        pipeline_name=args.pipeline_name,
-        version_name=args.version_name,
-        experiment=args.experiment,
-        run_name=args.run_name,
-        params=submit.parse_param_flags(args.param),
-        params_file=args.params_file,
-        isvc=args.isvc,
-        ca_bundle=args.ca_bundle,
-        insecure_skip_tls_verify=args.insecure_skip_tls_verify,
-        dashboard_url=args.dashboard_url,
-        dry_run=args.dry_run,
-    )
+    options = from_args(submit.SubmitOptions, args)
     result = submit.submit(options, progress=_say)
     if result.run_id:
         _say(f"run: {result.run_url}")
@@ -437,30 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
         socratic-sdg submit --compile --param convert_pipeline=native         # compile now (SOCRATIC_SDG_IMAGE=... to use your image)
         kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 &          # standalone KFP (kind): no login needed
         socratic-sdg submit --host http://localhost:8080 --param generate_max_chunks=8""")
-    p.add_argument("-n", "--namespace", help="project of the pipeline server (default: the current `oc project`)")
-    p.add_argument("--dspa", default="dspa", help="pipeline server (DataSciencePipelinesApplication) whose route ds-pipeline-NAME is the API (default: "
-                                                  "dspa, the dashboard's name)")
-    p.add_argument("--host", help="pipeline server URL instead of the route lookup; no kubeconfig needed (standalone KFP: "
-                                  "http://localhost:8080 with a port-forward; a DSPA route also needs KFP_TOKEN=$(oc whoami -t), "
-                                  "the kubeconfig token is never sent to a --host)")
-    p.add_argument("--token", help="bearer token (default: $KFP_TOKEN, then the token of your `oc login`); prefer KFP_TOKEN: flags show in the process list")
-    p.add_argument("--context", help="kubeconfig context (default: the current one; the kubeconfig is $KUBECONFIG or ~/.kube/config)")
-    p.add_argument("--pipeline-file", help="compiled pipeline YAML to upload (default: the committed pipelines/socratic_sdg_pipeline.yaml)")
-    p.add_argument("--compile", action="store_true", help="compile the pipeline now and upload that (honours SOCRATIC_SDG_IMAGE and "
-                                                          "SOCRATIC_SDG_CONVERT_IMAGE)")
-    p.add_argument("--pipeline-name", help="pipeline name on the server (default: the compiled name, socratic-sdg)")
-    p.add_argument("--version-name", help="name for a new pipeline version (default: NAME-<content hash>, and the same content reuses its version)")
-    p.add_argument("--experiment", default="socratic-sdg", help="experiment to run in, created if missing (default: socratic-sdg)")
-    p.add_argument("--run-name", help="run name (default: socratic-sdg <UTC date and time>)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a pipeline parameter (repeatable; names and types in docs/parameters.md); wins over --params-file")
-    p.add_argument("--params-file", help="YAML file mapping pipeline parameter names to values")
-    p.add_argument("--isvc", metavar="NAME", help="before the run, write this InferenceService's in-cluster URL (+ /v1) and name into the "
-                                                  "endpoint Secret (llm_secret_name) as LLM_API_BASE and LLM_MODEL; LLM_API_KEY is kept")
-    p.add_argument("--ca-bundle", help="CA file for the pipeline server's TLS certificate (default: system CAs or $REQUESTS_CA_BUNDLE)")
-    p.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the pipeline server's TLS certificate (test clusters only)")
-    p.add_argument("--dashboard-url", help="OpenShift AI dashboard URL for the printed run link (default: found from the cluster when readable)")
-    p.add_argument("--dry-run", action="store_true", help="find the server and the model, check the login and the parameters; upload and start nothing")
+    from .deploy.submit import SubmitOptions
+
+    add_arguments(p, SubmitOptions)
     p.set_defaults(func=cmd_submit)
 
     p = _add(sub, "serve-local", "Serve the small local model with an OpenAI-compatible API (llama.cpp).", """

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from .errors import OptionsError
 
 
-def option(default: Any, help: str, *, flag: str | None = None, choices: Iterable[str] | None = None, changes_output: bool | str = True,
+def option(default: Any, help: str, *, flag: str | tuple[str, ...] | None = None, choices: Iterable[str] | None = None, changes_output: bool | str = True,
            cli: bool = True, kfp: bool = True, parse: Callable[[Any], Any] | None = None, metavar: str | None = None,
            repeat: bool = False, pipeline_default: Any = None) -> Any:
     """A dataclass field with its help text. ``flag`` defaults to ``--name-with-dashes`` (for a switch
@@ -110,8 +110,9 @@ def output_settings(options: Any, *, rows: bool = True) -> dict[str, Any]:
     return {name: value for name, meta, value in _walk(options) if meta["changes_output"] and (rows or meta["changes_output"] != "rows")}
 
 
-def _flag(name: str, meta: Mapping[str, Any]) -> str:
-    return meta.get("flag") or "--" + name.replace("_", "-")
+def _flags(name: str, meta: Mapping[str, Any]) -> tuple[str, ...]:
+    flag = meta.get("flag") or "--" + name.replace("_", "-")
+    return (flag,) if isinstance(flag, str) else tuple(flag)
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, options_cls: type, prefix: str = "",
@@ -147,15 +148,15 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, opt
             kwargs["choices"] = meta["choices"]
         if meta["metavar"]:
             kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(_flag(name, meta), **kwargs)
+        parser.add_argument(*_flags(name, meta), **kwargs)
 
 
 def _add_bool(parser, name: str, default: bool, text: str, meta: Mapping[str, Any]) -> None:
     if default:
-        flag = meta.get("flag") or "--no-" + name.replace("_", "-")
-        parser.add_argument(flag, dest=name, action="store_false", default=True, help=f"{text} On by default: this flag turns it off.")
+        flags = _flags(name, meta) if meta.get("flag") else ("--no-" + name.replace("_", "-"),)
+        parser.add_argument(*flags, dest=name, action="store_false", default=True, help=f"{text} On by default: this flag turns it off.")
     else:
-        parser.add_argument(_flag(name, meta), dest=name, action="store_true", default=False, help=text)
+        parser.add_argument(*_flags(name, meta), dest=name, action="store_true", default=False, help=text)
 
 
 def _build(options_cls: type, values: Mapping[str, Any], prefix: str, kfp: bool) -> Any:

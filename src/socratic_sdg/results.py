@@ -8,6 +8,13 @@ result says instead of formatting figures of their own.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
+# The two argument types of every stage's run: where things are, and a callback for progress lines.
+PathLike = str | os.PathLike[str]
+Progress = Callable[[str], None]
+
 
 class StageResult:
     """Base of the stages' result dataclasses."""

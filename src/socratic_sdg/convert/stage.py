@@ -18,14 +18,14 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..records import content_id, read_jsonl, write_json, write_jsonl
 from ..errors import SocraticSdgError
 from ..options import Shard, group, option, output_settings
-from ..results import StageResult
+from ..results import PathLike, Progress, StageResult
 from .. import artifacts
 
 log = logging.getLogger(__name__)
@@ -605,12 +605,7 @@ def _one_line(exc: BaseException) -> str:
 # the stage
 
 
-def run(
-    input_dir: str | os.PathLike[str],
-    output_dir: str | os.PathLike[str],
-    options: ConvertOptions = ConvertOptions(),
-    progress: Callable[[str], None] | None = None,
-) -> ConvertResult:
+def run(input_dir: PathLike, output_dir: PathLike, options: ConvertOptions = ConvertOptions(), progress: Progress | None = None) -> ConvertResult:
     """Convert every supported file below ``input_dir`` (``options.shard`` of them) into ``output_dir``.
 
     Writes ``<name>.md`` and ``<name>.json`` per document, ``documents.jsonl`` (one record per

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import yaml
 from socratic_sdg.errors import SocraticSdgError
+from socratic_sdg.options import option
 
 # The committed compiled pipeline, shipped in the socratic_sdg.pipelines package (found without
 # importing it, so submit does not load kfp until it compiles).
@@ -59,26 +60,37 @@ class SubmitError(SocraticSdgError):
 
 @dataclasses.dataclass
 class SubmitOptions:
-    namespace: str | None = None  # default: the kubeconfig context's namespace (`oc project`)
-    dspa: str = DEFAULT_DSPA  # DataSciencePipelinesApplication whose route is the API
-    host: str | None = None  # KFP API base URL; skips the route lookup (standalone KFP, port-forward)
-    token: str | None = None  # bearer token; default $KFP_TOKEN, then the kubeconfig's
+    namespace: str | None = option(None, "Project of the pipeline server (default: the current `oc project`).", flag=("-n", "--namespace"))
+    dspa: str = option(DEFAULT_DSPA, "Pipeline server (DataSciencePipelinesApplication) whose route ds-pipeline-NAME is the API; the dashboard names it dspa.")
+    host: str | None = option(
+        None, "Pipeline server URL instead of the route lookup; no kubeconfig needed (standalone KFP: http://localhost:8080 with a port-forward; "
+        "a DSPA route also needs KFP_TOKEN=$(oc whoami -t), the kubeconfig token is never sent to a --host).")
+    token: str | None = option(
+        None, "Bearer token (default: $KFP_TOKEN, then the token of your `oc login`); prefer KFP_TOKEN: flags show in the process list.")
+    context: str | None = option(None, "Kubeconfig context (default: the current one; the kubeconfig is $KUBECONFIG or ~/.kube/config).")
+    pipeline_file: Path | None = option(None, "Compiled pipeline YAML to upload (default: the committed pipelines/socratic_sdg_pipeline.yaml).", parse=Path)
+    compile: bool = option(False, "Compile the pipeline now and upload that (honours SOCRATIC_SDG_IMAGE and SOCRATIC_SDG_CONVERT_IMAGE).")
+    pipeline_name: str | None = option(None, "Pipeline name on the server (default: the compiled name, socratic-sdg).")
+    version_name: str | None = option(None, "Name for a new pipeline version (default: NAME-<content hash>, and the same content reuses its version).")
+    experiment: str = option(DEFAULT_EXPERIMENT, "Experiment to run in, created if missing.")
+    run_name: str | None = option(None, "Run name (default: socratic-sdg <UTC date and time>).")
+    params: dict[str, Any] = option(
+        None, "A pipeline parameter (repeatable; names and types in docs/parameters.md); wins over --params-file.", flag="--param",
+        metavar="KEY=VALUE", repeat=True, parse=lambda pairs: parse_param_flags(pairs))
+    params_file: Path | None = option(None, "YAML file mapping pipeline parameter names to values.", parse=Path)
+    isvc: str | None = option(
+        None, "Before the run, write this InferenceService's in-cluster URL (+ /v1) and name into the endpoint Secret (llm_secret_name) as "
+        "LLM_API_BASE and LLM_MODEL; LLM_API_KEY is kept.", metavar="NAME")
+    ca_bundle: str | None = option(None, "CA file for the pipeline server's TLS certificate (default: system CAs or $REQUESTS_CA_BUNDLE).")
+    insecure_skip_tls_verify: bool = option(False, "Do not verify the pipeline server's TLS certificate (test clusters only).")
+    dashboard_url: str | None = option(None, "OpenShift AI dashboard URL for the printed run link (default: found from the cluster when readable).")
+    dry_run: bool = option(False, "Find the server and the model, check the login and the parameters; upload and start nothing.")
     kubeconfig: str | None = None  # default $KUBECONFIG, then ~/.kube/config
-    context: str | None = None  # kubeconfig context; default the current one
-    pipeline_file: Path | None = None  # default: the committed pipelines/socratic_sdg_pipeline.yaml
-    compile: bool = False  # compile the pipeline now (honours SOCRATIC_SDG_IMAGE) instead of reading a file
-    pipeline_name: str | None = None  # default: the name inside the package (socratic-sdg)
-    version_name: str | None = None  # default: <pipeline name>-<content hash>
-    experiment: str = DEFAULT_EXPERIMENT
-    run_name: str | None = None  # default: <pipeline name> <UTC time>
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)  # --param KEY=VALUE (strings) or typed values
-    params_file: Path | None = None  # YAML mapping of parameters; `params` win over it
-    isvc: str | None = None  # InferenceService whose URL goes into the endpoint Secret
-    ca_bundle: str | None = None  # CA file for the pipeline server's TLS certificate
-    insecure_skip_tls_verify: bool = False
-    dashboard_url: str | None = None  # OpenShift AI dashboard base URL, for the run link
-    dry_run: bool = False  # resolve and check everything, send nothing that changes state
     timeout: float = 60.0  # seconds per HTTP request
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            object.__setattr__(self, "params", {})
 
 
 @dataclasses.dataclass

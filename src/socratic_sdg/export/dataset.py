@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..records import SET_MANIFEST_PREFIX, AtomicFileSet, check_complete, dumps, is_temp_name, iter_jsonl, remove_stale_temps, require_input, write_json
-from ..results import StageResult
+from ..results import PathLike, Progress, StageResult
 from ..errors import SocraticSdgError
 from .. import artifacts
 from ..options import option
@@ -209,25 +209,22 @@ def _validation_rule(groups: Iterable[str], options: ExportOptions) -> Callable[
 
 @dataclass
 class ExportResult(StageResult):
+    """Records written to each split, where, and with which options."""
+
     train: int
     validation: int
     train_path: Path
     validation_path: Path
     options: dict = field(default_factory=dict)
 
-    def metrics(self) -> dict:
-        return {"train": self.train, "validation": self.validation, "options": self.options}
-
     def summary_lines(self) -> list[str]:
         return [f"{self.train} train + {self.validation} validation records -> {self.train_path.parent}"]
 
+    def metrics(self) -> dict:
+        return {"train": self.train, "validation": self.validation, "options": self.options}
 
-def run(
-    input_path: str | os.PathLike[str],
-    output_dir: str | os.PathLike[str],
-    options: ExportOptions = ExportOptions(),
-    progress: Callable[[str], None] | None = None,
-) -> ExportResult:
+
+def run(input_path: PathLike, output_dir: PathLike, options: ExportOptions = ExportOptions(), progress: Progress | None = None) -> ExportResult:
     """Write ``train.jsonl``, ``validation.jsonl`` and ``export_metrics.json`` from accepted.jsonl.
 
     The three files are replaced together or not at all (an :class:`AtomicFileSet`); temp files a

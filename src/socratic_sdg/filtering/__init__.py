@@ -9,8 +9,8 @@ optional LLM judge), ``dedup`` (near-duplicates), ``stage`` (the run over files)
 import sys
 
 from .options import (
-    ACCEPTED_FILE, BAD_MESSAGE, BAD_METADATA, BAD_ROLES, EMPTY_TURN, FilterOptions, FilterResult, INPUT_MADE_BY, INVALID_JSON, LAYERS, LEAK_EXPRESSION,
-    LEAK_VALUE, LOW_GREEN_SCORE, MESSAGE_TOO_LONG, METRICS_FILE, NO_GUIDING_QUESTION, NO_MESSAGES, OUTPUT_FILES, PRODUCER, REJECTED_FILE, ROLES, SCOPES,
+    BAD_MESSAGE, BAD_METADATA, BAD_ROLES, EMPTY_TURN, FilterOptions, FilterResult, INPUT_MADE_BY, INVALID_JSON, LAYERS, LEAK_EXPRESSION,
+    LEAK_VALUE, LOW_GREEN_SCORE, MESSAGE_TOO_LONG, NO_GUIDING_QUESTION, NO_MESSAGES, PRODUCER, ROLES, SCOPES,
     TURN_TOO_LONG, TURN_TOO_SHORT, WRONG_LANGUAGE
 )
 from .rules import Rule, Rules, default_rules_path, load_rules
@@ -30,8 +30,8 @@ def clear_caches() -> None:
 
 __all__ = [
     "clear_caches",
-    "ACCEPTED_FILE", "BAD_MESSAGE", "BAD_METADATA", "BAD_ROLES", "EMPTY_TURN", "FilterOptions", "FilterResult", "INPUT_MADE_BY", "INVALID_JSON", "LAYERS",
-    "LEAK_EXPRESSION", "LEAK_VALUE", "LOW_GREEN_SCORE", "MESSAGE_TOO_LONG", "METRICS_FILE", "NO_GUIDING_QUESTION", "NO_MESSAGES", "OUTPUT_FILES",
-    "PRODUCER", "REJECTED_FILE", "ROLES", "Rule", "Rules", "SCOPES", "TURN_TOO_LONG", "TURN_TOO_SHORT", "WRONG_LANGUAGE", "check_record",
+    "BAD_MESSAGE", "BAD_METADATA", "BAD_ROLES", "EMPTY_TURN", "FilterOptions", "FilterResult", "INPUT_MADE_BY", "INVALID_JSON", "LAYERS",
+    "LEAK_EXPRESSION", "LEAK_VALUE", "LOW_GREEN_SCORE", "MESSAGE_TOO_LONG", "NO_GUIDING_QUESTION", "NO_MESSAGES",
+    "PRODUCER", "ROLES", "Rule", "Rules", "SCOPES", "TURN_TOO_LONG", "TURN_TOO_SHORT", "WRONG_LANGUAGE", "check_record",
     "default_rules_path", "ends_with_question", "load_passages", "load_rules", "run", "sentences", "statements"
 ]

@@ -350,11 +350,19 @@ class Deduplicator:
             results.append((reason, quality))
         return results
 
+    def _near(self, index, sig: np.ndarray, keys: list[int] | None, numbers: int | None, text: str):
+        """Look ``sig`` up in a near-duplicate index: (its band keys, its numbers key, the hit or None);
+        keys and numbers computed here when the block did not compute them ahead."""
+        if keys is None:
+            keys = index.band_keys(sig)
+        if numbers is None:
+            numbers = _numbers_key(text)
+        return keys, numbers, index.query(sig, keys, numbers if self.options.numbers_must_match else None)
+
     def _check_one(self, name: str, question: str | None, conversation: str | None,
                    q_sig: np.ndarray | None, c_sig: np.ndarray | None,
                    q_keys: list[int] | None = None, c_keys: list[int] | None = None,
                    q_numbers: int | None = None, c_numbers: int | None = None):
-        opts = self.options
         quality: dict[str, Any] = {}
         c_key = q_key = None
         if conversation is not None:
@@ -366,19 +374,11 @@ class Deduplicator:
             if q_key in self.exact_questions:
                 return _dup(DUPLICATE_QUESTION, self.exact_questions[q_key], "the student's first message", 1.0), quality, None
         if c_sig is not None:
-            if c_keys is None:
-                c_keys = self.near_conversations.band_keys(c_sig)
-            if c_numbers is None:
-                c_numbers = _numbers_key(conversation)
-            hit = self.near_conversations.query(c_sig, c_keys, c_numbers if opts.numbers_must_match else None)
+            c_keys, c_numbers, hit = self._near(self.near_conversations, c_sig, c_keys, c_numbers, conversation)
             if hit is not None:
                 return _dup(NEAR_DUPLICATE_CONVERSATION, self.conversation_names[hit[0]], "the whole conversation", hit[1]), quality, None
         if q_sig is not None:
-            if q_keys is None:
-                q_keys = self.near_questions.band_keys(q_sig)
-            if q_numbers is None:
-                q_numbers = _numbers_key(question)
-            hit = self.near_questions.query(q_sig, q_keys, q_numbers if opts.numbers_must_match else None)
+            q_keys, q_numbers, hit = self._near(self.near_questions, q_sig, q_keys, q_numbers, question)
             if hit is not None:
                 return _dup(NEAR_DUPLICATE_QUESTION, self.question_names[hit[0]], "the student's first message", hit[1]), quality, None
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 
 
 from . import leakage as leakage_layer
-from .. import artifacts
 from ..errors import OptionsError
 from ..options import group, option
 from ..results import StageResult
@@ -16,10 +15,6 @@ from .dedup import DedupOptions
 from .judge import JudgeOptions
 
 
-ACCEPTED_FILE = artifacts.ACCEPTED_FILE
-REJECTED_FILE = artifacts.REJECTED_FILE
-METRICS_FILE = artifacts.FILTER_METRICS_FILE
-OUTPUT_FILES = (ACCEPTED_FILE, REJECTED_FILE, METRICS_FILE)  # written as one set (records.AtomicFileSet)
 PRODUCER = "the filter (socratic-sdg filter, or the pipeline's filter step)"
 INPUT_MADE_BY = "the conversations.jsonl that `socratic-sdg generate` (the pipeline's generate step) writes"
 

@@ -7,15 +7,17 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
+from .. import artifacts
 from ..records import AtomicFileSet, JsonlError, check_complete, dumps, iter_json_lines, parse_json_line, remove_stale_temps, require_input
+from ..results import PathLike, Progress
 from .checks import evaluate_conversation, _reason
-from .options import ACCEPTED_FILE, FilterOptions, FilterResult, INPUT_MADE_BY, INVALID_JSON, LAYERS, METRICS_FILE, OUTPUT_FILES, PRODUCER, REJECTED_FILE
+from .options import FilterOptions, FilterResult, INPUT_MADE_BY, INVALID_JSON, LAYERS, PRODUCER
 from .rules import Rules, load_rules
 
 
@@ -104,12 +106,7 @@ class _Entry:
         return str(rid) if isinstance(rid, (str, int)) and str(rid) else f"line {self.line_no}"
 
 
-def run(
-    input_path: str | os.PathLike[str],
-    output_dir: str | os.PathLike[str],
-    opts: FilterOptions | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> FilterResult:
+def run(input_path: PathLike, output_dir: PathLike, opts: FilterOptions | None = None, progress: Progress | None = None) -> FilterResult:
     """Split ``input_path`` (JSONL dialogues) into accepted and rejected files under ``output_dir``.
 
     Streams in blocks of ``opts.block_size`` lines. Blank lines are not records and are skipped;
@@ -142,7 +139,7 @@ def run(
 
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out_dir, OUTPUT_FILES)
+    remove_stale_temps(out_dir, artifacts.FILTER_OUTPUTS)
     layer_names = opts.layers()
 
     total = accepted = parsed = 0
@@ -150,8 +147,8 @@ def run(
     reason_counts: Counter[str] = Counter()
     layer_counts: Counter[str] = Counter()
     try:
-        with AtomicFileSet(out_dir, OUTPUT_FILES, kind="filter", producer=PRODUCER) as outputs:
-            accepted_out, rejected_out = outputs[ACCEPTED_FILE], outputs[REJECTED_FILE]
+        with AtomicFileSet(out_dir, artifacts.FILTER_OUTPUTS, kind="filter", producer=PRODUCER) as outputs:
+            accepted_out, rejected_out = outputs[artifacts.ACCEPTED_FILE], outputs[artifacts.REJECTED_FILE]
             for block in _blocks(_lines(input_path), opts.block_size):
                 entries: list[_Entry] = []
                 for line_no, text, best_effort in block:
@@ -206,8 +203,8 @@ def run(
                 raise _not_records(input_path, total, first_problem)
             result, metrics = _result(out_dir, total, accepted, reason_counts, layer_counts, layer_names,
                                       rules, judge, dedup, started)
-            json.dump(metrics, outputs[METRICS_FILE], ensure_ascii=False, indent=2, sort_keys=True)
-            outputs[METRICS_FILE].write("\n")
+            json.dump(metrics, outputs[artifacts.FILTER_METRICS_FILE], ensure_ascii=False, indent=2, sort_keys=True)
+            outputs[artifacts.FILTER_METRICS_FILE].write("\n")
     finally:
         if judge is not None:
             judge.close()
@@ -228,7 +225,7 @@ def _not_records(path: Path, lines: int, first_problem: str) -> JsonlError:
 def _result(out_dir: Path, total: int, accepted: int, reason_counts: Counter[str], layer_counts: Counter[str],
             layer_names: list[str], rules: Rules, judge: Any, dedup: Any, started: float) -> tuple[FilterResult, dict[str, Any]]:
     """The run's FilterResult and the content of filter_metrics.json."""
-    accepted_path, rejected_path, metrics_path = (out_dir / name for name in OUTPUT_FILES)
+    accepted_path, rejected_path, metrics_path = (out_dir / name for name in artifacts.FILTER_OUTPUTS)
     seconds = time.perf_counter() - started
     result = FilterResult(
         total=total,

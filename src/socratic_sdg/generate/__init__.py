@@ -13,7 +13,7 @@ from .gateway import RequestPolicy
 from .options import DEFAULT_FLOW_ID, DEFAULT_MAX_CHUNK_CHARS, DEFAULT_MAX_RETRY_AFTER, GenerateOptions, Shard, load_runtime_params, parse_columns
 from .rows import PLANTED_MISTAKES, REJECTED_KINDS, check_chunks_file, chunk_problem, chunk_rows, iter_chunk_rows, to_conversation
 from .stage import (
-    CONVERSATIONS_FILE, FAILED_FILE, GenerateResult, METRICS_FILE, OUTPUT_FILES, PRODUCER, SET_KIND, TEMP_CHECKPOINT, resolve_flow_path, run,
+    GenerateResult, PRODUCER, SET_KIND, TEMP_CHECKPOINT, resolve_flow_path, run,
     write_nothing_generated
 )
 from .shards import merge
@@ -21,8 +21,8 @@ from .shards import merge
 __all__ = [
     "RequestPolicy", "Shard",
     "EndpointUnavailable", "GenerateError", "NothingGenerated", "package_flows",
-    "CONVERSATIONS_FILE", "DEFAULT_FLOW_ID", "DEFAULT_MAX_CHUNK_CHARS", "DEFAULT_MAX_RETRY_AFTER", "FAILED_FILE", "GenerateOptions", "GenerateResult",
-    "METRICS_FILE", "OUTPUT_FILES", "PLANTED_MISTAKES", "PRODUCER", "REJECTED_KINDS", "SET_KIND", "TEMP_CHECKPOINT", "check_chunks_file", "chunk_problem",
+    "DEFAULT_FLOW_ID", "DEFAULT_MAX_CHUNK_CHARS", "DEFAULT_MAX_RETRY_AFTER", "GenerateOptions", "GenerateResult",
+    "PLANTED_MISTAKES", "PRODUCER", "REJECTED_KINDS", "SET_KIND", "TEMP_CHECKPOINT", "check_chunks_file", "chunk_problem",
     "chunk_rows", "iter_chunk_rows", "load_runtime_params", "merge", "parse_columns", "resolve_flow_path", "run", "to_conversation",
     "write_nothing_generated"
 ]

@@ -12,7 +12,8 @@ from pathlib import Path
 from .catalog import package_flows  # noqa: E402,F401  (re-exported)
 from .errors import EndpointUnavailable, GenerateError, NothingGenerated  # noqa: E402,F401  (re-exported)
 from ..records import AtomicFileSet, check_complete, dumps, read_json, read_jsonl  # noqa: E402
-from .stage import CONVERSATIONS_FILE, FAILED_FILE, GenerateResult, METRICS_FILE, OUTPUT_FILES, PRODUCER, SET_KIND, _write_metrics
+from .. import artifacts
+from .stage import GenerateResult, PRODUCER, SET_KIND, _write_metrics
 
 
 # --- fan-out ----------------------------------------------------------------------------------
@@ -72,9 +73,9 @@ def merge(shard_dirs: Sequence[str | os.PathLike[str]], output_dir: str | os.Pat
     dirs = [Path(d) for d in shard_dirs]
     for folder in dirs:
         check_complete(folder)  # a shard whose writer was killed while replacing its files
-    result = GenerateResult.from_metrics(_combine_metrics([read_json(d / METRICS_FILE) for d in dirs]))
-    with AtomicFileSet(output_dir, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
-        for name in (CONVERSATIONS_FILE, FAILED_FILE):
+    result = GenerateResult.from_metrics(_combine_metrics([read_json(d / artifacts.GENERATE_METRICS_FILE) for d in dirs]))
+    with AtomicFileSet(output_dir, artifacts.GENERATE_OUTPUTS, kind=SET_KIND, producer=PRODUCER) as files:
+        for name in (artifacts.CONVERSATIONS_FILE, artifacts.GENERATE_FAILED_FILE):
             seen: set[str] = set()
             for record in heapq.merge(*(read_jsonl(d / name) for d in dirs), key=order):
                 key = record.get("id") or record.get("row_id")
@@ -82,5 +83,5 @@ def merge(shard_dirs: Sequence[str | os.PathLike[str]], output_dir: str | os.Pat
                     continue
                 seen.add(key)
                 files[name].write(dumps(record) + "\n")
-        _write_metrics(files[METRICS_FILE], result.metrics())
+        _write_metrics(files[artifacts.GENERATE_METRICS_FILE], result.metrics())
     return result

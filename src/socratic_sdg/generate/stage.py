@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from ..options import output_settings
-from ..results import StageResult
+from ..results import PathLike, Progress, StageResult
 from ..endpoint import EndpointConfig, check_model  # noqa: E402
 from ..endpoint import redact  # noqa: E402
 from .catalog import flow_fingerprint, load_diversity, load_flow, resolve_flow  # noqa: E402
@@ -32,16 +32,14 @@ from .rows import _check_columns, _check_max_tokens, _diversity_columns, _row_en
 
 
 TEMP_CHECKPOINT = ".generate-checkpoint"  # in output_dir when no checkpoint_dir is given; removed when done
-CONVERSATIONS_FILE = artifacts.CONVERSATIONS_FILE
-FAILED_FILE = artifacts.GENERATE_FAILED_FILE
-METRICS_FILE = artifacts.GENERATE_METRICS_FILE
-OUTPUT_FILES = (CONVERSATIONS_FILE, FAILED_FILE, METRICS_FILE)  # written as one set (records.AtomicFileSet)
 SET_KIND = "generate"
 PRODUCER = "generation (socratic-sdg generate, the pipeline's generate step)"
 # Row outcomes that are not errors, whatever their number: a flow's filter dropping a row, the budget.
 _NOT_ERRORS = frozenset({"filtered", "request_budget"})
 @dataclass
 class GenerateResult(StageResult):
+    """Rows in (chunk x sample), conversations out, rows failed; ``stats`` holds the request accounting."""
+
     input_rows: int
     output_rows: int
     failed_rows: int
@@ -274,7 +272,7 @@ class GenerationRun:
             self.progress(f"[generate] resuming from {self.checkpoint.directory}: {self.resumed} of {self.total_rows} rows already done")
         if self.rejected_rows:
             self.progress(f"[generate] {self.rejected_rows} of {self.total_rows} rows come from chunks that cannot be sent (wrong field types or too "
-                          f"long): recorded in {FAILED_FILE}")
+                          f"long): recorded in {artifacts.GENERATE_FAILED_FILE}")
         if self.options.target_examples:
             from .target import AcceptanceTracker
 
@@ -385,8 +383,8 @@ class GenerationRun:
         output_rows = failed_rows = not_started = 0
         seen_ids: set[str] = set()
         rows_failed_by_kind: Counter = Counter()
-        with AtomicFileSet(self.out, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
-            conversations_out, failed_out = files[CONVERSATIONS_FILE], files[FAILED_FILE]
+        with AtomicFileSet(self.out, artifacts.GENERATE_OUTPUTS, kind=SET_KIND, producer=PRODUCER) as files:
+            conversations_out, failed_out = files[artifacts.CONVERSATIONS_FILE], files[artifacts.GENERATE_FAILED_FILE]
             for row in self.rows():
                 if "rejected" in row:  # never sent
                     entry = {"status": "failed", **row["rejected"], "block": ""}
@@ -410,7 +408,7 @@ class GenerationRun:
                               "reason": redact(entry["reason"]), "block": entry.get("block", "")}
                     failed_out.write(dumps(failed) + "\n")
             result = self._result(report, output_rows, failed_rows, not_started, stopped_early, rows_failed_by_kind)
-            _write_metrics(files[METRICS_FILE], result.metrics())
+            _write_metrics(files[artifacts.GENERATE_METRICS_FILE], result.metrics())
         self._report_end(result, stopped_early, not_started)
         self.nothing_generated = self._nothing_generated(output_rows, failed_rows, rows_failed_by_kind)
         return result
@@ -460,7 +458,7 @@ class GenerationRun:
         error_rows = sum(n for kind, n in rows_failed_by_kind.items() if kind not in _NOT_ERRORS)
         if output_rows or not error_rows:
             return None
-        where = self.out / FAILED_FILE
+        where = self.out / artifacts.GENERATE_FAILED_FILE
         if self.same_failure:
             return f"no conversation from {self.input_path}: {self.same_failure}, so the run stopped; fix that (the rows are in {where}) and run again"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(rows_failed_by_kind.items()))
@@ -482,13 +480,8 @@ class GenerationRun:
         return result
 
 
-def run(
-    input_path: str | os.PathLike[str],
-    output_dir: str | os.PathLike[str],
-    options: GenerateOptions = GenerateOptions(),
-    endpoint: EndpointConfig | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> GenerateResult:
+def run(input_path: PathLike, output_dir: PathLike,
+        options: GenerateOptions = GenerateOptions(), endpoint: EndpointConfig | None = None, progress: Progress | None = None) -> GenerateResult:
     """Generate conversations for the chunks in ``input_path`` (chunks.jsonl) into ``output_dir``.
 
     Streams: the chunks are read as rows are started, finished rows go to the checkpoint on disk,
@@ -508,6 +501,6 @@ def _write_metrics(handle, metrics: dict) -> None:
 def write_nothing_generated(output_dir: str | os.PathLike[str], reason: str) -> GenerateResult:
     """Empty outputs for a run that sends no request (the pipeline's estimate-only mode), saying why."""
     result = GenerateResult(0, 0, 0, 0.0, flow_id="", model="", stats={"skipped": reason})
-    with AtomicFileSet(output_dir, OUTPUT_FILES, kind=SET_KIND, producer=PRODUCER) as files:
-        _write_metrics(files[METRICS_FILE], result.metrics())
+    with AtomicFileSet(output_dir, artifacts.GENERATE_OUTPUTS, kind=SET_KIND, producer=PRODUCER) as files:
+        _write_metrics(files[artifacts.GENERATE_METRICS_FILE], result.metrics())
     return result

@@ -48,41 +48,35 @@ def _rounding_tol(decimals: int | None, value: float) -> float:
     return 0.0
 
 
-def _split_items(span: list[Token]) -> list[list[Token]]:
-    items: list[list[Token]] = []
-    current: list[Token] = []
+def _split_top_level(tokens: list[Token], separators: frozenset[str], kind: str | None = None) -> tuple[list[list[Token]], list[str]]:
+    """``tokens`` cut at the separators outside brackets (of ``kind``, when given): the parts and the separators."""
+    parts: list[list[Token]] = [[]]
+    found: list[str] = []
     depth = 0
-    for tok in span:
+    for tok in tokens:
         if tok.text in _OPEN:
             depth += 1
         elif tok.text in _CLOSE:
             depth -= 1
-        if tok.text == "," and depth == 0:
-            if current:
-                items.append(current)
-            current = []
+        if depth == 0 and tok.text in separators and (kind is None or tok.kind == kind):
+            parts.append([])
+            found.append(tok.text)
         else:
-            current.append(tok)
-    if current:
-        items.append(current)
-    return items
+            parts[-1].append(tok)
+    return parts, found
+
+
+_COMMA = frozenset({","})
+
+
+def _split_items(span: list[Token]) -> list[list[Token]]:
+    """The comma-separated items of a span (empty ones dropped)."""
+    return [part for part in _split_top_level(span, _COMMA)[0] if part]
 
 
 def _split_relations(item: list[Token]) -> tuple[list[list[Token]], list[str]]:
-    sides: list[list[Token]] = [[]]
-    rels: list[str] = []
-    depth = 0
-    for tok in item:
-        if tok.text in _OPEN:
-            depth += 1
-        elif tok.text in _CLOSE:
-            depth -= 1
-        if depth == 0 and tok.kind == OP and tok.text in RELATIONS:
-            sides.append([])
-            rels.append(tok.text)
-        else:
-            sides[-1].append(tok)
-    return sides, rels
+    """The sides of an item and the relations (=, <, ≤, ...) between them."""
+    return _split_top_level(item, RELATIONS, OP)
 
 
 def _tuple_components(side: list[Token]) -> tuple[float, ...] | None:
