@@ -36,14 +36,8 @@ def sdg_then_train(
         generate_max_chunks: Generate from the first N chunks only (0 = all).
         filter_dedup: Remove duplicate questions and conversations.
     """
-    sdg = socratic_sdg_pipeline(
-        pvc_name=pvc_name,
-        llm_secret_name=llm_secret_name,
-        convert_input_dir=convert_input_dir,
-        convert_pipeline=convert_pipeline,
-        generate_max_chunks=generate_max_chunks,
-        filter_dedup=filter_dedup,
-    )
+    sdg = socratic_sdg_pipeline(pvc_name=pvc_name, llm_secret_name=llm_secret_name, convert_input_dir=convert_input_dir,
+                                convert_pipeline=convert_pipeline, generate_max_chunks=generate_max_chunks, filter_dedup=filter_dedup)
     training = validate_dataset(dataset=sdg.output)
     set_limits(training, cpu=("250m", "1"), memory=("512Mi", "1Gi"), timeout_seconds=MINUTE * 30)
     return training.output

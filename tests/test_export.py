@@ -2,21 +2,13 @@ import json
 
 from socratic_sdg import export
 from socratic_sdg.records import read_jsonl, write_jsonl
+from socratic_sdg.testing.generation import conversation
 
 
 def _records(n_chunks: int, per_chunk: int) -> list[dict]:
-    return [
-        {
-            "id": f"c{c}-{k}",
-            "messages": [
-                {"role": "user", "content": f"How do I start problem {c}?"},
-                {"role": "assistant", "content": "What do you notice about the first equation?"},
-            ],
-            "metadata": {"chunk_id": f"chunk-{c}", "reference_answer": "x = 4"},
-        }
-        for c in range(n_chunks)
-        for k in range(per_chunk)
-    ]
+    return [conversation(f"c{c}-{k}", f"How do I start problem {c}?", "What do you notice about the first equation?",
+                         chunk_id=f"chunk-{c}", reference_answer="x = 4")
+            for c in range(n_chunks) for k in range(per_chunk)]
 
 
 def test_split_is_grouped_by_chunk_deterministic_and_near_the_ratio(tmp_path):

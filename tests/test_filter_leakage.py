@@ -248,21 +248,24 @@ def test_accepted_records_carry_the_targets(tmp_path: Path) -> None:
 
 
 
-def _readable(messages) -> bool:
-    """A non-empty list of {role, content} strings (the evaluation sets hold malformed records on purpose)."""
-    return isinstance(messages, list) and bool(messages) and all(
-        isinstance(m, dict) and isinstance(m.get("content"), str) and isinstance(m.get("role"), str) for m in messages)
+def _readable_records(synthetic: int, seed: int):
+    """The labelled sets and ``synthetic`` generated records whose messages are a non-empty list of
+    {role, content} strings (the labelled sets hold malformed records on purpose)."""
+    records = (filter_eval.load_labelled(EVAL_DIR / "eval.jsonl") + filter_eval.load_labelled(EVAL_DIR / "heldout.jsonl")
+               + list(filter_eval.synthetic_records(synthetic, seed=seed)))
+    for record in records:
+        messages = record["messages"]
+        if isinstance(messages, list) and messages and all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) and isinstance(m.get("role"), str) for m in messages):
+            yield record
+
 
 def test_innocent_shortcut_never_changes_a_decision(rules) -> None:
     """The cheap shortcut (skip turns that only repeat the student's numbers) must agree with the
     full analysis on every record of the evaluation sets and on synthetic records."""
-    records = (filter_eval.load_labelled(EVAL_DIR / "eval.jsonl") + filter_eval.load_labelled(EVAL_DIR / "heldout.jsonl")
-               + list(filter_eval.synthetic_records(3000, seed=21)))
     taken = 0
-    for rec in records:
+    for rec in _readable_records(3000, seed=21):
         messages = rec["messages"]
-        if not _readable(messages):
-            continue
         if not leakage.innocent(messages):
             continue
         taken += 1
@@ -316,13 +319,9 @@ def test_reference_fast_path_agrees_with_the_full_parse(rules, monkeypatch) -> N
 def test_tutor_turn_precheck_never_hides_a_leak(rules, monkeypatch) -> None:
     """Tutor turns that cannot state a target (no matching digits, operators, words or variable
     math) are not parsed; findings must be exactly those of parsing every turn."""
-    records = (filter_eval.load_labelled(EVAL_DIR / "eval.jsonl") + filter_eval.load_labelled(EVAL_DIR / "heldout.jsonl")
-               + list(filter_eval.synthetic_records(2000, seed=33)))
     skipped = 0
-    for rec in records:
+    for rec in _readable_records(2000, seed=33):
         messages = rec["messages"]
-        if not _readable(messages):
-            continue
         targets, _ = leakage.targets_for(messages, (rec.get("metadata") or {}).get("reference_answer"), rules.leakage)
         state = leakage.StudentState(rules.leakage)
         for message in messages:

@@ -12,27 +12,14 @@ from socratic_sdg.export import report, summary
 from socratic_sdg.cli import main as cli_main
 from socratic_sdg.records import read_jsonl, write_json, write_jsonl
 from socratic_sdg.export.validate import check_row, validate
+from socratic_sdg.testing.generation import conversation
 
 
 def _accepted(n_docs: int, per_doc: int) -> list[dict]:
-    return [
-        {
-            "id": f"d{d}-c{c}",
-            "messages": [
-                {"role": "user", "content": f"How do I integrate x^{c} from document {d}? Just tell me."},
-                {"role": "assistant", "content": "What rule do you know for integrating a power of x?"},
-            ],
-            "metadata": {
-                "chunk_id": f"d{d}-c{c}",
-                "doc_id": f"doc{d}",
-                "source": f"doc{d}.pdf",
-                "reference_answer": "x^(c+1)/(c+1)",
-                "quality": {"green_score": 1},
-            },
-        }
-        for d in range(n_docs)
-        for c in range(per_doc)
-    ]
+    return [conversation(f"d{d}-c{c}", f"How do I integrate x^{c} from document {d}? Just tell me.",
+                         "What rule do you know for integrating a power of x?", chunk_id=f"d{d}-c{c}", doc_id=f"doc{d}",
+                         source=f"doc{d}.pdf", reference_answer="x^(c+1)/(c+1)", quality={"green_score": 1})
+            for d in range(n_docs) for c in range(per_doc)]
 
 
 @pytest.fixture

@@ -58,3 +58,8 @@ blocks:
     block_config: {{block_name: dup, input_cols: {{question: response}}}}
 """)
     return str(folder / "flow.yaml")
+
+
+def conversation(record_id: str, question: str, reply: str, **metadata) -> dict:
+    """A one-exchange conversation record (student question, tutor reply) as generation writes it."""
+    return {"id": record_id, "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}], "metadata": metadata}
