@@ -1,4 +1,4 @@
-"""Tests for the quality filter stage (socratic_sdg.filter): format and rules layers, run() and files.
+"""Tests for the quality filter stage (socratic_sdg.filtering): format and rules layers, run() and files.
 
 The rules are the product here: each leak case below is a way a generator really gives the answer
 away, and each guiding case is a reply that must survive even though it mentions numbers or the

@@ -1,4 +1,4 @@
-"""The dedup layer (socratic_sdg.filter_dedup): exact and near-duplicate questions and conversations."""
+"""The dedup layer (socratic_sdg.filtering.dedup): exact and near-duplicate questions and conversations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The optional LLM-judge layer (socratic_sdg.filter_judge), with stub models and a local HTTP server."""
+"""The optional LLM-judge layer (socratic_sdg.filtering.judge), with stub models and a local HTTP server."""
 
 from __future__ import annotations
 

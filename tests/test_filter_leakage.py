@@ -1,4 +1,4 @@
-"""The leakage layer (socratic_sdg.filter_leakage) and the math it reads (socratic_sdg.filter_math).
+"""The leakage layer (socratic_sdg.filtering.leakage) and the math it reads (socratic_sdg.filtering.math).
 
 A tutor turn leaks when it states the final result of the hidden reference answer (or of the
 student's own equation), in whatever form: x = 4, 4, 8/2 on the right of an equation, 0.875 for

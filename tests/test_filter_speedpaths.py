@@ -4,7 +4,7 @@ Every fast path in the deterministic layers is checked here against the straight
 the same computation, over every text we have (the labelled sets, synthetic records, and variants
 that stress case, number words, LaTeX and missing reference answers):
 
-* the leakage layer's cheap pre-checks (``filter_leakage.PRECHECKS``) never change a drop reason;
+* the leakage layer's cheap pre-checks (``leakage.PRECHECKS``) never change a drop reason;
 * the per-text caches: a record checked with cold caches, warm caches or in another order gets the
   same result (``check_record`` is also called one record at a time by the generation stage);
 * rule hints as bitmasks (``Rules._hints``) select the rules the ``requires`` literals select;

@@ -567,7 +567,7 @@ def spread(replies: Sequence[LabelledReply], count: int) -> list[LabelledReply]:
 def evaluate(input_path: str | Path, output_dir: str | Path, filter_options, *, judge=None,
              examples: int = 20, sample: int = 0, progress: Callable[[str], None] | None = None) -> EvaluateResult:
     """Run accept-everything, the workshop filter and the filter (then the judge, if given: a
-    :class:`~socratic_sdg.filter_judge.Judge`) over a labelled set; write evaluation.json and
+    :class:`~socratic_sdg.filtering.judge.Judge`) over a labelled set; write evaluation.json and
     evaluation.md to ``output_dir``."""
     replies = spread(load(input_path), sample)
     say = progress or (lambda _message: None)

@@ -19,7 +19,7 @@ compatible endpoint from options or ``LLM_API_BASE`` / ``LLM_API_KEY`` / ``LLM_M
   recorded with the reason, never a crash. ``on_error`` decides whether such records are rejected
   (default) or accepted on the strength of the deterministic layers.
 
-The rubric prompt is data: ``rules/judge_prompt.yaml`` (or ``prompt_path``).
+The rubric prompt is data: ``filtering/data/judge_prompt.yaml`` (or ``prompt_path``).
 
 The rubric follows the taxonomy human annotators use in MRBench (Maurya et al., NAACL 2025), so that
 its verdicts can be measured against human labels (``socratic-sdg evaluate --judge``):
@@ -445,7 +445,7 @@ def _retryable(exc: BaseException) -> bool:
 
 
 _SCORE = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 5}, {"type": "null"}]}
-# The rubric's reply (rules/judge_prompt.yaml) as a JSON schema, for servers that constrain output.
+# The rubric's reply (filtering/data/judge_prompt.yaml) as a JSON schema, for servers that constrain output.
 VERDICT_SCHEMA = {
     "type": "object",
     "properties": {

@@ -3,7 +3,7 @@
 From the chunks file (streamed: chunks, rows, tokens), the flow (LLM requests per row, ``max_tokens``
 per LLM block) and, unless ``probe_rows`` is 0, a short probe of the endpoint: the real generation
 (:func:`socratic_sdg.generate.run`) on a few chunks spread over the file (every k-th, offset by the
-seed), then the real deterministic filter (:func:`socratic_sdg.filter.run`, dedup off) on what it
+seed), then the real deterministic filter (:func:`socratic_sdg.filtering.run`, dedup off) on what it
 generated. The probe measures requests and tokens per row, request latency, failures and the
 filter's acceptance rate; the estimate extrapolates them to the target::
 

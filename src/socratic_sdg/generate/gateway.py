@@ -266,7 +266,7 @@ def classify(exc: BaseException) -> tuple[str, int | None, float | None]:
 class LLMGateway:
     """Every LLM request of a run: global limit, retries, accounting, circuit breaker.
 
-    ``transport`` sends one request (``generation_transport``: direct HTTP or litellm); it is started
+    ``transport`` sends one request (``transport``: direct HTTP or litellm); it is started
     and closed by :func:`run_rows` inside the run's event loop.
     """
 

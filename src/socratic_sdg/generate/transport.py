@@ -55,7 +55,7 @@ class ParsedResponse:
 
 
 class TransportFailure(Exception):
-    """A failed request, already classified (kind as in generation_engine, HTTP status, Retry-After)."""
+    """A failed request, already classified (kind as in the gateway, HTTP status, Retry-After)."""
 
     def __init__(self, kind: str, reason: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(reason)
