@@ -9,7 +9,7 @@
 1. Leak detection on the labelled sets (tests/data/filter_eval): this filter's deterministic layers
    next to the workshop keyword filter ("the answer is", "the solution is", "therefore, x =" rejected, then a
    "?" or a guiding phrase accepted).
-2. Throughput of the deterministic per-record layers (format, rules, leakage: ``check_record`` one
+2. Throughput of the deterministic per-record layers (format, rules, leakage: ``check_conversation`` one
    record at a time) on synthetic records that look like generated ones (see
    socratic_sdg.filter_eval.synthetic_records: ~25% leaking, ~10% weak, ~20% multi-turn, every
    record with a reference answer), then a full ``filter.run`` over a JSONL file (parsing, writing;
@@ -98,7 +98,7 @@ def _row(label: str, count: int, seconds: float, reference: float, note: str = "
 
 
 def _layer_rows(records: list[dict], repeat: int) -> tuple[dict[str, float], bool]:
-    """Best CPU seconds per configuration of the per-record layers (check_record, one record at a
+    """Best CPU seconds per configuration of the per-record layers (check_conversation, one record at a
     time), and whether the leakage pre-checks left every record's drop reasons unchanged."""
     rules = filtering.load_rules(None)
     configs = {
@@ -115,12 +115,12 @@ def _layer_rows(records: list[dict], repeat: int) -> tuple[dict[str, float], boo
             filtering.clear_caches()
             started = time.process_time()
             for record in records:
-                filtering.check_record(record, rules, opts)
+                filtering.check_conversation(record, rules, opts)
             best[label] = min(best[label], time.process_time() - started)
     reasons = []
     for enabled in (True, False):  # untimed: the decisions with and without the pre-checks
         filter_leakage.PRECHECKS = enabled
-        reasons.append([filtering.check_record(record, rules, filtering.FilterOptions(dedup=False))
+        reasons.append([filtering.check_conversation(record, rules, filtering.FilterOptions(dedup=False))
                         for record in records])
     filter_leakage.PRECHECKS = True
     return best, reasons[0] == reasons[1]

@@ -27,7 +27,7 @@ def filter_conversations(
     judge_prompt_path: str = "",
     judge_max_concurrency: int = 8,
     judge_max_retries: int = 3,
-    judge_timeout: float = 60.0,
+    judge_timeout_seconds: float = 60.0,
     judge_min_mistake_identification: int = 3,
     judge_min_guidance: int = 3,
     judge_min_actionability: int = 3,
@@ -69,7 +69,7 @@ def filter_conversations(
         judge_prompt_path: Rubric prompt YAML; empty uses the packaged one.
         judge_max_concurrency: Judge requests in flight at once.
         judge_max_retries: Retries per judge request.
-        judge_timeout: Seconds per judge request.
+        judge_timeout_seconds: Seconds per judge request.
         judge_min_mistake_identification: Lowest judge score (1-5) accepted for noticing the student's mistake (3 = to some extent; 0 = off). Not scored when the student made none.
         judge_min_guidance: Lowest judge score (1-5) accepted for guiding the student toward the solution.
         judge_min_actionability: Lowest judge score (1-5) accepted for a clear next step for the student.

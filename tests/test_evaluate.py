@@ -37,7 +37,7 @@ def test_mrbench_loads_every_reply_as_a_well_formed_record():
     rules = filtering.load_rules()
     options = filtering.FilterOptions(graded_turns="last", check_rules=False, check_leakage=False,
                                            check_format=False, dedup=False)
-    malformed = [r.id for r in replies if filtering.check_record(r.record, rules, options)
+    malformed = [r.id for r in replies if filtering.check_conversation(r.record, rules, options)
                  and r.reply.strip()]
     assert malformed == []  # the structure (alternating roles, ending on the reply) always holds
     with_reference = [r for r in replies if r.record["metadata"].get("reference_answer")]

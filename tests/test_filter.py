@@ -40,7 +40,7 @@ def dialogue(*turns: str, system: str | None = None, **extra: Any) -> dict[str, 
 
 
 def codes(record: dict[str, Any], rules: filtering.Rules, opts: FilterOptions) -> set[str]:
-    return {reason["code"] for reason in filtering.check_record(record, rules, opts)}
+    return {reason["code"] for reason in filtering.check_conversation(record, rules, opts)}
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -99,7 +99,7 @@ LEAKS = [
 
 @pytest.mark.parametrize(("reply", "code"), LEAKS, ids=[code + ":" + reply[:30] for reply, code in LEAKS])
 def test_leak_is_rejected_with_its_code(reply: str, code: str, rules, opts) -> None:
-    reasons = filtering.check_record(dialogue(PROBLEM, reply), rules, opts)
+    reasons = filtering.check_conversation(dialogue(PROBLEM, reply), rules, opts)
     assert code in {reason["code"] for reason in reasons}
     # The detail quotes the offending text so a reviewer can see why without re-running anything.
     detail = next(reason["detail"] for reason in reasons if reason["code"] == code)
@@ -158,12 +158,12 @@ OFFERS_THE_ANSWER = [
 
 @pytest.mark.parametrize("reply", GUIDING)
 def test_guiding_reply_is_accepted(reply: str, rules, opts) -> None:
-    assert filtering.check_record(dialogue(PROBLEM, reply), rules, opts) == []
+    assert filtering.check_conversation(dialogue(PROBLEM, reply), rules, opts) == []
 
 
 @pytest.mark.parametrize("reply", OFFERS_THE_ANSWER)
 def test_offering_the_correct_value_is_a_leak(reply: str, rules, opts) -> None:
-    assert filtering.check_record(dialogue(PROBLEM, reply), rules, FilterOptions(check_leakage=False)) == []
+    assert filtering.check_conversation(dialogue(PROBLEM, reply), rules, FilterOptions(check_leakage=False)) == []
     assert codes(dialogue(PROBLEM, reply), rules, opts) == {"leaks_answer_value"}
 
 
@@ -187,10 +187,10 @@ def test_quality_summary_of_accepted_reply(tmp_path: Path) -> None:
 
 def test_reply_without_a_question_is_rejected(rules, opts) -> None:
     record = dialogue(PROBLEM, "Think about what undoes adding 3 to a number.")
-    reasons = filtering.check_record(record, rules, opts)
+    reasons = filtering.check_conversation(record, rules, opts)
     assert [reason["code"] for reason in reasons] == ["no_guiding_question"]
     relaxed = FilterOptions(require_question=False)
-    assert filtering.check_record(record, rules, relaxed) == []
+    assert filtering.check_conversation(record, rules, relaxed) == []
 
 
 def test_question_mark_behind_closing_quotes_or_latex_counts() -> None:
@@ -221,7 +221,7 @@ def test_leak_only_in_last_tutor_turn_rejects_conversation(rules, opts) -> None:
         "Exactly, and dividing by 2 you get x = 4. Does that make sense?",
         system="You are a patient Socratic math tutor.",
     )
-    reasons = filtering.check_record(record, rules, opts)
+    reasons = filtering.check_conversation(record, rules, opts)
     assert "you_get_value" in {reason["code"] for reason in reasons}
     assert any("message 5 (assistant)" in reason["detail"] for reason in reasons)
 
@@ -244,7 +244,7 @@ def test_clean_multi_turn_with_system_prompt_is_accepted(rules, opts) -> None:
         "Nice work getting 2x = 8! What is being done to x now, and how could you undo that?",
         system="You are a patient Socratic math tutor.",
     )
-    assert filtering.check_record(record, rules, opts) == []
+    assert filtering.check_conversation(record, rules, opts) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,7 +455,7 @@ def test_undecodable_line_is_rejected_not_fatal(tmp_path: Path) -> None:
 def test_input_record_is_not_mutated(rules, opts) -> None:
     record = dialogue(PROBLEM, "The answer is 4. Okay?", metadata={"k": 1})
     before = json.dumps(record)
-    filtering.check_record(record, rules, opts)
+    filtering.check_conversation(record, rules, opts)
     assert json.dumps(record) == before
 
 
@@ -589,7 +589,7 @@ def test_run_with_broken_rules_fails_before_writing(tmp_path: Path) -> None:
 def test_no_catastrophic_backtracking(junk: str, rules) -> None:
     record = dialogue(PROBLEM, junk)
     start = time.perf_counter()
-    filtering.check_record(record, rules, FilterOptions(max_turn_chars=10_000))
+    filtering.check_conversation(record, rules, FilterOptions(max_turn_chars=10_000))
     assert time.perf_counter() - start < 1.0
 
 
@@ -697,10 +697,10 @@ def test_a_huge_message_is_rejected_before_any_check_runs():
     rules = filtering.load_rules()
     huge = "I have a question about 2x + 3 = 11. " * 1_500_000  # ~55 MB student turn
     record = {"messages": [{"role": "user", "content": huge}, {"role": "assistant", "content": "What could you undo first?"}]}
-    reasons = filtering.check_record(record, rules, FilterOptions())
+    reasons = filtering.check_conversation(record, rules, FilterOptions())
     assert [r["code"] for r in reasons] == ["message_too_long"]  # and nothing else ran (it took 16 s)
     assert "message 1 (user) has 55,500,000 characters, more than max_message_chars 100,000" in reasons[0]["detail"]
-    assert filtering.check_record({**record, "messages": [record["messages"][0] | {"content": "x + 1 = 2?"}, record["messages"][1]]},
+    assert filtering.check_conversation({**record, "messages": [record["messages"][0] | {"content": "x + 1 = 2?"}, record["messages"][1]]},
                         rules, FilterOptions()) == []
     with pytest.raises(ValueError, match="max_message_chars"):
         FilterOptions(max_message_chars=-1)

@@ -19,7 +19,7 @@ STEPS_PROBLEM = ("Elliott wants 10,000 steps a day. Half were on his walks to sc
 
 def codes(messages, **metadata):
     record = {"messages": messages, "metadata": metadata}
-    return {reason["code"] for reason in filtering.check_record(record, RULES, OPTIONS)}
+    return {reason["code"] for reason in filtering.check_conversation(record, RULES, OPTIONS)}
 
 
 def dialogue(student: str, tutor: str, *history: str) -> list[dict[str, str]]:
@@ -75,7 +75,7 @@ def test_a_wrong_answer_to_a_plain_arithmetic_question_makes_praise_false():
 def test_the_reason_quotes_the_praise_and_says_why():
     history = ("Mike has 4 cookies and eats 3. How many are left?", "What is 4 - 3?")
     record = {"messages": dialogue("7", "Correct! So how many cookies are left?", *history)}
-    reason = next(r for r in filtering.check_record(record, RULES, OPTIONS) if r["code"] == PRAISES_WRONG_ANSWER)
+    reason = next(r for r in filtering.check_conversation(record, RULES, OPTIONS) if r["code"] == PRAISES_WRONG_ANSWER)
     assert reason["layer"] == "leakage"
     assert '"Correct"' in reason["detail"] and "with 7, not 1" in reason["detail"]
 
@@ -109,10 +109,10 @@ def test_graded_turns_last_treats_earlier_tutor_turns_as_context():
     messages = dialogue("So the jog was 4000 steps.", "What does the 2,000 steps left tell you about the total?",
                         STEPS_PROBLEM, "ok")  # a human tutor's terse history turn
     record = {"messages": messages, "metadata": {}}
-    everything = {r["code"] for r in filtering.check_record(record, RULES, OPTIONS)}
+    everything = {r["code"] for r in filtering.check_conversation(record, RULES, OPTIONS)}
     assert filtering.TURN_TOO_SHORT in everything
     last = filtering.FilterOptions(dedup=False, graded_turns="last")
-    assert filtering.check_record(record, RULES, last) == []
+    assert filtering.check_conversation(record, RULES, last) == []
     with pytest.raises(ValueError, match="graded_turns"):
         filtering.FilterOptions(graded_turns="first")
 

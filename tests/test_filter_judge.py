@@ -220,7 +220,7 @@ def test_transient_failures_are_retried_with_backoff() -> None:
             raise Flaky(503)
         return json.dumps(GOOD)
 
-    with fj.Judge(fj.JudgeOptions(max_retries=3, backoff_base=0.1), complete=complete, sleep=sleeps.append) as judge:
+    with fj.Judge(fj.JudgeOptions(max_retries=3, backoff_base_seconds=0.1), complete=complete, sleep=sleeps.append) as judge:
         [outcome] = judge.judge_many([(convo("r", "What do you notice?"), None)])
     assert outcome.verdict is not None and outcome.attempts == 3 and outcome.reasons == []
     assert len(sleeps) == 2 and 0.05 <= sleeps[0] <= 0.15 and 0.1 <= sleeps[1] <= 0.3  # jittered, doubling

@@ -37,7 +37,7 @@ def record(*turns: str, reference: str | None = None) -> dict[str, Any]:
 
 
 def leak_codes(rec: dict[str, Any], rules, **options) -> set[str]:
-    reasons = filtering.check_record(rec, rules, FilterOptions(check_rules=False, **options))
+    reasons = filtering.check_conversation(rec, rules, FilterOptions(check_rules=False, **options))
     return {r["code"] for r in reasons if r["layer"] == "leakage"}
 
 
@@ -209,7 +209,7 @@ def test_leak_or_not(turns, reference, leaks: bool, rules) -> None:
 def test_leak_in_the_last_turn_of_a_long_conversation_names_that_turn(rules) -> None:
     rec = record(LINEAR, "What could you do to both sides so that the -5 disappears?", "Add 5 to both sides?",
                  "Yes! That gives 3x = 15, so x is 5. Can you see why dividing works?", reference=LINEAR_REF)
-    [reason] = [r for r in filtering.check_record(rec, rules, FilterOptions()) if r["layer"] == "leakage"]
+    [reason] = [r for r in filtering.check_conversation(rec, rules, FilterOptions()) if r["layer"] == "leakage"]
     assert reason["code"] == "leaks_answer_value"
     assert reason["detail"].startswith("message 4 (assistant)") and "x = 5" in reason["detail"]
 
@@ -228,7 +228,7 @@ def test_a_praised_student_answer_is_not_a_rules_leak(rules) -> None:
                  reference="x = 3.")
     reasons, quality = checks.evaluate_conversation(rec, rules, FilterOptions())
     assert reasons == [] and quality["rules"]["exempted"] == ["bare_solution"]
-    assert filtering.check_record(record("Solve 2x + 7 = 13.", "Nice work getting x = 3! Can you explain why?"),
+    assert filtering.check_conversation(record("Solve 2x + 7 = 13.", "Nice work getting x = 3! Can you explain why?"),
                                        rules, FilterOptions())
 
 
@@ -285,7 +285,7 @@ def test_no_catastrophic_cases_in_math_parsing(rules) -> None:
     for junk in ["(" * 400 + "1", "1+" * 2000 + "1", "x^" * 500 + "2", "9^9^9^9^9^9 = 3", "\\frac{" * 50 + "1",
                  "1, " * 2000, "sqrt " * 300 + "4", "= " * 1000 + "4"]:
         start = time.perf_counter()
-        filtering.check_record(record("Solve 2x + 3 = 11.", junk + "?", reference="x = 4"), rules,
+        filtering.check_conversation(record("Solve 2x + 3 = 11.", junk + "?", reference="x = 4"), rules,
                                     FilterOptions(max_turn_chars=100_000))
         assert time.perf_counter() - start < 1.0, junk[:20]
 

@@ -6,7 +6,7 @@ that stress case, number words, LaTeX and missing reference answers):
 
 * the leakage layer's cheap pre-checks (``leakage.PRECHECKS``) never change a drop reason;
 * the per-text caches: a record checked with cold caches, warm caches or in another order gets the
-  same result (``check_record`` is also called one record at a time by the generation stage);
+  same result (``check_conversation`` is also called one record at a time by the generation stage);
 * rule hints as bitmasks (``Rules._hints``) select the rules the ``requires`` literals select;
 * math parsed window by window (cached per window, lone numbers without the tokenizer) gives the
   mentions of the whole-text parse, in the same order;
@@ -105,9 +105,9 @@ def texts(records) -> list[str]:
 @pytest.mark.parametrize("options", [{}, {"check_rules": False}, {"leakage_use_problem": False}])
 def test_leakage_prechecks_never_change_a_drop_reason(records, rules, monkeypatch, options) -> None:
     opts = FilterOptions(dedup=False, **options)
-    fast = [filtering.check_record(record, rules, opts) for record in records]
+    fast = [filtering.check_conversation(record, rules, opts) for record in records]
     monkeypatch.setattr(leakage, "PRECHECKS", False)
-    full = [filtering.check_record(record, rules, opts) for record in records]
+    full = [filtering.check_conversation(record, rules, opts) for record in records]
     assert fast == full
     assert sum(any(r["layer"] == "leakage" for r in reasons) for reasons in full) > 300  # leaks were found
 

@@ -70,7 +70,7 @@ def test_ids_are_stable_across_runs(fake_llm, tmp_path):
 def test_a_failing_row_fails_alone_and_is_recorded_with_its_reason(fake_llm, tmp_path):
     fake_llm.fail_when["Section 2:"] = 500
     write_jsonl(tmp_path / "chunks.jsonl", _chunks(4))
-    options = generate.GenerateOptions(batch_size=4, requests=RequestPolicy(num_retries=1, retry_backoff=0.01))
+    options = generate.GenerateOptions(batch_size=4, requests=RequestPolicy(num_retries=1, retry_backoff_seconds=0.01))
     result = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, _endpoint(fake_llm))
 
     assert (result.output_rows, result.failed_rows) == (3, 1)

@@ -18,7 +18,7 @@ from socratic_sdg.generate import RequestPolicy
 from functools import partial
 from socratic_sdg.testing.generation import fake_endpoint, gradient_chunks, read_outputs, write_question_flow
 
-FAST = RequestPolicy(retry_backoff=0.02, request_timeout=0.6)
+FAST = RequestPolicy(retry_backoff_seconds=0.02, request_timeout=0.6)
 
 
 

@@ -15,7 +15,7 @@ from socratic_sdg.generate import RequestPolicy
 from functools import partial
 from socratic_sdg.testing.generation import fake_endpoint, gradient_chunks, write_question_flow
 
-FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
+FAST = RequestPolicy(retry_backoff_seconds=0.02, request_timeout=5.0)
 
 
 
@@ -308,7 +308,7 @@ def test_tutor_prompts_carry_the_filter_rubric_and_keep_their_variables():
 
 def test_every_worked_tutor_reply_passes_the_quality_filter_and_obeys_the_rubric():
     from socratic_sdg.filtering import FilterOptions
-    from socratic_sdg.filtering import check_record
+    from socratic_sdg.filtering import check_conversation
     from socratic_sdg.filtering import load_rules
 
     rules, options = load_rules(), FilterOptions()
@@ -323,7 +323,7 @@ def test_every_worked_tutor_reply_passes_the_quality_filter_and_obeys_the_rubric
         for record in records:
             opener = record["metadata"].pop("opener")
             reply = record["messages"][-1]["content"]
-            assert check_record(record, rules, options) == [], f"{path.name}: the filter rejects the worked reply {reply!r}"
+            assert check_conversation(record, rules, options) == [], f"{path.name}: the filter rejects the worked reply {reply!r}"
             # the rubric, checked directly as well (the filter's rules change; the examples must not drift)
             assert reply.endswith("?") and reply.count("?") == 1, f"{path.name}: not exactly one question at the end: {reply!r}"
             assert 1 <= len(re.findall(r"[.!?](?:\s|$)", reply)) <= 3, f"{path.name}: more than three sentences: {reply!r}"
@@ -340,7 +340,7 @@ def test_every_worked_tutor_reply_passes_the_quality_filter_and_obeys_the_rubric
     leaky = _example_records(examples)[1]
     leaky["metadata"].pop("opener")
     leaky["messages"][-1]["content"] = "Close! Add 5 to both sides instead, so 3x = 21 and x = 7. Can you check it?"
-    assert {r["code"] for r in check_record(leaky, rules, options)}
+    assert {r["code"] for r in check_conversation(leaky, rules, options)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from socratic_sdg.options import from_params
 from socratic_sdg.records import read_jsonl, write_jsonl
 from socratic_sdg.testing.generation import gradient_chunks, fake_endpoint
 
-FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
+FAST = RequestPolicy(retry_backoff_seconds=0.02, request_timeout=5.0)
 
 CHILD = """
 import json, sys

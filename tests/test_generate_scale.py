@@ -16,7 +16,7 @@ from socratic_sdg.records import read_jsonl, write_jsonl
 from socratic_sdg.generate import RequestPolicy
 from socratic_sdg.testing.generation import fake_endpoint
 
-FAST = RequestPolicy(retry_backoff=0.02, request_timeout=5.0)
+FAST = RequestPolicy(retry_backoff_seconds=0.02, request_timeout=5.0)
 NO_DEDUP = FilterOptions(dedup=False)  # the fake server gives every row the same tutor reply
 
 

@@ -284,19 +284,7 @@ def _add_filter_arguments(p: argparse.ArgumentParser, **defaults) -> None:
     p.set_defaults(**defaults)  # the skipped ones too
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="socratic-sdg",
-        description="Turn course PDFs into a Socratic math tutor fine-tuning dataset (docling -> sdg_hub -> quality filter -> JSONL).",
-        epilog=(
-            "The model endpoint comes from LLM_API_BASE, LLM_API_KEY and LLM_MODEL.\nRun `socratic-sdg COMMAND --help` for the options and examples of "
-            "each command."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _convert_command(sub) -> None:
     p = _add(sub, "convert", "Convert PDFs (and .md/.html/.docx) to Markdown + DoclingDocument JSON with docling.", """
         socratic-sdg convert --input samples/pdfs --output-dir work/converted
         socratic-sdg convert --input /data/pdfs --output-dir work/converted --pipeline standard --ocr --formulas
@@ -308,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, ConvertOptions)
     p.set_defaults(func=cmd_convert)
 
+
+def _chunk_command(sub) -> None:
     p = _add(sub, "chunk", "Cut converted documents into chunks (chunks.jsonl).", """
         socratic-sdg chunk --input work/converted --output work/chunks.jsonl
         socratic-sdg chunk --input work/converted --output work/chunks.jsonl --method hybrid --max-tokens 800""")
@@ -318,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p.add_argument_group("chunk options"), ChunkOptions)
     p.set_defaults(func=cmd_chunk)
 
+
+def _generate_command(sub) -> None:
     p = _add(sub, "generate", "Generate Socratic conversations from chunks with an sdg_hub flow.", """
         export LLM_API_BASE=http://localhost:8000/v1 LLM_MODEL=my-model LLM_API_KEY=...
         socratic-sdg generate --input work/chunks.jsonl --output-dir work/generated --max-chunks 10
@@ -329,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_arguments(p)
     p.set_defaults(func=cmd_generate)
 
+
+def _estimate_command(sub) -> None:
     p = _add(sub, "estimate", "Estimate requests, tokens and time for a target number of accepted examples.", """
         socratic-sdg estimate --input work/chunks.jsonl --target-examples 1000            # probes the endpoint with 8 rows
         socratic-sdg estimate --input work/chunks.jsonl --target-examples 1000 --probe-rows 0   # no network: counts and assumptions
@@ -341,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_arguments(p, skip=_NOT_ESTIMATE_SETTINGS)
     p.set_defaults(func=cmd_estimate)
 
+
+def _flows_command(sub) -> None:
     p = _add(sub, "flows", "List the sdg_hub flows (this package's and sdg_hub's registry) or show one.", """
         socratic-sdg flows
         socratic-sdg flows --tag socratic-tutoring
@@ -350,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", help="only flows with this tag")
     p.set_defaults(func=cmd_flows)
 
+
+def _filter_command(sub) -> None:
     p = _add(sub, "filter", "Keep conversations where the tutor guides and never gives the answer away.", """
         socratic-sdg filter --input work/generated/conversations.jsonl --output-dir work/filtered
         socratic-sdg filter --input dialogues.jsonl --output-dir work/filtered --rules my_rules.yaml
@@ -359,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filter_arguments(p)
     p.set_defaults(func=cmd_filter)
 
+
+def _evaluate_command(sub) -> None:
     p = _add(sub, "evaluate", "Measure the filter (and the judge) against human-labelled tutor replies.", """
         socratic-sdg evaluate --input samples/tutor-eval/mrbench-dev.json --output-dir output/evaluate
         socratic-sdg evaluate --input my_labelled.jsonl --output-dir output/evaluate --no-leakage
@@ -373,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filter_arguments(p, graded_turns="last", dedup=False)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _export_command(sub) -> None:
     p = _add(sub, "export", "Write train.jsonl and validation.jsonl (chat messages format).", """
         socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset
         socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset --validation-ratio 0.2 --seed 7""")
@@ -383,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p.add_argument_group("export options"), ExportOptions)
     p.set_defaults(func=cmd_export)
 
+
+def _validate_command(sub) -> None:
     p = _add(sub, "validate", "Check every row of a dataset folder the way the fine-tuning loader reads it.", """
         socratic-sdg validate output/latest
         socratic-sdg validate /data/datasets/run-1 --max-problems 100""")
@@ -390,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-problems", type=int, default=20, help="print at most this many problems (default 20)")
     p.set_defaults(func=cmd_validate)
 
+
+def _run_command(sub) -> None:
     p = _add(sub, "run", "Run the whole pipeline locally with the KFP local runner.", """
         socratic-sdg run --input samples/pdfs --max-chunks 8
         LLM_API_BASE=http://localhost:8000/v1 LLM_MODEL=my-model socratic-sdg run --input ~/pdfs
@@ -404,12 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-model", help="GGUF for the embedded server when LLM_API_BASE is unset")
     p.set_defaults(func=cmd_run)
 
+
+def _compile_command(sub) -> None:
     p = _add(sub, "compile", "Compile the pipelines and component specs to KFP IR YAML (import them in the OpenShift AI dashboard).", """
         socratic-sdg compile          # pipelines/*.yaml and components/specs/*.yaml, as committed
         SOCRATIC_SDG_IMAGE=quay.io/me/socratic-sdg@sha256:... socratic-sdg compile --output my-pipeline.yaml""")
     p.add_argument("--output", help="compile only the SDG pipeline, to this file")
     p.set_defaults(func=cmd_compile)
 
+
+def _submit_command(sub) -> None:
     p = _add(sub, "submit", "Upload the compiled pipeline to a pipeline server (OpenShift AI or Kubeflow Pipelines) and start a run.", """
         oc login --token=... --server=https://api.CLUSTER:6443 && oc project my-project
         socratic-sdg submit --dry-run --param generate_max_chunks=20          # check login, server, parameters; change nothing
@@ -423,14 +433,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, SubmitOptions)
     p.set_defaults(func=cmd_submit)
 
+
+def _serve_local_command(sub) -> None:
     p = _add(sub, "serve-local", "Serve the small local model with an OpenAI-compatible API (llama.cpp).", """
         socratic-sdg serve-local --port 8000
         # then: LLM_API_BASE=http://127.0.0.1:8000/v1 LLM_MODEL=smollm2 socratic-sdg generate ...""")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", help="GGUF file (default: $SOCRATIC_SDG_LOCAL_MODEL or .cache/models)")
     p.set_defaults(func=cmd_serve_local)
-    return parser
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="socratic-sdg",
+        description="Turn course PDFs into a Socratic math tutor fine-tuning dataset (docling -> sdg_hub -> quality filter -> JSONL).",
+        epilog=(
+            "The model endpoint comes from LLM_API_BASE, LLM_API_KEY and LLM_MODEL.\nRun `socratic-sdg COMMAND --help` for the options and examples of "
+            "each command."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # in the order `--help` lists them: the stages, then the tools
+    for add_command in (_convert_command, _chunk_command, _generate_command, _estimate_command, _flows_command, _filter_command, _evaluate_command,
+                        _export_command, _validate_command, _run_command, _compile_command, _submit_command, _serve_local_command):
+        add_command(sub)
+    return parser
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

@@ -309,7 +309,7 @@ def filter_decide(options) -> Decide:
     rules = filtering.load_rules(options.rules_path)
 
     def decide(record: Mapping[str, Any]) -> tuple[bool, set[str]]:
-        codes = {reason["code"] for reason in filtering.check_record(record, rules, options)}
+        codes = {reason["code"] for reason in filtering.check_conversation(record, rules, options)}
         return not codes, codes
 
     return decide

@@ -87,7 +87,7 @@ def group_of(record: dict) -> str:
 _JSON_TYPES = {"str": "string", "list": "array", "int": "number", "float": "number", "bool": "boolean"}
 
 
-def check_record(record: dict, where: str) -> dict:
+def check_conversation(record: dict, where: str) -> dict:
     """``record`` if export can use it; otherwise an ExportError naming ``where`` (file:line) and the fix."""
     metadata = record.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
@@ -110,7 +110,7 @@ def check_record(record: dict, where: str) -> dict:
 def _records(input_path: Path) -> Iterator[dict]:
     """The input's records, each checked (errors name the file and line)."""
     for line_no, record in iter_jsonl(input_path):
-        yield check_record(record, f"{input_path}:{line_no}")
+        yield check_conversation(record, f"{input_path}:{line_no}")
 
 
 def to_training_record(record: dict, options: ExportOptions) -> dict:

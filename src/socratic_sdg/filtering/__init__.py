@@ -14,7 +14,7 @@ from .options import (
     TURN_TOO_LONG, TURN_TOO_SHORT, WRONG_LANGUAGE
 )
 from .rules import Rule, Rules, default_rules_path, load_rules
-from .checks import check_record, ends_with_question, sentences, statements
+from .checks import check_conversation, ends_with_question, sentences, statements
 from .stage import load_passages, run
 
 
@@ -32,6 +32,6 @@ __all__ = [
     "clear_caches",
     "BAD_MESSAGE", "BAD_METADATA", "BAD_ROLES", "EMPTY_TURN", "FilterOptions", "FilterResult", "INPUT_MADE_BY", "INVALID_JSON", "LAYERS",
     "LEAK_EXPRESSION", "LEAK_VALUE", "LOW_GREEN_SCORE", "MESSAGE_TOO_LONG", "NO_GUIDING_QUESTION", "NO_MESSAGES",
-    "PRODUCER", "ROLES", "Rule", "Rules", "SCOPES", "TURN_TOO_LONG", "TURN_TOO_SHORT", "WRONG_LANGUAGE", "check_record",
+    "PRODUCER", "ROLES", "Rule", "Rules", "SCOPES", "TURN_TOO_LONG", "TURN_TOO_SHORT", "WRONG_LANGUAGE", "check_conversation",
     "default_rules_path", "ends_with_question", "load_passages", "load_rules", "run", "sentences", "statements"
 ]

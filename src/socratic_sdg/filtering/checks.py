@@ -361,7 +361,7 @@ def _leakage(messages, reference, rules: Rules, opts: FilterOptions, context: _C
     return reasons, {"targets": [t.describe() for t in targets], "target_source": source}
 
 
-def check_record(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> list[dict[str, str]]:
+def check_conversation(record: Mapping[str, Any], rules: Rules, opts: FilterOptions) -> list[dict[str, str]]:
     """Drop reasons for one record from the per-record layers (format, rules, leakage); an empty
     list means those layers accept it. The judge and dedup layers need a whole run (:func:`run`)."""
     return evaluate_conversation(record, rules, opts)[0]

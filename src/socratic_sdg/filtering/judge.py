@@ -106,7 +106,7 @@ class JudgeOptions:
     prompt_path: str | None = option(None, "Rubric prompt YAML; empty uses the packaged one.", flag="--judge-prompt")
     max_concurrency: int = option(8, "Judge requests in flight at once.", changes_output=False)
     max_retries: int = option(3, "Retries per judge request.", changes_output=False)
-    timeout: float = option(60.0, "Seconds per judge request.", changes_output=False)
+    timeout_seconds: float = option(60.0, "Seconds per judge request.", changes_output=False, flag="--judge-timeout")
     min_mistake_identification: int = option(
         3, "Lowest judge score (1-5) accepted for noticing the student's mistake (3 = to some extent; 0 = off). Not scored when the student made none.")
     min_guidance: int = option(3, "Lowest judge score (1-5) accepted for guiding the student toward the solution.")
@@ -119,8 +119,8 @@ class JudgeOptions:
     api_key: str | None = field(default=None, repr=False)  # None: LLM_API_KEY
     complete: Callable[[list[dict[str, str]]], str] | None = field(default=None, repr=False, compare=False)  # a client instead of HTTP
     parse_retries: int = 1
-    backoff_base: float = 0.5
-    backoff_max: float = 20.0
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 20.0
     max_tokens: int = 400
     temperature: float = 0.0
     reject_revealed_answer: bool = True
@@ -135,8 +135,8 @@ class JudgeOptions:
             raise ValueError(f"judge max_concurrency must be >= 1, got {self.max_concurrency}.")
         if self.max_retries < 0 or self.parse_retries < 0:
             raise ValueError("judge max_retries and parse_retries must be >= 0.")
-        if self.timeout <= 0:
-            raise ValueError(f"judge timeout must be > 0 seconds, got {self.timeout}.")
+        if self.timeout_seconds <= 0:
+            raise ValueError(f"judge timeout must be > 0 seconds, got {self.timeout_seconds}.")
         for name in SCORES:
             value = getattr(self, f"min_{name}")
             if not 0 <= value <= 5:
@@ -474,7 +474,7 @@ def openai_complete(options: JudgeOptions) -> Complete:
         raise JudgeError("the judge needs an endpoint: pass --judge-endpoint (or set LLM_API_BASE) to an OpenAI-compatible base URL")
     if not base.startswith(("http://", "https://")):
         raise JudgeError(f"judge endpoint {base!r} is not an http(s) URL; it should look like http://host:8000/v1")
-    client = openai.OpenAI(base_url=base, api_key=key, timeout=options.timeout, max_retries=0)
+    client = openai.OpenAI(base_url=base, api_key=key, timeout=options.timeout_seconds, max_retries=0)
     if not model:
         try:
             served = [m.id for m in client.models.list()]
@@ -553,7 +553,7 @@ class Judge:
     def _backoff(self, attempt: int) -> float:
         with self._lock:
             jitter = self._rng.uniform(0.5, 1.5)
-        return min(self.options.backoff_max, self.options.backoff_base * (2 ** attempt)) * jitter
+        return min(self.options.backoff_max_seconds, self.options.backoff_base_seconds * (2 ** attempt)) * jitter
 
     def _judge_one(self, record: Mapping[str, Any], passage: str | None) -> JudgeOutcome:
         options = self.options

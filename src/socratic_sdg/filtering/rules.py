@@ -170,7 +170,7 @@ class Rules:
     leakage: leakage_layer.LeakageRules | None = None
     dialogue: dialogue_layer.DialogueRules | None = None
     languages: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    # Derived once so check_record does not re-partition the red flags for every turn.
+    # Derived once so check_conversation does not re-partition the red flags for every turn.
     _red_turn: tuple[Rule, ...] = field(default=(), repr=False, compare=False)
     _red_statement: tuple[Rule, ...] = field(default=(), repr=False, compare=False)
     _literals: tuple[str, ...] = field(default=(), repr=False, compare=False)

@@ -37,12 +37,13 @@ FORMAT = 1
 
 
 class Checkpoint:
-    def __init__(self, directory: str | os.PathLike[str], manifest: dict, save_freq: int = 16, save_interval: float = 1.0, discard_mismatch: bool = False):
+    def __init__(self, directory: str | os.PathLike[str], manifest: dict, save_freq: int = 16, save_interval_seconds: float = 1.0,
+                 discard_mismatch: bool = False):
         self.directory = Path(directory)
         self.discard_mismatch = discard_mismatch  # a temporary checkpoint of other settings is dropped, not refused
         self.manifest = {"format": FORMAT, **manifest}
         self.save_freq = max(1, int(save_freq))
-        self.save_interval = save_interval
+        self.save_interval_seconds = save_interval_seconds
         self.entries: dict[str, dict] = {}  # row_id -> the entry without its conversations
         self.torn_bytes = 0  # bytes of a torn last line cut off at open
         self._offsets: dict[str, int] = {}  # row_id -> byte offset of its line in the rows file
@@ -141,7 +142,7 @@ class Checkpoint:
         self._pending.append((row_id, (dumps(entry) + "\n").encode("utf-8")))
 
     def due(self) -> bool:
-        return bool(self._pending) and (len(self._pending) >= self.save_freq or time.monotonic() - self._last_flush >= self.save_interval)
+        return bool(self._pending) and (len(self._pending) >= self.save_freq or time.monotonic() - self._last_flush >= self.save_interval_seconds)
 
     def take_pending(self) -> list[tuple[str, bytes]]:
         pending, self._pending = self._pending, []

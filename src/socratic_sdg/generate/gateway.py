@@ -48,8 +48,8 @@ class RequestPolicy:
         "direct", "direct: HTTP to the OpenAI-compatible endpoint (~10x less client CPU); litellm: through litellm, as sdg_hub does.",
         choices=("direct", "litellm"), changes_output=False, kfp=False)
     # Not parameters: tuning for tests and callers.
-    retry_backoff: float = 1.0  # first retry waits ~this many seconds (jittered), doubling each time
-    backoff_max: float = 30.0
+    retry_backoff_seconds: float = 1.0  # first retry waits ~this many seconds (jittered), doubling each time
+    backoff_max_seconds: float = 30.0
     max_total_retries: int = 0  # retries for the whole run (no retry storm against a failing endpoint); 0 = a quarter of the requests, at least 50
     max_consecutive_failures: int = 0  # endpoint-kind failures in a row (no success between) stop the run; 0 = twice max_concurrency, at least 20
 
@@ -288,7 +288,7 @@ class LLMGateway:
         self.aborted: EndpointUnavailable | None = None
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.policy.backoff_max, self.policy.retry_backoff * (2**attempt))
+        ceiling = min(self.policy.backoff_max_seconds, self.policy.retry_backoff_seconds * (2**attempt))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread out, never zero
 
     def paused_for(self) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from ..filtering import FilterOptions
-from ..filtering import check_record
+from ..filtering import check_conversation
 from ..filtering import load_rules
 
 
@@ -39,7 +39,7 @@ class AcceptanceTracker:
         """Check a finished row's conversations; returns how many the filter would accept."""
         conversations = list(conversations)
         self.checked += len(conversations)
-        passing = [c for c in conversations if not check_record(c, self.rules, self.options)]
+        passing = [c for c in conversations if not check_conversation(c, self.rules, self.options)]
         if passing and self.dedup is not None:
             from ..filtering.dedup import DedupCandidate
 

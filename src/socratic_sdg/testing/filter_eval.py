@@ -50,7 +50,7 @@ def filter_decide(opts: filtering.FilterOptions | None = None) -> Callable[[Mapp
     rules = filtering.load_rules(opts.rules_path)
 
     def decide(record: Mapping[str, Any]) -> Decision:
-        codes = {reason["code"] for reason in filtering.check_record(record, rules, opts)}
+        codes = {reason["code"] for reason in filtering.check_conversation(record, rules, opts)}
         return (not codes, codes)
 
     decide.leak_codes = leak_codes(rules)  # type: ignore[attr-defined]
