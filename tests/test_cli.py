@@ -10,7 +10,7 @@ import pytest
 from socratic_sdg.testing.fake_openai import TUTOR
 
 from socratic_sdg import cli
-from socratic_sdg.records import read_jsonl
+from socratic_sdg.records import read_jsonl, write_jsonl
 
 COMMANDS = ["convert", "chunk", "generate", "estimate", "filter", "export", "validate", "run", "compile", "submit", "flows", "serve-local"]
 
@@ -150,3 +150,28 @@ def test_serve_local_on_a_port_in_use_is_one_sentence(capsys):
         assert cli.main(["serve-local", "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"port {port} on 127.0.0.1 is already in use" in err
+
+
+def test_preview_shows_a_few_conversations_with_the_filter_s_verdict_and_reasons(tmp_path, monkeypatch, capsys):
+    from socratic_sdg.testing.fake_openai import TUTOR, FakeOpenAI
+    from socratic_sdg.testing.generation import gradient_chunks
+
+    write_jsonl(tmp_path / "chunks.jsonl", gradient_chunks(12))
+
+    class HalfLeaking(FakeOpenAI):  # the tutor gives the answer away for even sections
+        def reply_for(self, messages):
+            reply = super().reply_for(messages)
+            even = any(f"Section {i}:" in str(m.get("content")) for m in messages for i in range(0, 12, 2))
+            return "The answer is (2, 4). Does that make sense?" if reply == TUTOR and even else reply
+
+    with HalfLeaking() as server:
+        monkeypatch.setenv("LLM_API_BASE", server.api_base)
+        monkeypatch.setenv("LLM_MODEL", "fake-model")
+        assert cli.main(["preview", "--input", str(tmp_path / "chunks.jsonl"), "--rows", "4"]) == 0
+    out = capsys.readouterr().out
+    blocks = [line for line in out.splitlines() if line.startswith("--- ")]
+    assert len(blocks) == 4, out
+    assert any("ACCEPTED" in b for b in blocks) and any("REJECTED" in b for b in blocks)
+    assert "tutor: The answer is (2, 4)." in out and "why:" in out  # the rejected text and the reason, in words
+    assert "workshop filter: drop, states_answer" in out
+    assert out.strip().splitlines()[-1].startswith(f"{sum('ACCEPTED' in b for b in blocks)} of 4 accepted (fake-model, flow socratic-single-turn)")

@@ -141,3 +141,52 @@ def test_local_run_writes_the_card_and_report(tmp_path, samples_dir, fake_llm, m
     from socratic_sdg.export.validate import validate
 
     assert validate(result.dataset_dir).ok
+
+
+def test_a_local_run_is_quiet_shows_each_stage_and_keeps_the_runner_log(tmp_path, samples_dir, fake_llm, monkeypatch, capsys):
+    from socratic_sdg import cli
+
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    pdfs = _one_pdf(tmp_path, samples_dir)
+    argv = ["run", "--input", str(pdfs), "--output-dir", str(tmp_path / "out"), "--max-chunks", "2", "--param", "filter_dedup=false"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr()
+    lines = (out.out + out.err).splitlines()
+    assert len(lines) < 60, "\n".join(lines)  # the runner's own logs stay in the log file
+    for task in ("convert-documents", "chunk-documents", "generate-conversations", "filter-conversations", "export-dataset"):
+        assert f"- {task}" in lines
+    assert any(line.strip().startswith("[generate 2/2]") for line in lines)
+    log = next(line for line in lines if "the runner's log:" in line).split("the runner's log: ")[1].rstrip(")")
+    assert "Executing task" in open(log).read()
+    assert sum(line.startswith("conversations  ") or line.startswith("conversations generated") for line in lines) == 1  # summaries once
+
+
+def test_a_local_run_refuses_bad_input_before_any_work(tmp_path, monkeypatch, capsys):
+    from socratic_sdg import cli
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("LLM_API_BASE", "http://127.0.0.1:9/v1")  # nothing listens there
+    monkeypatch.setenv("LLM_MODEL", "m")
+    assert cli.main(["run", "--input", str(tmp_path / "empty"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no documents found in" in err and "Traceback" not in err
+    (tmp_path / "empty" / "notes.md").write_text("# A note\n\nSome text.\n")
+    assert cli.main(["run", "--input", str(tmp_path / "empty"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:9" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing ran
+
+
+def test_a_task_that_fails_under_the_local_runner_ends_the_run_with_its_sentence(tmp_path, fake_llm, monkeypatch, capsys):
+    from socratic_sdg import cli
+    from socratic_sdg.testing.bad_files import write_bad_corpus
+
+    monkeypatch.setenv("LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    write_bad_corpus(tmp_path / "bad")
+    assert cli.main(["run", "--input", str(tmp_path / "bad"), "--output-dir", str(tmp_path / "out")]) == 2
+    out = capsys.readouterr()
+    last = out.err.strip().splitlines()[-1]
+    assert last.startswith("socratic-sdg run: error: the convert-documents task failed: ") and "(the whole log: " in last, last
+    assert "Traceback" not in out.err and "Traceback" not in out.out

@@ -1,7 +1,10 @@
 """The flows: this package's Socratic flows, sdg_hub's registry, column mapping, diversity controls."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -433,3 +436,22 @@ def test_flow_prompts_render_in_the_sandbox_and_the_package_prompts_render_as_be
                 continue
             frame = pd.DataFrame([{c: row.get(c, "x") for c in flow_catalog._template_names(ours.input_cols)}])
             assert ours(frame)[ours.output_cols[0]].tolist() == theirs(frame)[theirs.output_cols[0]].tolist()
+
+
+@pytest.mark.parametrize("sdg_hub_first", [False, True])
+def test_sdg_hub_s_own_discovery_finds_our_flows_after_import_socratic_sdg(sdg_hub_first):
+    """The workshop's discovery code, verbatim, after one `import socratic_sdg` (before or after sdg_hub's)."""
+    seed = """
+from sdg_hub import Flow, FlowRegistry
+FlowRegistry.discover_flows()
+path = FlowRegistry.get_flow_path("socratic-single-turn")
+found = [f["id"] if isinstance(f, dict) else f for f in FlowRegistry.search_flows(tag="socratic-tutoring")]
+flow = Flow.from_yaml(path)
+print("RESULT", sorted(found), flow.metadata.id)
+"""
+    code = ("import sdg_hub.core.flow.registry\nimport socratic_sdg\n" if sdg_hub_first else "import socratic_sdg\n") + seed
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LOG_LEVEL": "WARNING"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))
+    assert result == "RESULT ['socratic-multi-turn', 'socratic-single-turn'] socratic-single-turn"

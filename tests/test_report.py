@@ -171,3 +171,14 @@ def test_validator_checks_every_row_and_reports_lines(tmp_path, capsys):
     assert any(re.search(r"train.jsonl:152: 'messages' must be a non-empty list", p) for p in result.problems)
     assert cli_main(["validate", str(tmp_path)]) == 1
     assert "2 problems" in capsys.readouterr().out
+
+
+def test_validate_reports_an_empty_split_unless_the_export_asked_for_none(tmp_path):
+    write_jsonl(tmp_path / "accepted.jsonl", _accepted(1, 3))
+    export.run(tmp_path / "accepted.jsonl", tmp_path / "none", export.ExportOptions(validation_ratio=0))
+    assert validate(tmp_path / "none").ok  # asked for: no validation split
+    (tmp_path / "empty").mkdir()
+    for name in ("train.jsonl", "validation.jsonl"):
+        (tmp_path / "empty" / name).write_text("")
+    report = validate(tmp_path / "empty")
+    assert not report.ok and sum("no rows" in p for p in report.problems) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 from dataclasses import replace
@@ -219,15 +220,22 @@ def cmd_run(args) -> int:
         value = getattr(args, flag)
         if value is not None:
             parameters[name] = value
-    result = run_locally(LocalRunOptions(input_dir=args.input, output_dir=args.output_dir, parameters=parameters, local_model_path=args.local_model))
+    result = run_locally(LocalRunOptions(input_dir=args.input, output_dir=args.output_dir, parameters=parameters, local_model_path=args.local_model,
+                                         verbose=args.verbose))
     _say("\n" + run_summary.to_text(result.summary))
-    _say(f"\nfinished in {result.seconds:.0f}s")
+    _say(f"\nfinished in {result.seconds:.0f}s (the runner's log: {result.log_path})")
     _say(f"dataset: {result.dataset_dir}")
     _say(f"  train:      {result.dataset_dir / 'train.jsonl'}")
     _say(f"  validation: {result.dataset_dir / 'validation.jsonl'}")
     _say(f"  card:       {result.dataset_dir / 'README.md'}")
     _say(f"  report:     {result.dataset_dir / 'report.html'}")
     _say(f"  (also at {Path(args.output_dir) / 'latest'})")
+    if not result.summary.get("accepted"):  # said last, where it is seen
+        reasons = ", ".join(f"{reason} {count}" for reason, count in list(result.summary.get("rejected_by_reason", {}).items())[:3])
+        _say(f"\nno conversation passed the filter ({result.summary.get('generated', 0)} generated; rejected: {reasons or 'none'}): "
+             f"the dataset is empty. The reasons, with the rejected text, are in {result.dataset_dir / 'report.html'}; a bigger model "
+             "(LLM_API_BASE, LLM_MODEL) or more chunks (--max-chunks) gives accepted ones.")
+        return 1
     return 0
 
 
@@ -334,6 +342,27 @@ def _estimate_command(sub) -> None:
     add_arguments(p, EstimateOptions)
     _add_generation_arguments(p, skip=_NOT_ESTIMATE_SETTINGS)
     p.set_defaults(func=cmd_estimate)
+
+
+def _preview_command(sub) -> None:
+    p = _add(sub, "preview", "Generate and filter a few conversations and show them, with the filter's reasons, before a run.", """
+        socratic-sdg preview --input work/chunks.jsonl                      # 3 conversations; the embedded model without LLM_API_BASE
+        socratic-sdg preview --input work/chunks.jsonl --rows 5 --flow-id socratic-multi-turn""")
+    p.add_argument("--input", required=True, help=f"{artifacts.CHUNKS_FILE} from socratic-sdg chunk")
+    p.add_argument("--rows", type=int, default=3, help="conversations to generate, from chunks spread over the file (default 3)")
+    p.add_argument("--local-model", help="GGUF for the embedded server when LLM_API_BASE is unset")
+    _add_generation_arguments(p, skip=_NOT_ESTIMATE_SETTINGS + ("max_chunks", "conversations_per_chunk"))
+    p.set_defaults(func=cmd_preview)
+
+
+def cmd_preview(args) -> int:
+    from .endpoint import EndpointConfig
+    from .preview import preview
+
+    endpoint = EndpointConfig.from_env(api_base=args.api_base, model=args.model) if (args.api_base or os.environ.get("LLM_API_BASE")) else None
+    options = _generate_options(args, skip=_NOT_ESTIMATE_SETTINGS)
+    _summary(preview(args.input, args.rows, options, options.target_filter, endpoint=endpoint, progress=_say, model_path=args.local_model))
+    return 0
 
 
 def _flows_command(sub) -> None:
@@ -456,8 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # in the order `--help` lists them: the stages, then the tools
-    for add_command in (_convert_command, _chunk_command, _generate_command, _estimate_command, _flows_command, _filter_command, _evaluate_command,
-                        _export_command, _validate_command, _run_command, _compile_command, _submit_command, _serve_local_command):
+    for add_command in (_convert_command, _chunk_command, _generate_command, _estimate_command, _preview_command, _flows_command, _filter_command,
+                        _evaluate_command, _export_command, _validate_command, _run_command, _compile_command, _submit_command, _serve_local_command):
         add_command(sub)
     return parser
 

@@ -8,13 +8,24 @@ server with a small model is started for the duration of the run.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import re
+import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from socratic_sdg.errors import SocraticSdgError
 from socratic_sdg.export import summary as run_summary
+
+
+class LocalRunError(SocraticSdgError, RuntimeError):
+    """A task of the local run failed; the message is that stage's own sentence (and where the log is)."""
 
 
 @dataclass
@@ -23,6 +34,7 @@ class LocalRunOptions:
     output_dir: str = "output"
     parameters: dict = field(default_factory=dict)  # pipeline parameters (convert_*, generate_*, ...)
     local_model_path: str | None = None
+    verbose: bool = False  # the KFP runner's own logs on the terminal too (they always go to the run's log file)
 
 
 @dataclass
@@ -30,6 +42,107 @@ class LocalRunResult:
     dataset_dir: Path
     summary: dict
     seconds: float
+    log_path: Path | None = None
+
+
+# The local run against the embedded model (see run_locally).
+EMBEDDED_REQUEST_TIMEOUT_SECONDS = 600.0
+EMBEDDED_TARGET_EXAMPLES = 5
+EMBEDDED_MAX_REQUESTS = 150
+
+# Lines the stages print as they go ("[generate 3/8] ..."): the progress a user sees of a quiet run.
+_PROGRESS = re.compile(r"^\s*\[(convert|chunk|generate|estimate|filter|export)\b")
+_TASK_START = re.compile(r"Executing task '?([\w-]+)")
+_ANSI = re.compile(r"\x1b\[[\d;]*m")
+# The last line of a Python traceback: "socratic_sdg.convert.stage.ConvertError: no documents found in ..."
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception|Generated|Unavailable)): (.+)$")
+
+
+class _RunLog(io.TextIOBase):
+    """Where the local runner's output goes while it runs: every line into the log file; on the terminal
+    only the stages' progress lines and the start of each task (everything with ``verbose``). Keeps the
+    last error line a task printed, so a failed run can end with that stage's sentence."""
+
+    def __init__(self, path: Path, terminal, verbose: bool):
+        self.file = path.open("w", encoding="utf-8")
+        self.terminal = terminal
+        self.verbose = verbose
+        self.pending = ""
+        self.last_error: str | None = None
+        self.tasks = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        if self.verbose:
+            self.terminal.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._line(_ANSI.sub("", line))
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        error = _ERROR_LINE.match(line)
+        if error and not line.lstrip().startswith(("File ", "raise ")):
+            self.last_error = error.group(2).strip()
+        if self.verbose:
+            return
+        started = _TASK_START.search(line)
+        if started:
+            self.tasks += 1
+            self.terminal.write(f"- {started.group(1)}\n")
+        elif _PROGRESS.match(line):
+            self.terminal.write("  " + line.strip() + "\n")
+        self.terminal.flush()
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.terminal.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@contextlib.contextmanager
+def _quiet(log_path: Path, verbose: bool) -> Iterator[_RunLog]:
+    log = _RunLog(log_path, sys.stdout, verbose)
+    real = sys.stdout
+    root = logging.getLogger()
+    level = root.level
+    if not verbose:
+        root.setLevel(logging.WARNING)  # the runner's INFO lines outside its own logging context (workspace clean-up)
+    sys.stdout = log  # the runner's logging handler and the tasks' streamed output both write here
+    try:
+        with warnings.catch_warnings():  # the runner warns per task that limits do not apply locally: the log's business
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
+                warnings.formatwarning(message, category, filename, lineno, line))
+            yield log
+    finally:
+        sys.stdout = real
+        root.setLevel(level)
+        log.close()
+
+
+def check_before_running(input_dir: Path, parameters: dict) -> None:
+    """What can be checked before any work, each failure one sentence: documents in the input folder,
+    the endpoint answering with the model (when one is configured), the flow loading."""
+    from socratic_sdg.convert import ConvertError, SUPPORTED_SUFFIXES, find_inputs
+    from socratic_sdg.generate import catalog
+
+    if not input_dir.is_dir():
+        raise ConvertError(f"input folder {input_dir} does not exist; pass --input with the folder holding the PDFs")
+    if not find_inputs(input_dir):
+        raise ConvertError(f"no documents found in {input_dir} (looked for {', '.join(SUPPORTED_SUFFIXES)} recursively); "
+                           "copy the PDFs there or pass --input with another folder")
+    if os.environ.get("LLM_API_BASE"):
+        from socratic_sdg.endpoint import EndpointConfig, check_model
+
+        check_model(EndpointConfig.from_env(model=parameters.get("generate_model") or None))
+    flow_path = catalog.resolve_flow(parameters.get("generate_flow_id") or "socratic-single-turn", parameters.get("generate_flow_yaml_path") or None)
+    catalog.load_flow(flow_path)  # prompts checked against the columns their blocks pass
 
 
 def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = print) -> LocalRunResult:
@@ -42,13 +155,15 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
     check_parameter_names(options.parameters, socratic_sdg_pipeline.component_spec.inputs)  # before any work
     started = time.monotonic()
     input_dir = Path(options.input_dir).resolve()
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f"input folder {input_dir} does not exist; pass --input with the folder holding the PDFs")
+    check_before_running(input_dir, options.parameters)
     output_root = Path(options.output_dir).resolve()
     output_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_root / "runs"))
+    log_path = output_root / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
 
     server = None
+    embedded: dict = {}
     if not os.environ.get("LLM_API_BASE"):
         from socratic_sdg.local_llm import MODEL_NAME, LocalModelServer
 
@@ -59,6 +174,12 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
         os.environ["LLM_MODEL"] = MODEL_NAME
         os.environ.setdefault("LLM_API_KEY", "EMPTY")
         progress(f"local model server ready at {server.api_base}")
+        # The embedded model is small and slow, and it has `parallel` slots: no more requests than that
+        # at once, a timeout a busy 2-core machine meets, and a demo that generates until a handful of
+        # conversations pass the filter (or its request budget is spent), not a fixed few that may all fail.
+        embedded = {"generate_max_concurrency": server.parallel, "generate_request_timeout": EMBEDDED_REQUEST_TIMEOUT_SECONDS,
+                    "generate_target_examples": EMBEDDED_TARGET_EXAMPLES, "generate_max_requests": EMBEDDED_MAX_REQUESTS}
+    progress(f"running the pipeline with the KFP local runner (its log: {log_path})")
     try:
         parameters = {
             "convert_input_dir": str(input_dir),
@@ -68,9 +189,17 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
             "generate_checkpoint_dir": str(output_root / "checkpoints" / "generate"),
             # A CPU model is slow: the local run estimates from counts; `socratic-sdg estimate` probes.
             "generate_estimate_probe_rows": 0,
+            **embedded,
             **options.parameters,
         }
-        task = socratic_sdg_pipeline(**parameters)
+        with _quiet(log_path, options.verbose) as log:
+            try:
+                task = socratic_sdg_pipeline(**parameters)
+            except RuntimeError as failure:  # the runner's "Pipeline ... finished with status FAILURE"
+                failed = re.search(r"Inner task failed: \W*([\w-]+)", _ANSI.sub("", str(failure)))
+                where = f"the {failed.group(1)} task" if failed else "a task"
+                reason = log.last_error or _ANSI.sub("", str(failure))
+                raise LocalRunError(f"{where} failed: {reason} (the whole log: {log_path})") from None
     finally:
         if server is not None:
             server.stop()
@@ -82,4 +211,4 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
     if latest.is_symlink() or latest.exists():
         latest.unlink()
     latest.symlink_to(dataset_dir)
-    return LocalRunResult(dataset_dir=dataset_dir, summary=summary, seconds=time.monotonic() - started)
+    return LocalRunResult(dataset_dir=dataset_dir, summary=summary, seconds=time.monotonic() - started, log_path=log_path)

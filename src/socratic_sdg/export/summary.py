@@ -34,6 +34,10 @@ def collect(converted_dir, chunks_dir, conversations_dir, filtered_dir, dataset_
         "chunk_tokens": chunk.get("tokens", 0),
         "generated": generated,
         "generation_failed": generate.get("failed_rows", 0),
+        "generation_failed_by_kind": generate.get("rows_failed_by_kind", {}),
+        "generation_stopped_early": generate.get("stopped_early"),
+        "target_examples": generate.get("target_examples", 0),
+        "max_requests": generate.get("max_requests", 0),
         "generation_seconds": generate.get("execution_time_seconds", 0.0),
         "prompt_tokens": generate.get("prompt_tokens", 0),
         "completion_tokens": generate.get("completion_tokens", 0),
@@ -72,10 +76,17 @@ def _rows(report: dict) -> list[tuple[str, str]]:
     rows = [
         ("documents converted", f"{report['documents']} ({report['documents_failed']} failed, {report['pages']} pages)"),
         ("chunks", f"{report['chunks']} ({report['chunks_dropped']} dropped as noise)"),
-        ("conversations generated", f"{report['generated']} ({report['generation_failed']} failed) in {report['generation_seconds']:.0f}s"),
+        ("conversations generated", f"{report['generated']} ({report['generation_failed']} failed"
+         + "".join(f", {kind} {n}" for kind, n in report.get("generation_failed_by_kind", {}).items())
+         + f") in {report['generation_seconds']:.0f}s"),
         ("accepted", str(report["accepted"])),
         ("rejected", str(report["rejected"])),
     ]
+    stopped = report.get("generation_stopped_early")
+    if stopped == "target_examples":
+        rows.insert(3, ("  stopped", f"{report['target_examples']} conversations passed the filter's checks (the target)"))
+    elif stopped == "max_requests":
+        rows.insert(3, ("  stopped", f"the budget of {report['max_requests']} requests was spent before the target"))
     rows += [(f"  rejected: {reason}", str(count)) for reason, count in report["rejected_by_reason"].items()]
     rows.append(("dataset", f"{report['train']} train + {report['validation']} validation records"))
     rows.append(("model / flow", f"{report['model']} / {report['flow_id']}"))

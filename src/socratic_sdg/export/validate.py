@@ -9,6 +9,7 @@ too: its set manifest says so.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,14 @@ def check_row(row: object) -> list[str]:
     return problems
 
 
+def _empty_on_purpose(folder: Path, split: str) -> bool:
+    """An empty validation split the export was asked for (validation_ratio 0)."""
+    metrics = folder / artifacts.EXPORT_METRICS_FILE
+    if split != artifacts.VALIDATION_FILE or not metrics.is_file():
+        return False
+    return json.loads(metrics.read_text(encoding="utf-8")).get("options", {}).get("validation_ratio") == 0
+
+
 def validate(dataset_dir: str | os.PathLike[str]) -> ValidationReport:
     folder = Path(dataset_dir)
     report = ValidationReport()
@@ -95,4 +104,6 @@ def validate(dataset_dir: str | os.PathLike[str]) -> ValidationReport:
                 count += 1
                 report.problems.extend(f"{path}:{line_no}: {problem}" for problem in check_row(row))
         report.rows[split] = count
+        if count == 0 and not any(p.startswith(f"{path}:") for p in report.problems) and not _empty_on_purpose(folder, split):
+            report.problems.append(f"{path}: no rows (datasets.load_dataset cannot load an empty split, and a trainer has nothing to learn from)")
     return report

@@ -352,10 +352,12 @@ class GenerationRun:
         target = f", {self.tracker.accepted}/{self.options.target_examples} pass the filter" if self.tracker else ""
         paused = gateway.paused_for()
         pause = f", paused {_seconds(paused)} more (the endpoint asked to wait {_seconds(gateway.retry_after_asked)})" if paused > 0 else ""
+        done = counts["done"] + counts["failed"]
+        eta = f", about {_seconds(elapsed / done * (self.todo_rows - done))} left" if done else ""
         self.progress(
-            f"[generate {counts['done'] + counts['failed']}/{self.todo_rows}] {counts['conversations']} conversations{target}, "
+            f"[generate {done}/{self.todo_rows}] {counts['conversations']} conversations{target}, "
             f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
-            f"{gateway.limiter.active} in flight{pause}, {elapsed:.0f}s"
+            f"{gateway.limiter.active} in flight{pause}, {elapsed:.0f}s{eta}"
         )
 
     def _check_same_failure(self, entry: dict) -> None:
