@@ -43,27 +43,22 @@ def export_dataset(
         license: Licence id written in the dataset card.
         pvc_path: Also copy the dataset folder here (e.g. on the PVC) for a separate fine-tuning pipeline (empty = no copy; an empty dataset is never copied).
     """
+    params = dict(locals())  # the parameters, before any other name is bound
+
     import os
     import shutil
 
     from socratic_sdg import artifacts
     from socratic_sdg import export as stage
-    from socratic_sdg.export import report as run_report
     from socratic_sdg.export import summary as run_summary
+    from socratic_sdg.options import from_params
 
     if pvc_path:
         stage.check_copy_target(pvc_path)  # refuse a folder that is not ours before building anything
 
-    from socratic_sdg.options import from_params
-
-    options = from_params(stage.ExportOptions, dict(
-        validation_ratio=validation_ratio, seed=seed, format=format, system_prompt=system_prompt,
-        strip_metadata=strip_metadata, max_records=max_records,
-    ))
-    stage.run(os.path.join(filtered.path, artifacts.ACCEPTED_FILE), dataset.path, options, progress=print)
-    collected = run_summary.collect(converted.path, chunks.path, conversations.path, filtered.path, dataset.path)
-    run_summary.write(collected, dataset.path)
-    written = run_report.write_reports(collected, dataset.path, license)
+    stage.run(os.path.join(filtered.path, artifacts.ACCEPTED_FILE), dataset.path, from_params(stage.ExportOptions, params), progress=print)
+    collected, written = run_summary.document(dataset.path, converted_dir=converted.path, chunks_dir=chunks.path,
+                                              conversations_dir=conversations.path, filtered_dir=filtered.path, license_id=license)
     for name, value in run_summary.numeric_metrics(collected).items():
         metrics.log_metric(name, value)
     shutil.copyfile(written["markdown"], summary.path)

@@ -182,3 +182,15 @@ def test_validate_reports_an_empty_split_unless_the_export_asked_for_none(tmp_pa
         (tmp_path / "empty" / name).write_text("")
     report = validate(tmp_path / "empty")
     assert not report.ok and sum("no rows" in p for p in report.problems) == 2
+
+
+def test_standalone_export_writes_the_card_and_the_report(tmp_path, capsys):
+    (tmp_path / "filtered").mkdir()
+    write_jsonl(tmp_path / "filtered" / "accepted.jsonl", _accepted(2, 3))
+    write_json(tmp_path / "filtered" / "filter_metrics.json", {"accepted": 6, "rejected": 2, "reasons": {"no_guiding_question": 2}})
+    assert cli_main(["export", "--input", str(tmp_path / "filtered" / "accepted.jsonl"), "--output-dir", str(tmp_path / "dataset"),
+                     "--license", "CC-BY-4.0"]) == 0
+    card = (tmp_path / "dataset" / "README.md").read_text()
+    assert "CC-BY-4.0" in card and (tmp_path / "dataset" / "report.html").is_file()
+    assert json.loads((tmp_path / "dataset" / "summary.json").read_text())["rejected_by_reason"] == {"no_guiding_question": 2}
+    assert "report: " in capsys.readouterr().out

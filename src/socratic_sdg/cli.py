@@ -177,8 +177,15 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from . import export
 
+    from .export import summary as run_summary
+
     options = from_args(export.ExportOptions, args)
-    export.run(args.input, args.output_dir, options, progress=_say)
+    _summary(export.run(args.input, args.output_dir, options, progress=_say))
+    # The card and the report, from the stage folders that are known: the filter's is the input's folder.
+    chunks = Path(args.chunks).parent if args.chunks and Path(args.chunks).is_file() else args.chunks
+    _, written = run_summary.document(args.output_dir, converted_dir=args.converted, chunks_dir=chunks, conversations_dir=args.conversations,
+                                      filtered_dir=Path(args.input).parent, license_id=args.license)
+    _say(f"card: {written['card']}\nreport: {written['html']}")
     return 0
 
 
@@ -407,8 +414,12 @@ def _export_command(sub) -> None:
     p = _add(sub, "export", "Write train.jsonl and validation.jsonl (chat messages format).", """
         socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset
         socratic-sdg export --input work/filtered/accepted.jsonl --output-dir work/dataset --validation-ratio 0.2 --seed 7""")
-    p.add_argument("--input", required=True, help="accepted.jsonl from the filter stage")
+    p.add_argument("--input", required=True, help="accepted.jsonl from the filter stage (its folder's filter_metrics.json goes into the report)")
     p.add_argument("--output-dir", required=True)
+    p.add_argument("--converted", help="the convert stage's folder, for the report's document counts")
+    p.add_argument("--chunks", help="chunks.jsonl (or its folder), for the report's chunk counts")
+    p.add_argument("--conversations", help="the generate stage's folder, for the report's generation counts")
+    p.add_argument("--license", default="other", help="licence id written in the dataset card (the source documents' licence; default other)")
     from .export import ExportOptions
 
     add_arguments(p.add_argument_group("export options"), ExportOptions)

@@ -59,6 +59,19 @@ def collect(converted_dir, chunks_dir, conversations_dir, filtered_dir, dataset_
     }
 
 
+def document(dataset_dir, *, converted_dir=None, chunks_dir=None, conversations_dir=None, filtered_dir=None,
+             license_id: str = "other") -> tuple[dict, dict[str, Path]]:
+    """The run summary (summary.json), the dataset card (README.md) and the report (report.html,
+    report.md) of an exported dataset, from the stage folders that are known (the others count as
+    empty). Returns the summary and the paths written."""
+    from .report import write_reports
+
+    missing = Path(dataset_dir) / ".no-such-stage-folder"
+    collected = collect(*(folder or missing for folder in (converted_dir, chunks_dir, conversations_dir, filtered_dir)), dataset_dir)
+    write(collected, dataset_dir)
+    return collected, write_reports(collected, dataset_dir, license_id)
+
+
 def write(report: dict, dataset_dir) -> Path:
     path = Path(dataset_dir) / SUMMARY_FILE
     write_json(path, report)
