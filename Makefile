@@ -18,8 +18,8 @@ MODEL := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 # (it makes ~4 conversations a minute on 2 cores); with a real endpoint, every chunk.
 INPUT ?= samples/pdfs
 OUTPUT ?= output
-# Against the embedded model the run stops at 5 accepted conversations or 150 requests, whichever comes first.
-MAX_CHUNKS ?= $(if $(LLM_API_BASE),0,60)
+# Against the embedded model the run stops at 3 accepted conversations or 60 requests, whichever comes first.
+MAX_CHUNKS ?= $(if $(LLM_API_BASE),0,30)
 PYTEST_ARGS ?=
 
 # Images: the references the components use come from components/image.py; releases pin digests:

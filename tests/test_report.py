@@ -35,7 +35,17 @@ def run_folders(tmp_path):
         {"output_rows": 40, "failed_rows": 2, "execution_time_seconds": 60.0, "model": "granite", "flow_id": "socratic-single-turn"},
     )
     write_json(folders["filtered"] / "filter_metrics.json", {"accepted": 24, "rejected": 16, "reasons": {"states_answer": 10, "no_guiding_question": 6}})
-    write_jsonl(folders["filtered"] / "accepted.jsonl", _accepted(3, 8))
+    accepted = _accepted(3, 8)
+    leak = "Just integrate term by term: the answer is x^3/3. Does that make sense?"
+    reason = {"code": "states_answer", "layer": "rules", "detail": 'message 2 (assistant): "the answer is x^3/3" states the answer'}
+    rejected = [conversation(f"r{i}", "How do I integrate x^2? Just tell me.", leak, chunk_id=f"d3-c{i % 2}", source="doc3.pdf", drop_reasons=[reason])
+                for i in range(16)]
+    write_jsonl(folders["filtered"] / "accepted.jsonl", accepted)
+    write_jsonl(folders["filtered"] / "rejected.jsonl", rejected)
+    write_jsonl(folders["conversations"] / "conversations.jsonl", accepted + rejected)
+    chunks = [{"chunk_id": f"d{d}-c{c}", "source": f"doc{d}.pdf", "headings": [f"Chapter {d}", f"Section {c}"], "text": "..."}
+              for d in range(4) for c in range(8)]
+    write_jsonl(folders["chunks"] / "chunks.jsonl", chunks)
     export.run(folders["filtered"] / "accepted.jsonl", folders["dataset"])
     collected = summary.collect(*(folders[k] for k in ("converted", "chunks", "conversations", "filtered", "dataset")))
     paths = report.write_reports(collected, folders["dataset"], license_id="cc-by-4.0")
@@ -93,13 +103,21 @@ def test_html_report_has_the_plots_with_the_run_figures(run_folders):
     parser = _Figures()
     parser.feed(paths["html"].read_text())
     figures = parser.figures
-    assert set(figures) == {"funnel", "drop-reasons", "student-lengths", "tutor-lengths", "records-per-source", "stage-seconds"}
-    assert dict(figures["funnel"]) == {"documents": 3, "chunks": 30, "generated": 40, "accepted": 24, "exported": 24}
-    assert dict(figures["drop-reasons"]) == {"states_answer": 10, "no_guiding_question": 6}
+    assert set(figures) == {"funnel", "drop-reasons", "acceptance-by-source", "student-lengths", "tutor-lengths", "records-per-source",
+                            "stage-seconds"}
+    # one unit (conversations) from the rows attempted to the records exported
+    assert dict(figures["funnel"]) == {"rows attempted": 42, "conversations generated": 40, "passed the filter": 24, "exported": 24}
+    assert dict(figures["drop-reasons"]) == {"states answer": 10, "no guiding question": 6}
+    assert dict(figures["acceptance-by-source"]) == {"doc0.pdf": 100, "doc1.pdf": 100, "doc2.pdf": 100, "doc3.pdf": 0}
     assert dict(figures["records-per-source"]) == {"doc0.pdf": 8, "doc1.pdf": 8, "doc2.pdf": 8}
     assert sum(v for _, v in figures["tutor-lengths"]) == 24  # one tutor turn per record
-    assert parser.data["funnel"]["accepted"] == 24
+    assert parser.data["funnel"]["passed the filter"] == 24
     assert paths["markdown"].read_text().startswith("# Socratic SDG run")
+    page = paths["html"].read_text()
+    # a rejected example per reason, the quoted passage marked; the sections that gave nothing
+    assert "<mark>the answer is x^3/3</mark>" in page and "why: message 2 (assistant)" in page
+    assert "24 of 26 sections of the course gave at least one accepted conversation" in page
+    assert "doc3.pdf: Chapter 3 &gt; Section 0" in page and "doc3.pdf: Chapter 3 &gt; Section 1" in page
 
 
 def test_zero_accepted_records_still_make_a_card_and_a_report(tmp_path):

@@ -47,8 +47,8 @@ class LocalRunResult:
 
 # The local run against the embedded model (see run_locally).
 EMBEDDED_REQUEST_TIMEOUT_SECONDS = 600.0
-EMBEDDED_TARGET_EXAMPLES = 5
-EMBEDDED_MAX_REQUESTS = 150
+EMBEDDED_TARGET_EXAMPLES = 3
+EMBEDDED_MAX_REQUESTS = 60  # 20 rows of the single-turn flow: ~3-4 minutes of SmolLM2 on 2 cores
 
 # Lines the stages print as they go ("[generate 3/8] ..."): the progress a user sees of a quiet run.
 _PROGRESS = re.compile(r"^\s*\[(convert|chunk|generate|estimate|filter|export)\b")

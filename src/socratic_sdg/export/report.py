@@ -194,33 +194,65 @@ def _bars(title: str, data: dict[str, float], figure_id: str, color: str = "#3b6
 
 
 def report_data(summary: dict, stats: dict) -> dict:
+    failed = summary.get("generation_failed_by_kind") or {}
+    funnel = {"rows attempted": summary["generated"] + summary.get("generation_failed", 0), "conversations generated": summary["generated"]}
+    funnel.update({f"failed: {kind.replace('_', ' ')}": count for kind, count in failed.items()})
+    funnel.update({"passed the filter": summary["accepted"], "exported": summary["train"] + summary["validation"]})
     return {
-        "funnel": {
-            "documents": summary["documents"],
-            "chunks": summary["chunks"],
-            "generated": summary["generated"],
-            "accepted": summary["accepted"],
-            "exported": summary["train"] + summary["validation"],
-        },
-        "drop_reasons": summary["rejected_by_reason"],
+        "funnel": funnel,  # one unit: conversations (rows of chunk x sample)
+        "drop_reasons": {code.replace("_", " "): count for code, count in summary["rejected_by_reason"].items()},
         "student_turn_tokens": stats["student_turn_tokens"],
         "tutor_turn_tokens": stats["tutor_turn_tokens"],
         "records_per_source": stats["records_per_source"],
+        "acceptance_by_source": {source: round(100 * c["accepted"] / c["generated"]) if c["generated"] else 0
+                                 for source, c in summary.get("acceptance_by_source", {}).items()},
         "stage_seconds": summary.get("stage_seconds", {}),
     }
+
+
+def _marked(text: str, detail: str) -> str:
+    """``text`` escaped, with the passage the reason quotes (the first "..." in it) marked."""
+    quoted = next((q for q in detail.split('"')[1::2] if len(q) > 3), "")
+    escaped = html.escape(text)
+    snippet = html.escape(quoted.rstrip(".… ").strip())
+    return escaped.replace(snippet, f"<mark>{snippet}</mark>", 1) if snippet and snippet in escaped else escaped
+
+
+def _rejected_examples(summary: dict) -> str:
+    parts = []
+    for code, examples in summary.get("rejected_examples", {}).items():
+        parts.append(f"<h3>{html.escape(code.replace('_', ' '))} ({summary['rejected_by_reason'].get(code, 0)})</h3>")
+        for e in examples:
+            parts.append(f"<div class='example rejected'><p><b>student</b>: {html.escape(e['student'])}</p>"
+                         f"<p><b>tutor</b>: {_marked(e['tutor'], e['detail'])}</p><p class='why'>why: {html.escape(e['detail'])}</p></div>")
+    return "".join(parts) or "<p>No conversation was rejected.</p>"
+
+
+def _coverage(summary: dict) -> str:
+    empty = summary.get("sections_without_accepted", [])
+    total = summary.get("sections_generated", 0)
+    count = summary.get("sections_without_accepted_count", len(empty))
+    if not total:
+        return "<p>No section of the course was generated from.</p>"
+    items = "".join(f"<li>{html.escape(s)}</li>" for s in empty)
+    more = f"<li>... and {count - len(empty)} more</li>" if count > len(empty) else ""
+    return (f"<p>{total - count} of {total} sections of the course gave at least one accepted conversation.</p>"
+            + (f"<p>Sections with none:</p><ul>{items}{more}</ul>" if count else ""))
 
 
 def html_report(summary: dict, stats: dict) -> str:
     data = report_data(summary, stats)
     figures = [
-        _bars("From documents to training records", data["funnel"], "funnel"),
+        _bars("From rows to training records (conversations)", data["funnel"], "funnel"),
         _bars("Why conversations were rejected", data["drop_reasons"], "drop-reasons", "#b5533c"),
+        _bars("Accepted, % of generated, per source document", data["acceptance_by_source"], "acceptance-by-source", "#3b8c8c"),
         _bars("Student turn length (tokens)", data["student_turn_tokens"], "student-lengths", "#5b8c5a"),
         _bars("Tutor turn length (tokens)", data["tutor_turn_tokens"], "tutor-lengths", "#5b8c5a"),
         _bars("Records per source document", data["records_per_source"], "records-per-source", "#7a5ba5"),
         _bars("Wall time per stage (s)", data["stage_seconds"], "stage-seconds", "#888888"),
     ]
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items() if not isinstance(v, dict))
+    table = "".join(f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{html.escape(str(v))}</td></tr>"
+                    for k, v in summary.items() if not isinstance(v, (dict, list)))
     examples = "".join(
         "<div class='example'>" + "".join(f"<p><b>{html.escape(m['role'])}</b>: {html.escape(m['content'])}</p>" for m in e["messages"]) + "</div>"
         for e in stats["examples"]
@@ -233,14 +265,17 @@ figure {{ margin: 1em 0 2em; }} figcaption {{ font-weight: bold; margin-bottom: 
 svg text {{ font-size: 12px; }} table {{ border-collapse: collapse; }}
 th, td {{ text-align: left; padding: 2px 10px; border-bottom: 1px solid #ddd; }}
 .example {{ border-left: 3px solid #3b6ea5; padding-left: .8em; margin: .8em 0; }}
+.example.rejected {{ border-left-color: #b5533c; }} .why {{ color: #555; font-size: 90%; }} mark {{ background: #f7d9a8; }}
 </style></head>
 <body>
 <h1>Socratic SDG run</h1>
 <p>{summary['train']} train + {summary['validation']} validation records from {summary['documents']} documents;
 {summary['accepted']} of {summary['generated']} generated conversations passed the quality filter ({summary['retention']:.0%}).</p>
 {''.join(figures)}
+<h2>Coverage of the course</h2>{_coverage(summary)}
+<h2>Rejected, and why</h2>{_rejected_examples(summary)}
+<h2>Accepted examples</h2>{examples or '<p>No records were accepted.</p>'}
 <h2>Counts</h2><table>{table}</table>
-<h2>Examples</h2>{examples or '<p>No records were accepted.</p>'}
 <script type="application/json" id="report-data">{html.escape(json.dumps(data), quote=False)}</script>
 </body></html>
 """

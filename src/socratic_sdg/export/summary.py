@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..records import read_json, write_json
+from ..records import read_json, read_jsonl, write_json
 from .. import artifacts
 
 SUMMARY_FILE = artifacts.SUMMARY_FILE
@@ -56,6 +56,53 @@ def collect(converted_dir, chunks_dir, conversations_dir, filtered_dir, dataset_
             "filter": quality.get("seconds", 0.0),
         },
         "export_options": export.get("options", {}),
+        **_examples_and_coverage(chunks_dir, conversations_dir, filtered_dir),
+    }
+
+
+EXAMPLES_PER_REASON = 2
+MAX_SECTIONS_LISTED = 40
+
+
+def _examples_and_coverage(chunks_dir, conversations_dir, filtered_dir) -> dict:
+    """For the report: a couple of rejected conversations per drop reason (the student's message, the
+    tutor's last reply, the reason in words), and acceptance per source document and per section of
+    the course, with the sections that gave no accepted conversation. Bounded by the number of chunks."""
+    rejected_examples: dict[str, list[dict]] = {}
+    rejected_path = Path(filtered_dir) / artifacts.REJECTED_FILE
+    for record in read_jsonl(rejected_path) if rejected_path.is_file() else ():
+        messages = record.get("messages") if isinstance(record.get("messages"), list) else []
+        texts = [m.get("content", "") for m in messages if isinstance(m, dict)]
+        for reason in (record.get("metadata") or {}).get("drop_reasons", []):
+            examples = rejected_examples.setdefault(reason["code"], [])
+            if len(examples) < EXAMPLES_PER_REASON and texts:
+                examples.append({"student": texts[0], "tutor": texts[-1], "detail": reason.get("detail", "")})
+    sections: dict[str, tuple[str, str]] = {}  # chunk_id -> (source, section heading)
+    chunks_path = Path(chunks_dir) / artifacts.CHUNKS_FILE
+    for chunk in read_jsonl(chunks_path) if chunks_path.is_file() else ():
+        headings = chunk.get("headings") or []
+        sections[str(chunk.get("chunk_id"))] = (str(chunk.get("source", "")), " > ".join(map(str, headings)) or "(no heading)")
+    accepted_ids = set()
+    accepted_path = Path(filtered_dir) / artifacts.ACCEPTED_FILE
+    for record in read_jsonl(accepted_path) if accepted_path.is_file() else ():
+        accepted_ids.add(record.get("id"))
+    by_source: dict[str, list[int]] = {}
+    by_section: dict[tuple[str, str], list[int]] = {}
+    conversations_path = Path(conversations_dir) / artifacts.CONVERSATIONS_FILE
+    for record in read_jsonl(conversations_path) if conversations_path.is_file() else ():
+        chunk_id = str((record.get("metadata") or {}).get("chunk_id"))
+        source, section = sections.get(chunk_id, ((record.get("metadata") or {}).get("source", ""), "(unknown)"))
+        accepted = record.get("id") in accepted_ids
+        for counts in (by_source.setdefault(source, [0, 0]), by_section.setdefault((source, section), [0, 0])):
+            counts[0] += 1
+            counts[1] += accepted
+    empty = [f"{source}: {section}" for (source, section), (_, accepted) in sorted(by_section.items()) if not accepted]
+    return {
+        "rejected_examples": rejected_examples,
+        "acceptance_by_source": {source: {"generated": g, "accepted": a} for source, (g, a) in sorted(by_source.items())},
+        "sections_generated": len(by_section),
+        "sections_without_accepted": empty[:MAX_SECTIONS_LISTED],
+        "sections_without_accepted_count": len(empty),
     }
 
 

@@ -353,7 +353,10 @@ class GenerationRun:
         paused = gateway.paused_for()
         pause = f", paused {_seconds(paused)} more (the endpoint asked to wait {_seconds(gateway.retry_after_asked)})" if paused > 0 else ""
         done = counts["done"] + counts["failed"]
-        eta = f", about {_seconds(elapsed / done * (self.todo_rows - done))} left" if done else ""
+        left = self.todo_rows - done
+        if self.options.requests.max_requests:  # the request budget may end the run first
+            left = min(left, max(0, self.options.requests.max_requests - gateway.stats.requests) // max(1, self.llm_steps))
+        eta = f", at most about {_seconds(elapsed / done * left)} left" if done else ""
         self.progress(
             f"[generate {done}/{self.todo_rows}] {counts['conversations']} conversations{target}, "
             f"{counts['failed']} failed, {gateway.stats.requests / max(elapsed, 1e-9):.1f} req/s, "
