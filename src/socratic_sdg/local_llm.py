@@ -83,6 +83,10 @@ def serve_forever(model_path: str, port: int, parallel: int = 4, context: int = 
         time.sleep(3600)
 
 
+# What a client of the embedded model should allow a request: a CPU model on a busy 2-core machine is slow.
+REQUEST_TIMEOUT_SECONDS = 600.0
+
+
 class LocalModelServer:
     """Run the embedded server in a child process: ``with LocalModelServer() as server: server.api_base``."""
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from . import artifacts, filtering, generate
 from .endpoint import EndpointConfig
+from .local_llm import REQUEST_TIMEOUT_SECONDS
 from .evaluate import workshop_verdict
 from .generate.estimate import spread_indices
 from .records import read_jsonl, write_jsonl
 from .results import PathLike, Progress, StageResult
 
 DEFAULT_ROWS = 3
-EMBEDDED_REQUEST_TIMEOUT_SECONDS = 600.0  # a CPU model on a busy 2-core machine
 
 
 @dataclass
@@ -104,7 +104,7 @@ def preview(chunks_path: PathLike, rows: int = DEFAULT_ROWS, options: generate.G
             endpoint, slots = stack.enter_context(endpoint_or_embedded(model_path, progress))
             if slots:  # the embedded model: no more at once than its slots, and patience
                 options = dataclasses.replace(options, requests=dataclasses.replace(
-                    options.requests, max_concurrency=slots, request_timeout=EMBEDDED_REQUEST_TIMEOUT_SECONDS))
+                    options.requests, max_concurrency=slots, request_timeout=REQUEST_TIMEOUT_SECONDS))
         options = dataclasses.replace(options, conversations_per_chunk=1, max_chunks=0, checkpoint_dir=None, target_examples=0)
         try:
             generated = generate.run(work / artifacts.CHUNKS_FILE, work / "generated", options, endpoint, progress)

@@ -46,7 +46,6 @@ class LocalRunResult:
 
 
 # The local run against the embedded model (see run_locally).
-EMBEDDED_REQUEST_TIMEOUT_SECONDS = 600.0
 EMBEDDED_TARGET_EXAMPLES = 3
 EMBEDDED_MAX_REQUESTS = 60  # 20 rows of the single-turn flow: ~3-4 minutes of SmolLM2 on 2 cores
 
@@ -165,7 +164,7 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
     server = None
     embedded: dict = {}
     if not os.environ.get("LLM_API_BASE"):
-        from socratic_sdg.local_llm import MODEL_NAME, LocalModelServer
+        from socratic_sdg.local_llm import MODEL_NAME, REQUEST_TIMEOUT_SECONDS, LocalModelServer
 
         progress("LLM_API_BASE is not set: starting the embedded local model server (llama.cpp + SmolLM2-135M)")
         server = LocalModelServer(options.local_model_path).start()
@@ -177,7 +176,7 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
         # The embedded model is small and slow, and it has `parallel` slots: no more requests than that
         # at once, a timeout a busy 2-core machine meets, and a demo that generates until a handful of
         # conversations pass the filter (or its request budget is spent), not a fixed few that may all fail.
-        embedded = {"generate_max_concurrency": server.parallel, "generate_request_timeout": EMBEDDED_REQUEST_TIMEOUT_SECONDS,
+        embedded = {"generate_max_concurrency": server.parallel, "generate_request_timeout": REQUEST_TIMEOUT_SECONDS,
                     "generate_target_examples": EMBEDDED_TARGET_EXAMPLES, "generate_max_requests": EMBEDDED_MAX_REQUESTS}
     progress(f"running the pipeline with the KFP local runner (its log: {log_path})")
     try:
