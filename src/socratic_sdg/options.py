@@ -86,11 +86,6 @@ def parameters(options_cls: type, prefix: str = "") -> dict[str, Parameter]:
     return out
 
 
-def described(options_cls: type) -> dict[str, Parameter]:
-    """The flat parameters of ``options_cls`` (kept for callers that only read defaults and help)."""
-    return parameters(options_cls)
-
-
 def _walk(options: Any, prefix: str = "") -> Iterator[tuple[str, Mapping[str, Any], Any]]:
     for f in dataclasses.fields(options):
         meta, value = f.metadata, getattr(options, f.name)
@@ -215,4 +210,4 @@ class Shard:
         return position % self.num_shards == self.shard_index
 
 
-__all__ = ["Parameter", "Shard", "add_arguments", "described", "from_args", "from_params", "group", "option", "output_settings", "parameters"]
+__all__ = ["Parameter", "Shard", "add_arguments", "from_args", "from_params", "group", "option", "output_settings", "parameters"]

@@ -9,11 +9,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
-from ..endpoint import redact  # noqa: E402
-from .catalog import icl_defaults  # noqa: E402
-from .catalog import package_flows  # noqa: E402,F401  (re-exported)
-from .errors import EndpointUnavailable, GenerateError, NothingGenerated  # noqa: E402,F401  (re-exported)
-from ..records import content_id  # noqa: E402
+from ..endpoint import redact
+from .catalog import icl_defaults
+from .errors import GenerateError
+from ..records import content_id
 from .. import artifacts
 from .options import DEFAULT_MAX_CHUNK_CHARS, GenerateOptions
 

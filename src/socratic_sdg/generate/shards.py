@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from .catalog import package_flows  # noqa: E402,F401  (re-exported)
-from .errors import EndpointUnavailable, GenerateError, NothingGenerated  # noqa: E402,F401  (re-exported)
-from ..records import AtomicFileSet, check_complete, dumps, read_json, read_jsonl  # noqa: E402
+from .errors import GenerateError
+from ..records import AtomicFileSet, check_complete, dumps, read_json, read_jsonl
 from .. import artifacts
 from .stage import GenerateResult, PRODUCER, SET_KIND, _write_metrics
 

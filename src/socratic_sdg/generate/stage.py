@@ -19,15 +19,16 @@ from pathlib import Path
 
 from ..options import output_settings
 from ..results import PathLike, Progress, StageResult
-from ..endpoint import EndpointConfig, check_model  # noqa: E402
-from ..endpoint import redact  # noqa: E402
-from .catalog import flow_fingerprint, load_diversity, load_flow, resolve_flow  # noqa: E402
-from .catalog import package_flows  # noqa: E402,F401  (re-exported)
-from .checkpoint import Checkpoint  # noqa: E402
-from .errors import EndpointUnavailable, GenerateError, NothingGenerated  # noqa: E402,F401  (re-exported)
-from ..records import AtomicFileSet, dumps, read_jsonl  # noqa: E402
+from ..endpoint import EndpointConfig, check_model
+from ..endpoint import redact
+from .catalog import flow_fingerprint, load_diversity, load_flow, resolve_flow
+from .checkpoint import Checkpoint
+from .errors import EndpointUnavailable, GenerateError, NothingGenerated
+from ..records import AtomicFileSet, dumps, read_jsonl
 from .. import artifacts
+from .gateway import TERMINAL_ROW_KINDS, LLMGateway, StopRun
 from .options import GenerateOptions
+from .runner import FlowRunner, build_steps, run_rows
 from .rows import _check_columns, _check_max_tokens, _diversity_columns, _row_entry, check_chunks_file, chunk_problem, iter_chunk_rows
 
 
@@ -220,8 +221,6 @@ class GenerationRun:
         return iter_chunk_rows(read_jsonl(self.input_path), self.options, self.diversity, self.required)
 
     def finished(self, row: dict) -> bool:
-        from .gateway import TERMINAL_ROW_KINDS
-
         entry = self.entries.get(row["row_id"])
         if entry is None:
             return False
@@ -231,8 +230,6 @@ class GenerationRun:
 
     def plan(self) -> None:
         """Everything that can be checked before the first request; opens (locks) the checkpoint."""
-        from .runner import build_steps
-
         options = self.options
         self.flow_path = resolve_flow_path(options)
         self.flow = _load_flow(self.flow_path, self.endpoint, options)
@@ -299,9 +296,6 @@ class GenerationRun:
             self.checkpoint.flush()
 
     async def _engine(self):
-        from .gateway import LLMGateway
-        from .runner import FlowRunner, run_rows
-
         options = self.options
         self.gateway = LLMGateway(options.requests, self.transport, api_base=self.endpoint.api_base, on_pause=self._on_pause,
                                   expected_requests=self.expected_requests, seed=options.seed)
@@ -364,8 +358,6 @@ class GenerationRun:
         )
 
     def _check_same_failure(self, entry: dict) -> None:
-        from .gateway import StopRun
-
         limit = self.options.stop_after_same_failures
         if not limit or entry["row_id"] not in self.first_rows or self.same_failure:
             return
