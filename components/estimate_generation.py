@@ -17,6 +17,7 @@ def estimate_generation(
     model: str = "",
     max_concurrency: int = 8,
     conversations_per_chunk: int = 1,
+    tutor_candidates: int = 1,
     max_chunks: int = 0,
     seed: int = 42,
     runtime_params: str = "",
@@ -49,6 +50,7 @@ def estimate_generation(
         model: As generate_conversations.
         max_concurrency: Requests in flight at once against the endpoint, for all shards together (size it to what the endpoint serves).
         conversations_per_chunk: Conversations generated per chunk.
+        tutor_candidates: Tutor replies generated per tutor turn (best of k): the student side and reference answer are generated once, the conversation goes on with the reply the filter's rules like best, and the rejected ones become preference pairs.
         max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
         seed: Seed of the student persona and request-type sampling, and of each request's sampling.
         runtime_params: sdg_hub runtime_params as JSON (or a .json/.yaml file on the command line), e.g. {"generate_tutor_reply": {"max_tokens": 300}}.

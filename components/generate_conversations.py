@@ -16,6 +16,7 @@ def generate_conversations(
     model: str = "",
     max_concurrency: int = 8,
     conversations_per_chunk: int = 1,
+    tutor_candidates: int = 1,
     max_chunks: int = 0,
     checkpoint_pvc_path: str = "",
     save_freq: int = 16,
@@ -53,6 +54,7 @@ def generate_conversations(
         model: Model name on the endpoint; empty uses LLM_MODEL.
         max_concurrency: Requests in flight at once against the endpoint, for all shards together (size it to what the endpoint serves).
         conversations_per_chunk: Conversations generated per chunk.
+        tutor_candidates: Tutor replies generated per tutor turn (best of k): the student side and reference answer are generated once, the conversation goes on with the reply the filter's rules like best, and the rejected ones become preference pairs.
         max_chunks: Generate from the first N chunks only (0 = all); small values make quick trial runs.
         checkpoint_pvc_path: Folder (on the PVC) for progress; a subfolder per chunks file, settings and shard, so a retried or rerun task with the same inputs resumes.
         save_freq: Fsync the checkpoint every N finished rows (and at least every second).

@@ -17,6 +17,7 @@ folder holding that marker (or an empty one): never a folder of someone's own fi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import json
@@ -32,6 +33,7 @@ from ..results import PathLike, Progress, StageResult
 from ..errors import SocraticSdgError
 from .. import artifacts
 from ..options import option
+from .preference import CANDIDATES_KEY, PREFERENCE_DIR, PREFERENCE_FILES, has_candidates, preference_folder, preference_pairs
 
 TRAIN_FILE = artifacts.TRAIN_FILE
 VALIDATION_FILE = artifacts.VALIDATION_FILE
@@ -39,7 +41,7 @@ METRICS_FILE = artifacts.EXPORT_METRICS_FILE
 SET_FILES = (TRAIN_FILE, VALIDATION_FILE, METRICS_FILE)  # written as one set
 # Everything the export stage puts in a dataset folder (the pipeline's export step adds the run summary
 # and the reports); the marker says the folder is this project's, so copy_dataset may replace it.
-DATASET_FILES = SET_FILES + (artifacts.SUMMARY_FILE, "README.md", "report.html", "report.md")
+DATASET_FILES = SET_FILES + (artifacts.SUMMARY_FILE, "README.md", "report.html", "report.md", PREFERENCE_DIR)
 DATASET_MARKER = ".socratic-sdg-dataset"
 PRODUCER = "the export (socratic-sdg export, or the pipeline's export step)"
 INPUT_MADE_BY = "the accepted.jsonl that `socratic-sdg filter` (the pipeline's filter step) writes"
@@ -51,6 +53,8 @@ class ExportError(SocraticSdgError, ValueError):
 
 FORMATS = ("messages", "prompt_completion")
 HIDDEN_METADATA = ("reference_answer", "quality")  # for the filter and the report, not for training
+# Always left out of the SFT records: the rejected candidates go to preference/ as pairs.
+MOVED_METADATA = (CANDIDATES_KEY,)
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ def to_training_record(record: dict, options: ExportOptions) -> dict:
     messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"] if m["role"] != "system"]
     if options.system_prompt:
         messages.insert(0, {"role": "system", "content": options.system_prompt})
-    metadata = dict(record.get("metadata") or {})
+    metadata = {k: v for k, v in (record.get("metadata") or {}).items() if k not in MOVED_METADATA}
     if options.strip_metadata:
         for key in HIDDEN_METADATA:
             metadata.pop(key, None)
@@ -216,12 +220,21 @@ class ExportResult(StageResult):
     train_path: Path
     validation_path: Path
     options: dict = field(default_factory=dict)
+    preference: dict | None = None  # pairs per split and the turns left out as near-duplicates, when written
 
     def summary_lines(self) -> list[str]:
-        return [f"{self.train} train + {self.validation} validation records -> {self.train_path.parent}"]
+        lines = [f"{self.train} train + {self.validation} validation records -> {self.train_path.parent}"]
+        if self.preference is not None:
+            p = self.preference
+            lines.append(f"{p['train']} train + {p['validation']} validation preference pairs -> {self.train_path.parent / 'preference'}"
+                         + (f" ({p['near_duplicates']} turns without a pair: rejected replies near-duplicates of the chosen)" if p["near_duplicates"] else ""))
+        return lines
 
     def metrics(self) -> dict:
-        return {"train": self.train, "validation": self.validation, "options": self.options}
+        metrics = {"train": self.train, "validation": self.validation, "options": self.options}
+        if self.preference is not None:
+            metrics["preference"] = self.preference
+        return metrics
 
 
 def run(input_path: PathLike, output_dir: PathLike, options: ExportOptions = ExportOptions(), progress: Progress | None = None) -> ExportResult:
@@ -242,21 +255,42 @@ def run(input_path: PathLike, output_dir: PathLike, options: ExportOptions = Exp
             if selected is None or line_no in selected:
                 yield record
 
-    # Two passes over the file: the groups first (to know whether the ratio chose none), then the records.
-    in_validation = _validation_rule((group_of(r) for r in chosen()), options)
+    # Two passes over the file: the groups first (to know whether the ratio chose none, and whether
+    # any record has best-of-k candidates), then the records.
+    candidates = [False]
+
+    def groups() -> Iterator[str]:
+        for record in chosen():
+            candidates[0] = candidates[0] or has_candidates(record)
+            yield group_of(record)
+
+    in_validation = _validation_rule(groups(), options)
     counts = {"train": 0, "validation": 0}
-    with AtomicFileSet(out, SET_FILES, kind="export", producer=PRODUCER) as files:
+    # Pairs are written when there are candidates, and also to replace an earlier export's pairs.
+    pairs = {"train": 0, "validation": 0, "near_duplicates": 0} if candidates[0] or preference_folder(out).is_dir() else None
+    with contextlib.ExitStack() as stack:
+        files = stack.enter_context(AtomicFileSet(out, SET_FILES, kind="export", producer=PRODUCER))
+        preference = None
+        if pairs is not None:
+            preference = stack.enter_context(AtomicFileSet(preference_folder(out), PREFERENCE_FILES, kind="preference", producer=PRODUCER))
         train, validation = files[TRAIN_FILE], files[VALIDATION_FILE]
         for record in chosen():
             split = "validation" if in_validation(group_of(record)) else "train"
             (validation if split == "validation" else train).write(dumps(to_training_record(record, options)) + "\n")
             counts[split] += 1
-        result = ExportResult(counts["train"], counts["validation"], out / TRAIN_FILE, out / VALIDATION_FILE, asdict(options))
+            if preference is not None:
+                made, near_duplicates = preference_pairs(record, options.system_prompt)
+                pairs["near_duplicates"] += near_duplicates
+                for pair in made:  # a chunk's pairs go to the split its conversations go to
+                    preference[TRAIN_FILE if split == "train" else VALIDATION_FILE].write(dumps(pair) + "\n")
+                    pairs[split] += 1
+        result = ExportResult(counts["train"], counts["validation"], out / TRAIN_FILE, out / VALIDATION_FILE, asdict(options), pairs)
         json.dump(result.metrics(), files[METRICS_FILE], ensure_ascii=False, indent=2, sort_keys=True)
         files[METRICS_FILE].write("\n")
-    _write_marker(out, [*SET_FILES, files.manifest_path.name])
+    _write_marker(out, [*SET_FILES, files.manifest_path.name, *([PREFERENCE_DIR] if pairs is not None else [])])
     if progress:
-        progress(f"[export] {counts['train']} train, {counts['validation']} validation records in {out}")
+        progress(f"[export] {counts['train']} train, {counts['validation']} validation records in {out}"
+                 + (f"; {pairs['train']} train, {pairs['validation']} validation preference pairs" if pairs is not None else ""))
     return result
 
 

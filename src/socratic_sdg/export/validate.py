@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..records import incomplete_sets, parse_json_line
 from .. import artifacts
+from .preference import PREFERENCE_DIR
 
 SPLITS = artifacts.SPLIT_FILES
 ROLES = {"system", "user", "assistant"}
@@ -77,33 +78,100 @@ def _empty_on_purpose(folder: Path, split: str) -> bool:
     return json.loads(metrics.read_text(encoding="utf-8")).get("options", {}).get("validation_ratio") == 0
 
 
+def check_pair(row: object) -> list[str]:
+    """What is wrong with one preference pair (empty when TRL's DPO trainer reads it as intended):
+    a conversational prompt ending with the student's turn, one tutor reply chosen and one rejected."""
+    if not isinstance(row, dict):
+        return [f"a pair must be a JSON object, got {type(row).__name__}"]
+    missing = [key for key in ("prompt", "chosen", "rejected") if key not in row]
+    if missing:
+        return [f"no {' / '.join(missing)} (a pair holds prompt, chosen and rejected)"]
+    problems = []
+    extra = set(row) - {"id", "prompt", "chosen", "rejected", "metadata"}
+    if extra:
+        problems.append(f"unexpected top-level keys {sorted(extra)}")
+    prompt = row["prompt"]
+    if not isinstance(prompt, list) or not prompt:
+        problems.append("'prompt' must be a non-empty list of messages")
+    else:
+        problems.extend(f"prompt: {problem}" for problem in check_row({"messages": prompt + [{"role": "assistant", "content": "-"}]}))
+    replies = []
+    for key in ("chosen", "rejected"):
+        value = row[key]
+        if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and set(value[0]) == {"role", "content"}
+                and value[0]["role"] == "assistant" and isinstance(value[0]["content"], str) and value[0]["content"].strip()):
+            problems.append(f"'{key}' must be one tutor message: [{{\"role\": \"assistant\", \"content\": ...}}]")
+        else:
+            replies.append(value[0]["content"].strip())
+    if len(replies) == 2 and replies[0] == replies[1]:
+        problems.append("chosen and rejected are the same reply")
+    return problems
+
+
+def _rows(path: Path, report: ValidationReport):
+    """(line number, parsed row) of a JSONL file; unreadable lines are reported, not yielded."""
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                report.problems.append(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start + 1} of the line)")
+                continue
+            if not line.strip():
+                report.problems.append(f"{path}:{line_no}: empty line")
+                continue
+            row, problem = parse_json_line(line)
+            if problem is not None:
+                report.problems.append(f"{path}:{line_no}: not valid JSON ({problem})")
+                continue
+            yield line_no, row
+
+
+def _chunk_of(row) -> str | None:
+    metadata = row.get("metadata") if isinstance(row, dict) else None
+    return metadata.get("chunk_id") if isinstance(metadata, dict) else None
+
+
 def validate(dataset_dir: str | os.PathLike[str]) -> ValidationReport:
     folder = Path(dataset_dir)
     report = ValidationReport()
     report.problems.extend(incomplete_sets(folder))
+    chunks: dict[str, set] = {}  # split -> chunk ids, to check that the preference pairs follow the grouped split
     for split in SPLITS:
         path = folder / split
         if not path.is_file():
             report.problems.append(f"{path}: missing (a dataset folder holds {' and '.join(SPLITS)})")
             continue
         count = 0
-        with path.open("rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    report.problems.append(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start + 1} of the line)")
-                    continue
-                if not line.strip():
-                    report.problems.append(f"{path}:{line_no}: empty line")
-                    continue
-                row, problem = parse_json_line(line)
-                if problem is not None:
-                    report.problems.append(f"{path}:{line_no}: not valid JSON ({problem})")
-                    continue
-                count += 1
-                report.problems.extend(f"{path}:{line_no}: {problem}" for problem in check_row(row))
+        chunks[split] = set()
+        for line_no, row in _rows(path, report):
+            count += 1
+            chunks[split].add(_chunk_of(row))
+            report.problems.extend(f"{path}:{line_no}: {problem}" for problem in check_row(row))
         report.rows[split] = count
         if count == 0 and not any(p.startswith(f"{path}:") for p in report.problems) and not _empty_on_purpose(folder, split):
             report.problems.append(f"{path}: no rows (datasets.load_dataset cannot load an empty split, and a trainer has nothing to learn from)")
+    preference = folder / PREFERENCE_DIR
+    if preference.is_dir():
+        _validate_preference(preference, chunks, report)
     return report
+
+
+def _validate_preference(preference: Path, chunks: dict[str, set], report: ValidationReport) -> None:
+    """preference/train.jsonl and validation.jsonl: every pair, and no chunk on both sides of the split."""
+    report.problems.extend(incomplete_sets(preference))
+    for split in SPLITS:
+        path = preference / split
+        if not path.is_file():
+            report.problems.append(f"{path}: missing (a preference folder holds {' and '.join(SPLITS)})")
+            continue
+        other = chunks.get(SPLITS[1 - SPLITS.index(split)], set()) - {None}
+        count = 0
+        for line_no, row in _rows(path, report):
+            count += 1
+            report.problems.extend(f"{path}:{line_no}: {problem}" for problem in check_pair(row))
+            chunk = _chunk_of(row)
+            if chunk is not None and chunk in other:
+                report.problems.append(f"{path}:{line_no}: chunk {chunk!r} has conversations in the other split's "
+                                       f"{SPLITS[1 - SPLITS.index(split)]}: its pairs must stay on one side of the grouped split")
+        report.rows[f"{PREFERENCE_DIR}/{split}"] = count

@@ -104,6 +104,9 @@ class EstimateResult(StageResult):
     reachable_examples: int | None = None  # accepted examples all the chunks can give
     target_reachable: bool = False
     suggested_conversations_per_chunk: int | None = None  # to reach the target when the chunks cannot
+    tutor_candidates: int = 1
+    requests_per_accepted: float | None = None  # the cost of one accepted example (best of k trades these)
+    tokens_per_accepted: float | None = None  # prompt + completion; None when completions are unknown
     probe: dict | None = None  # what the probe measured (rows, requests, tokens, failures, filter reasons...)
     notes: list[str] = field(default_factory=list)  # assumptions and warnings, in words
 
@@ -143,6 +146,10 @@ class EstimateResult(StageResult):
         reach = "" if self.target_reachable else f"; the target needs {self.rows_needed} rows: NOT reachable (see the note)"
         rows.append(("rows", f"{self.rows} of {self.rows_available} available -> ~{self.expected_examples} accepted examples{reach}"))
         rows.append(("requests", f"{self.requests}"))
+        if self.requests_per_accepted is not None:
+            tokens = f", {self.tokens_per_accepted:.0f} tokens" if self.tokens_per_accepted is not None else ""
+            rows.append(("per accepted", f"{self.requests_per_accepted:.2f} requests{tokens}"
+                                         + (f" (best of {self.tutor_candidates} tutor replies)" if self.tutor_candidates > 1 else "")))
         completion = f"{self.completion_tokens}" if self.completion_tokens is not None else "?"
         per_request = f"{self.prompt_tokens_per_request:.0f} + " + (
             f"{self.completion_tokens_per_request:.0f}" if self.completion_tokens_per_request is not None else "?"
@@ -236,8 +243,10 @@ def _columns(value) -> list:
     return [value] if isinstance(value, str) else list(value or [])
 
 
-def _flow_plan(options: GenerateOptions) -> tuple[str, dict[str, int | None], dict[str, int]]:
-    """(flow id, LLM block -> max_tokens, LLM block -> prompt template tokens), from the flow as generate loads it."""
+def _flow_plan(options: GenerateOptions) -> tuple[str, dict[str, int | None], dict[str, int], set[str]]:
+    """(flow id, LLM block -> max_tokens, LLM block -> prompt template tokens, the tutor blocks), from
+    the flow as generate loads it."""
+    from .candidates import tutor_steps
     from .catalog import load_flow
     from .runner import build_steps
 
@@ -254,7 +263,7 @@ def _flow_plan(options: GenerateOptions) -> tuple[str, dict[str, int | None], di
         template = getattr(builder, "prompt_config_path", None)
         has_template = bool(template) and Path(template).is_file()
         template_tokens[step.name] = math.ceil(len(Path(template).read_text(encoding="utf-8")) / CHARS_PER_TOKEN) if has_template else 0
-    return flow.metadata.id or options.flow_id, max_tokens, template_tokens
+    return flow.metadata.id or options.flow_id, max_tokens, template_tokens, tutor_steps(steps)
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -354,15 +363,25 @@ def _measured(probe: dict, max_concurrency: int, notes: list[str]) -> _Rates:
     )
 
 
-def _assumed(max_tokens: dict[str, int | None], template_tokens: dict[str, int], mean_chunk_tokens: float, acceptance: float, notes: list[str]) -> _Rates:
+def _assumed(max_tokens: dict[str, int | None], template_tokens: dict[str, int], mean_chunk_tokens: float, acceptance: float, notes: list[str],
+             candidates: int = 1, tutor_blocks: set[str] = frozenset()) -> _Rates:
     blocks = len(max_tokens)
     prompt_per_row = sum(mean_chunk_tokens + t for t in template_tokens.values())
-    completion_per_row = sum(max_tokens.values()) if all(v is not None for v in max_tokens.values()) else None
+    completions = {name: (candidates if name in tutor_blocks else 1) * (tokens or 0) for name, tokens in max_tokens.items()}
+    completion_per_row = sum(completions.values()) if all(v is not None for v in max_tokens.values()) else None
     notes.append(
         f"no probe: assumed {blocks} requests and 1 conversation per row, {acceptance:.0%} acceptance, "
         "prompts of a chunk plus the prompt template (multi-turn flows send more), completions of max_tokens (an upper bound); "
         "probe the endpoint (probe_rows > 0) for measured figures and a time"
     )
+    if candidates > 1 and tutor_blocks:
+        single = acceptance
+        acceptance = 1 - (1 - single) ** candidates
+        notes.append(
+            f"tutor_candidates={candidates}: {candidates} completions per tutor turn in one request (the chat API's n, as vLLM serves it; "
+            f"an endpoint without n takes {blocks + (candidates - 1) * len(tutor_blocks)} requests per row), and a conversation accepted "
+            f"when any candidate is: {single:.0%} per candidate -> {acceptance:.0%} assumed"
+        )
     return _Rates(
         requests_per_row=float(blocks),
         conversations_per_row=1.0,
@@ -389,6 +408,9 @@ def _extrapolate(result: EstimateResult, rates: _Rates) -> None:
     result.reachable_examples = math.floor(available * per_row_yield + 1e-9)
     result.expected_examples = min(target, math.floor(rows * per_row_yield + 1e-9))
     result.target_reachable = result.rows_needed <= available
+    result.requests_per_accepted = round(rates.requests_per_row / per_row_yield, 3)
+    if rates.completion_per_row is not None:
+        result.tokens_per_accepted = round((rates.prompt_per_row + rates.completion_per_row) / per_row_yield, 1)
     if not result.target_reachable:
         result.suggested_conversations_per_chunk = math.ceil(target / (result.chunks * per_row_yield) - 1e-9)
         result.notes.append(
@@ -410,7 +432,7 @@ def run(
     gen = options.generate_options
     notes: list[str] = []
     records, chunks, chunk_tokens = _scan_chunks(chunks_path, gen.max_chunks, gen.max_chunk_chars, notes)
-    flow_id, max_tokens, template_tokens = _flow_plan(gen)
+    flow_id, max_tokens, template_tokens, tutor_blocks = _flow_plan(gen)
     rows_available = chunks * gen.conversations_per_chunk
     if records > chunks:
         notes.append(f"{records - chunks} duplicate chunk(s) in the file are generated once")
@@ -427,7 +449,7 @@ def run(
             probe = _probe(chunks_path, records, options, endpoint, Path(work), progress)
         rates = _measured(probe, gen.requests.max_concurrency, notes)
     else:
-        rates = _assumed(max_tokens, template_tokens, chunk_tokens / chunks, options.assumed_acceptance, notes)
+        rates = _assumed(max_tokens, template_tokens, chunk_tokens / chunks, options.assumed_acceptance, notes, gen.tutor_candidates, tutor_blocks)
     if options.filter_options.judge_enabled:
         notes.append("the filter's judge sends requests of its own (one per conversation): not counted here")
     result = EstimateResult(
@@ -448,6 +470,7 @@ def run(
         completion_tokens_per_request=None if rates.completion_per_request is None else round(rates.completion_per_request, 1),
         mean_request_seconds=rates.latency,
         estimable=rates.per_row_yield > 0,
+        tutor_candidates=gen.tutor_candidates,
         probe=probe,
         notes=notes,
     )

@@ -17,6 +17,7 @@ from .gateway import RequestPolicy
 DEFAULT_FLOW_ID = "socratic-single-turn"
 DEFAULT_MAX_CHUNK_CHARS = 20_000  # ~5,000 tokens: far above what `socratic-sdg chunk` makes (512 tokens by default)
 DEFAULT_MAX_RETRY_AFTER = 60.0
+MAX_TUTOR_CANDIDATES = 8
 
 
 def load_runtime_params(value: str | dict | None) -> dict | None:
@@ -91,6 +92,10 @@ class GenerateOptions:
     max_chunk_chars: int = option(
         DEFAULT_MAX_CHUNK_CHARS, "Chunks with longer text are not sent to the endpoint; their rows are recorded as chunk_too_large (0 = no limit).",
         metavar="N", changes_output="rows")
+    tutor_candidates: int = option(
+        1, "Tutor replies generated per tutor turn (best of k): the student side and reference answer are generated once, "
+        "the conversation goes on with the reply the filter's rules like best, and the rejected ones become preference pairs.",
+        metavar="K")
     target_examples: int = option(
         0, "Stop starting new rows once this many conversations pass the quality filter's rules, leakage check and dedup "
         "(0 = generate from every chunk), for all shards together; the filter stage still has the last word.", changes_output=False)
@@ -109,6 +114,8 @@ class GenerateOptions:
     def __post_init__(self) -> None:
         if self.target_examples < 0:
             raise GenerateError("target_examples must be 0 (no limit) or positive")
+        if not 1 <= self.tutor_candidates <= MAX_TUTOR_CANDIDATES:
+            raise GenerateError(f"tutor_candidates must be between 1 and {MAX_TUTOR_CANDIDATES}, got {self.tutor_candidates}")
         if self.max_chunk_chars < 0:
             raise GenerateError(f"max_chunk_chars must be 0 (no limit) or positive, got {self.max_chunk_chars}")
         if self.stop_after_same_failures < 0:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 from ..endpoint import redact
+from .candidates import CANDIDATES_COLUMN
 from .catalog import icl_defaults
 from .errors import GenerateError
 from ..records import content_id
@@ -264,6 +265,8 @@ def to_conversation(row: dict, flow_id: str, model: str, index: int = 0, diversi
     turn = PLANTED_MISTAKES.get(flow_id)
     if turn is not None and isinstance(row.get(f"student_turn_{turn}"), str) and len(messages) > 2 * (turn - 1):
         metadata["wrong_student_turns"] = [2 * (turn - 1)]  # message index of that student turn
+    if isinstance(row.get(CANDIDATES_COLUMN), list):
+        metadata[CANDIDATES_COLUMN] = row[CANDIDATES_COLUMN]  # best of k: each chosen turn's rejected candidates
     persona = {c: row[c] for c in diversity_columns if isinstance(row.get(c), str)}
     if persona:
         metadata["diversity"] = persona

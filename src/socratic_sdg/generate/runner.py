@@ -7,7 +7,7 @@ import asyncio
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .gateway import LLMGateway, RequestFailure, StopRun, _short
@@ -27,6 +27,7 @@ class Step:
     kwargs: dict  # runtime params (non-LLM) or completion kwargs (LLM)
     input_col: str = ""
     output_col: str = ""
+    candidates: int = 1  # a tutor block with tutor_candidates: completions asked for, of which the chooser keeps one
 
 
 @dataclass
@@ -254,9 +255,13 @@ class Segment:
 class FlowRunner:
     """Runs rows through a flow: LLM blocks through the gateway, other blocks in coalesced segments."""
 
-    def __init__(self, steps: list[Step], gateway: LLMGateway, seed: int | None = None, max_group: int = 0):
+    def __init__(self, steps: list[Step], gateway: LLMGateway, seed: int | None = None, max_group: int = 0, chooser=None):
         self.gateway = gateway
         self.seed = seed
+        self.chooser = chooser  # keeps one of a tutor step's candidates (candidates.CandidateChooser), after the blocks that extract them
+        # Whether the endpoint answers `n` > 1 with n choices (None: not asked yet). llama.cpp's server, for one,
+        # answers with a single choice: the rest of the run then asks for each candidate separately.
+        self.n_supported: bool | None = None
         self.plan: list[tuple[int, Step | Segment]] = []  # (stage index, LLM step or segment)
         pending: list[Step] = []
         llm_index = 0
@@ -281,13 +286,20 @@ class FlowRunner:
         records = [row]
         failure: tuple[str, str, str] | None = None
         truncated: list[str] = []
+        choosing = False  # a tutor step's candidates are in the records: keep one once they are extracted
         for stage, part in self.plan:
             if isinstance(part, Segment):
                 result = await part.submit(row_id, records)
                 if isinstance(result, BlockFailure):  # a block failed on this row, or dropped all its records
                     return RowResult(row_id, [], failure or (result.kind, result.reason, result.block), truncated)
                 records = result
+                if choosing:
+                    records, choosing = self.chooser.choose(records), False
             else:
+                if part.candidates > 1:
+                    from .candidates import GROUP_COLUMN
+
+                    records, choosing = [{**record, GROUP_COLUMN: index} for index, record in enumerate(records)], True
                 records, step_failure = await self._llm(part, stage, order, row_id, records, truncated)
                 failure = failure or step_failure
                 if not records:
@@ -300,7 +312,9 @@ class FlowRunner:
         for record in records:
             if not _valid_messages(record.get(step.input_col)):
                 return [], ("block_error", f"block {step.name!r}: column {step.input_col!r} is not a list of chat messages", step.name)
-        if len(records) == 1:
+        if step.candidates > 1:
+            results = await asyncio.gather(*(self._candidates(r[step.input_col], step, priority, row_id) for r in records))
+        elif len(records) == 1:
             results = [await _capture(self.gateway.complete(records[0][step.input_col], step.kwargs, priority, seed))]
         else:
             results = await asyncio.gather(
@@ -317,6 +331,35 @@ class FlowRunner:
             if result.truncated and step.name not in truncated:
                 truncated.append(step.name)
         return kept, failure
+
+
+    async def _candidates(self, messages: list[dict], step: Step, priority: tuple, row_id: str):
+        """``step.candidates`` completions of one prompt as one response: one request asking for ``n`` of
+        them while the endpoint answers ``n`` (the prompt is read once), else one request each, with
+        its own seed so that they differ. A failure only when no candidate came back."""
+        wanted = step.candidates
+        got: list = []
+        failure = None
+        if self.n_supported is not False:
+            result = await _capture(self.gateway.complete(messages, {**step.kwargs, "n": wanted}, priority, _seed_for(self.seed, row_id, step.name)))
+            if isinstance(result, RequestFailure):
+                if result.kind != "client_error":
+                    return result
+                self.n_supported = False  # a 400 for `n`: ask separately from now on
+            else:
+                got.append(result)
+                if self.n_supported is None:
+                    self.n_supported = len(result.messages) >= wanted
+        missing = wanted - sum(len(r.messages) for r in got)
+        if missing > 0:
+            singles = await asyncio.gather(*(
+                _capture(self.gateway.complete(messages, {**step.kwargs, "n": 1}, priority, _seed_for(self.seed, row_id, f"{step.name}#{index}")))
+                for index in range(wanted - missing, wanted)))
+            failure = next((r for r in singles if isinstance(r, RequestFailure)), None)
+            got.extend(r for r in singles if not isinstance(r, RequestFailure))
+        if not got:
+            return failure
+        return replace(got[0], messages=[m for r in got for m in r.messages][:wanted], truncated=any(r.truncated for r in got))
 
 
 async def _capture(awaitable):

@@ -29,7 +29,8 @@ from .. import artifacts
 from .gateway import TERMINAL_ROW_KINDS, LLMGateway, StopRun
 from .options import GenerateOptions
 from .runner import FlowRunner, build_steps, run_rows
-from .rows import _check_columns, _check_max_tokens, _diversity_columns, _row_entry, check_chunks_file, chunk_problem, iter_chunk_rows
+from .candidates import CandidateChooser, candidate_counts, check_flow_has_tutor_steps
+from .rows import _check_columns, _check_max_tokens, _diversity_columns, _row_entry, check_chunks_file, chunk_problem, iter_chunk_rows, to_conversation
 
 
 TEMP_CHECKPOINT = ".generate-checkpoint"  # in output_dir when no checkpoint_dir is given; removed when done
@@ -242,6 +243,11 @@ class GenerationRun:
         _check_columns(self.flow, [first_usable] if first_usable else [], self.required)
         self.diversity_columns = _diversity_columns(self.diversity)
         self.steps = build_steps(self.flow, options.runtime_params)
+        if options.tutor_candidates > 1:
+            tutor_steps = check_flow_has_tutor_steps(self.steps, self.flow_id, options.tutor_candidates)
+            for step in self.steps:
+                if step.name in tutor_steps:
+                    step.candidates = options.tutor_candidates
         self.transport = _transport(options, self.endpoint)
         if options.check_endpoint:
             _check_max_tokens(self.steps, check_model(self.endpoint))
@@ -283,7 +289,7 @@ class GenerationRun:
     def start(self):
         """Run the rows not finished yet through the engine; returns its report (None when stopped)."""
         self._count_rows()
-        self.llm_steps = sum(1 for s in self.steps if s.mode == "llm")
+        self.llm_steps = sum(s.candidates for s in self.steps if s.mode == "llm")  # requests a row may need
         self.expected_requests = max(1, self.todo_rows * self.llm_steps)
         try:
             with _terminate_gracefully():
@@ -299,7 +305,14 @@ class GenerationRun:
         options = self.options
         self.gateway = LLMGateway(options.requests, self.transport, api_base=self.endpoint.api_base, on_pause=self._on_pause,
                                   expected_requests=self.expected_requests, seed=options.seed)
-        runner = FlowRunner(self.steps, self.gateway, seed=options.seed, max_group=options.batch_size)
+        chooser = None
+        if options.tutor_candidates > 1:
+            def partial_conversation(record: dict) -> dict | None:
+                return to_conversation(record, self.flow_id, self.endpoint.model, 0, self.diversity_columns)
+
+            chooser = CandidateChooser(partial_conversation, options.target_filter)
+        self.runner = FlowRunner(self.steps, self.gateway, seed=options.seed, max_group=options.batch_size, chooser=chooser)
+        runner = self.runner
         return await run_rows(runner, self._todo(), self._on_row_done, max_active_rows=max(16, 4 * options.requests.max_concurrency),
                               should_start=self._should_start)
 
@@ -380,6 +393,7 @@ class GenerationRun:
         output_rows = failed_rows = not_started = 0
         seen_ids: set[str] = set()
         rows_failed_by_kind: Counter = Counter()
+        self.candidates = Counter()
         with AtomicFileSet(self.out, artifacts.GENERATE_OUTPUTS, kind=SET_KIND, producer=PRODUCER) as files:
             conversations_out, failed_out = files[artifacts.CONVERSATIONS_FILE], files[artifacts.GENERATE_FAILED_FILE]
             for row in self.rows():
@@ -398,6 +412,7 @@ class GenerationRun:
                             seen_ids.add(conversation["id"])
                             conversations_out.write(dumps(conversation) + "\n")
                             output_rows += 1
+                            self.candidates.update(candidate_counts(conversation))
                 else:
                     failed_rows += 1
                     rows_failed_by_kind[entry["kind"]] += 1
@@ -438,6 +453,10 @@ class GenerationRun:
             "wall_time_seconds": round(wall, 3),
             "checkpoint_dir": None if self.temporary else str(self.checkpoint.directory),
         }
+        if options.tutor_candidates > 1:
+            runner = getattr(self, "runner", None)
+            stats["tutor_candidates"] = {"per_turn": options.tutor_candidates, **{k: self.candidates[k] for k in sorted(self.candidates)},
+                                         "n_supported": runner.n_supported if runner else None}
         return GenerateResult(input_rows=self.total_rows, output_rows=output_rows, failed_rows=failed_rows, execution_time_seconds=wall,
                               flow_id=self.flow_id, model=self.endpoint.model, stats=stats)
 

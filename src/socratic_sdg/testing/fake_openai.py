@@ -41,6 +41,8 @@ QUESTIONS = ["What does the gradient of a function measure?", "How is the gradie
 STUDENT_ATTEMPT = "Is it just 2x + 2y = 6? That's my answer."
 STUDENT_FRUSTRATED = "I've tried twice and I'm stuck. Please just tell me the answer."
 TUTOR_FOLLOWUP = "You're close. What happens to y when you only change x?"
+# With ``leak_rate``: a tutor reply that gives the answer away (the filter rejects it).
+TUTOR_LEAK = "The answer is (2, 4): the gradient is (2x, 2y), so at (1, 2) it is (2, 4)."
 
 
 def student_message(prompt: str) -> str:
@@ -87,8 +89,13 @@ class FakeOpenAI:
         max_concurrent: int | None = None,
         seed: int = 0,
         port: int = 0,
+        leak_rate: float = 0.0,
+        answers_n: bool = True,
     ):
         self.models = list(models)
+        # Tutor replies that leak the answer, as a share drawn per (prompt, seed, choice): best-of-k benchmarks.
+        self.leak_rate = leak_rate
+        self.answers_n = answers_n  # False: one choice whatever `n` asks, as llama.cpp's server does
         self.api_key = api_key
         self.fail_when: dict[str, int] = {}
         self.faults: list[Fault] = []
@@ -172,6 +179,16 @@ class FakeOpenAI:
             return STUDENT_ATTEMPT
         return student_message(user)
 
+    def replies_for(self, messages: list[dict], n: int = 1, seed=None) -> list[str]:
+        """The ``n`` choices of one request (one unless ``answers_n``); with ``leak_rate`` a tutor reply
+        leaks the answer when a hash of (prompt, seed, choice) falls under it."""
+        content = self.reply_for(messages)
+        choices = []
+        for index in range(max(1, n) if self.answers_n else 1):
+            draw = int(hashlib.sha256(f"{json.dumps(messages)}|{seed}|{index}".encode()).hexdigest()[:8], 16) / 16**8
+            choices.append(TUTOR_LEAK if content in (TUTOR, TUTOR_FOLLOWUP) and draw < self.leak_rate else content)
+        return choices
+
     def _latency(self) -> float:
         if isinstance(self.latency, tuple):
             with self._lock:
@@ -250,15 +267,16 @@ class FakeOpenAI:
             delay = self._latency()
             if delay:
                 await asyncio.sleep(delay)
-            content = self.reply_for(messages)
-            usage = {"prompt_tokens": sum(_words(str(m.get("content", ""))) for m in messages), "completion_tokens": _words(content)}
+            contents = self.replies_for(messages, int(body.get("n") or 1), body.get("seed"))
+            usage = {"prompt_tokens": sum(_words(str(m.get("content", ""))) for m in messages), "completion_tokens": sum(map(_words, contents))}
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             payload = {
                 "id": f"chatcmpl-{number}",
                 "object": "chat.completion",
                 "created": 0,
                 "model": body.get("model", ""),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "choices": [{"index": index, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                            for index, content in enumerate(contents)],
                 "usage": usage,
             }
             with self._lock:
@@ -372,9 +390,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent", type=int, default=0, help="server-side cap on requests processed at once")
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--leak-rate", type=float, default=0.0, help="share of tutor replies that give the answer away")
+    parser.add_argument("--no-n", action="store_true", help="answer one choice whatever `n` asks (as llama.cpp's server)")
     args = parser.parse_args(argv)
-    serve_until_killed(FakeOpenAI(models=[args.model], latency=_parse_latency(args.latency),
-                                  max_concurrent=args.max_concurrent or None, seed=args.seed, port=args.port))
+    serve_until_killed(FakeOpenAI(models=[args.model], latency=_parse_latency(args.latency), max_concurrent=args.max_concurrent or None,
+                                  seed=args.seed, port=args.port, leak_rate=args.leak_rate, answers_n=not args.no_n))
 
 
 def serve_until_killed(server: FakeOpenAI) -> None:
