@@ -12,6 +12,7 @@ from socratic_sdg.export import report, summary
 from socratic_sdg.cli import main as cli_main
 from socratic_sdg.records import read_jsonl, write_json, write_jsonl
 from socratic_sdg.export.validate import check_row, validate
+from socratic_sdg.testing import report_run
 from socratic_sdg.testing.generation import conversation
 
 
@@ -78,6 +79,7 @@ class _Figures(HTMLParser):
     def __init__(self):
         super().__init__()
         self.figures: dict[str, list[tuple[str, float]]] = {}
+        self.keys: dict[str, list[str | None]] = {}
         self.data = None
         self._figure = None
         self._in_data = False
@@ -89,6 +91,7 @@ class _Figures(HTMLParser):
             self.figures[self._figure] = []
         elif tag == "rect" and "bar" in attrs.get("class", ""):
             self.figures[self._figure].append((attrs["data-label"], float(attrs["data-value"])))
+            self.keys.setdefault(self._figure, []).append(attrs.get("data-key"))
         elif tag == "script" and attrs.get("id") == "report-data":
             self._in_data = True
 
@@ -103,21 +106,132 @@ def test_html_report_has_the_plots_with_the_run_figures(run_folders):
     parser = _Figures()
     parser.feed(paths["html"].read_text())
     figures = parser.figures
-    assert set(figures) == {"funnel", "drop-reasons", "acceptance-by-source", "student-lengths", "tutor-lengths", "records-per-source",
-                            "stage-seconds"}
+    assert set(figures) == {"funnel", "drop-reasons", "acceptance-by-source", "coverage-map", "student-lengths", "tutor-lengths",
+                            "records-per-source", "stage-seconds"}
     # one unit (conversations) from the rows attempted to the records exported
-    assert dict(figures["funnel"]) == {"rows attempted": 42, "conversations generated": 40, "passed the filter": 24, "exported": 24}
-    assert dict(figures["drop-reasons"]) == {"states answer": 10, "no guiding question": 6}
+    assert dict(figures["funnel"]) == {"Rows attempted": 42, "Conversations generated": 40, "Passed the filter": 24, "Exported": 24}
+    # drop reasons in words, the code kept as the bar's key
+    assert dict(figures["drop-reasons"]) == {"States answer": 10, "No guiding question": 6}
+    assert parser.keys["drop-reasons"] == ["states_answer", "no_guiding_question"]
     assert dict(figures["acceptance-by-source"]) == {"doc0.pdf": 100, "doc1.pdf": 100, "doc2.pdf": 100, "doc3.pdf": 0}
     assert dict(figures["records-per-source"]) == {"doc0.pdf": 8, "doc1.pdf": 8, "doc2.pdf": 8}
     assert sum(v for _, v in figures["tutor-lengths"]) == 24  # one tutor turn per record
-    assert parser.data["funnel"]["passed the filter"] == 24
+    assert parser.data["funnel"]["Passed the filter"] == 24 and parser.data["drop_reasons"] == {"states_answer": 10, "no_guiding_question": 6}
+    assert "judge_scores" not in parser.data and 'id="judge' not in paths["html"].read_text()  # no judge ran
     assert paths["markdown"].read_text().startswith("# Socratic SDG run")
     page = paths["html"].read_text()
     # a rejected example per reason, the quoted passage marked; the sections that gave nothing
     assert "<mark>the answer is x^3/3</mark>" in page and "why: message 2 (assistant)" in page
-    assert "24 of 26 sections of the course gave at least one accepted conversation" in page
-    assert "doc3.pdf: Chapter 3 &gt; Section 0" in page and "doc3.pdf: Chapter 3 &gt; Section 1" in page
+    assert "24 of the 26 sections generated from gave at least one accepted conversation" in page
+    assert "2 gave none" in page and "6 more were not generated from" in page
+
+
+def _section_rows(page: str) -> list[tuple[str, list[str]]]:
+    """The coverage table's rows: (class, cell texts)."""
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self._in = [], False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table" and dict(attrs).get("class") == "sections":
+                self._in = True
+            elif tag == "tr" and self._in:
+                self.rows.append((dict(attrs).get("class"), []))
+            elif tag == "td" and self._in:
+                self.rows[-1][1].append("")
+
+        def handle_endtag(self, tag):
+            self._in = self._in and tag != "table"
+
+        def handle_data(self, data):
+            if self._in and self.rows and self.rows[-1][1]:
+                self.rows[-1][1][-1] += data
+
+    parser = Rows()
+    parser.feed(page)
+    return [row for row in parser.rows if row[1]]
+
+
+def test_coverage_map_lists_every_section_in_the_course_order(run_folders):
+    _, collected, paths = run_folders
+    sections = collected["acceptance_by_section"]
+    assert (collected["sections"], len(sections)) == (32, 32)
+    assert [s["section"] for s in sections[:3]] == ["Chapter 0 > Section 0", "Chapter 0 > Section 1", "Chapter 0 > Section 2"]
+    assert sections[0] == {"source": "doc0.pdf", "section": "Chapter 0 > Section 0", "generated": 1, "accepted": 1}
+    assert sections[24:27] == [{"source": "doc3.pdf", "section": f"Chapter 3 > Section {c}", "generated": g, "accepted": 0}
+                               for c, g in ((0, 8), (1, 8), (2, 0))]
+    rows = _section_rows(paths["html"].read_text())
+    assert len(rows) == 32
+    # the sections that gave nothing are highlighted; those never generated from are told apart
+    assert [cells[:2] for kind, cells in rows if kind == "none"] == [["doc3.pdf", "Chapter 3 > Section 0"], ["doc3.pdf", "Chapter 3 > Section 1"]]
+    assert sum(kind == "idle" for kind, _ in rows) == 6 and sum(kind == "some" for kind, _ in rows) == 24
+    assert rows[24][1][2:] == ["8", "0", "none accepted"]
+
+
+def _persona(level: str, kind: str) -> dict:
+    return {"student_level": level, "request_type": kind, "request_instruction": f"asks: {kind}"}
+
+
+def test_acceptance_per_diversity_value(tmp_path):
+    levels, kinds = ["first-year", "returning adult, thinks x < 0 & y > 0 means xy > 0"], ["just_tell_me", "wrong_attempt"]
+    records = [conversation(f"r{i}", "How do I solve 2x = 4?", "What could you do to both sides?", chunk_id="c0",
+                            diversity=_persona(levels[i % 2], kinds[i // 2 % 2])) for i in range(8)]
+    write_jsonl(tmp_path / "conversations.jsonl", records)
+    write_jsonl(tmp_path / "accepted.jsonl", [r for r in records if r["metadata"]["diversity"]["request_type"] == "wrong_attempt" or r["id"] == "r0"])
+    collected = summary.collect(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path)
+    axes = collected["acceptance_by_diversity"]
+    # request_instruction varies with request_type (one axis of mappings): no table of its own
+    assert list(axes) == ["student_level", "request_type"]
+    assert axes["request_type"] == {"wrong_attempt": {"generated": 4, "accepted": 4}, "just_tell_me": {"generated": 4, "accepted": 1}}
+    assert axes["student_level"] == {"first-year": {"generated": 4, "accepted": 3}, levels[1]: {"generated": 4, "accepted": 2}}
+    page = report.html_report(collected, {"student_turn_tokens": {}, "tutor_turn_tokens": {}, "records_per_source": {}, "examples": []})
+    parser = _Figures()
+    parser.feed(page)
+    assert dict(parser.figures["diversity-request-type"]) == {"wrong_attempt": 100, "just_tell_me": 25}
+    assert parser.data["acceptance_by_diversity"]["student_level"] == axes["student_level"]  # the embedded JSON keeps <, > and &
+    assert "Just tell me</span> <code>just_tell_me</code>" in page and "diversity-request-instruction" not in page
+
+
+def test_few_conversations_keep_every_diversity_column(tmp_path):
+    """Two conversations with all-different values are one-to-one in every column by chance."""
+    records = [conversation(f"r{i}", "Why?", "What do you think?", chunk_id="c0", diversity=_persona(f"level {i}", f"kind_{i}"))
+               for i in range(2)]
+    write_jsonl(tmp_path / "conversations.jsonl", records)
+    collected = summary.collect(tmp_path, tmp_path, tmp_path, tmp_path, tmp_path)
+    assert list(collected["acceptance_by_diversity"]) == ["student_level", "request_type", "request_instruction"]
+
+
+def test_judge_score_histograms(tmp_path):
+    folders = report_run.write_run(tmp_path)
+    collected = summary.read(folders["dataset"])
+    accepted = list(read_jsonl(folders["filtered"] / "accepted.jsonl"))
+    rejected = list(read_jsonl(folders["filtered"] / "rejected.jsonl"))
+    page = (folders["dataset"] / "report.html").read_text()
+    parser = _Figures()
+    parser.feed(page)
+    for dimension in ("mistake_identification", "guidance", "actionability", "grounding", "tone"):
+        scores = [r["metadata"]["quality"]["judge"][dimension] for r in accepted]
+        expected = {str(score): scores.count(score) for score in range(1, 6)}
+        low = [reason for r in rejected for reason in r["metadata"]["drop_reasons"] if reason["code"] == f"judge_low_{dimension}"]
+        assert collected["judge_scores"][dimension]["accepted"] == expected
+        assert sum(collected["judge_scores"][dimension]["rejected"].values()) == len(low)
+        bars = parser.figures[f"judge-{dimension.replace('_', '-')}"]
+        assert [label for label, _ in bars] == ["1", "1", "2", "2", "3", "3", "4", "4", "5", "5"]  # accepted and rejected per score
+        assert sum(value for _, value in bars[::2]) == len(accepted)
+    assert sum(sum(c["rejected"].values()) for c in collected["judge_scores"].values()) > 0  # the stub judge rejected a few
+    assert parser.data["judge_scores"]["tone"]["accepted"] == collected["judge_scores"]["tone"]["accepted"]
+    assert "Mistake identification</span> <code>mistake_identification</code>" in page
+
+
+def test_readable_labels_keep_their_keys(run_folders):
+    _, collected, paths = run_folders
+    page = paths["html"].read_text()
+    assert ">No guiding question<title>no_guiding_question</title></text>" in page  # the chart's label, the key as tooltip
+    assert "<h3><span title=\"states_answer\">States answer</span> <code>states_answer</code>" in page
+    assert "<span title=\"generation_failed\">Rows that failed in generation</span> <code>generation_failed</code>" in page
+    assert "<th>Pages</th>" in page and "<b>Student</b>" in page and "<b>Tutor</b>" in page
+    assert report.label("judge_low_mistake_identification") == "Judge: low mistake identification score"
 
 
 def test_zero_accepted_records_still_make_a_card_and_a_report(tmp_path):
