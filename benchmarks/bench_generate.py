@@ -15,6 +15,12 @@ its capacity is ``cap / mean latency`` requests per second. Each contender gets 
 
 Printed: achieved requests/s, as a fraction of capacity, client CPU per request, and the speed-up.
 
+``bench_generate.py best-of-k`` measures what best of k tutor replies costs: the same rows generated
+with ``tutor_candidates`` k = 1, 2, 3 against a simulated endpoint whose tutor replies leak the answer
+at ``--leak-rates``, each run then filtered; printed per k: requests and tokens per accepted
+conversation, and preference pairs, for an endpoint that answers the chat API's ``n`` (vLLM) and one
+that does not (llama.cpp's server), so a request per candidate.
+
 Other benchmarks reuse the simulator: ``start_endpoint(latency, cap, replies=..., log_requests=False)``
 starts it in its own process with their own replies (``bench_generate.py serve ...``).
 """
@@ -231,6 +237,55 @@ def main(argv: list[str] | None = None) -> dict:
         server.wait()
 
 
+def best_of_k(argv: list[str]) -> dict:
+    """``bench_generate.py best-of-k``: cost per accepted conversation for k = 1, 2, 3 (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="bench_generate.py best-of-k")
+    parser.add_argument("--rows", type=int, default=200, help="input rows (chunks, one conversation each)")
+    parser.add_argument("--leak-rates", default="0.1,0.2,0.4,0.6", help="shares of tutor replies that give the answer away")
+    parser.add_argument("--candidates", default="1,2,3")
+    parser.add_argument("--flow", default="socratic-single-turn")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    from socratic_sdg import export, filtering, generate
+    from socratic_sdg.endpoint import EndpointConfig
+    from socratic_sdg.records import write_jsonl
+    from socratic_sdg.testing.fake_openai import FakeOpenAI
+
+    work = Path(tempfile.mkdtemp(prefix="bench-best-of-k-"))
+    write_jsonl(work / "chunks.jsonl", _chunks(args.rows))
+    results = []
+    print(f"flow {args.flow}, {args.rows} rows; cost per conversation the filter accepts\n")
+    print(f"{'endpoint':<10} {'leak':>5} {'k':>2} {'requests':>9} {'tokens':>8} {'accepted':>9} {'req/acc':>8} {'tok/acc':>8} {'pairs':>6}")
+    for answers_n in (True, False):
+        for leak in (float(x) for x in args.leak_rates.split(",")):
+            for k in (int(x) for x in args.candidates.split(",")):
+                server = FakeOpenAI(leak_rate=leak, answers_n=answers_n).start()
+                try:
+                    endpoint = EndpointConfig(api_base=server.api_base, model="fake-model", api_key="bench")
+                    run = work / f"n{int(answers_n)}-leak{leak}-k{k}"
+                    options = generate.GenerateOptions(flow_id=args.flow, tutor_candidates=k)
+                    generate.run(work / "chunks.jsonl", run / "generated", options, endpoint)
+                    stats = server.stats()
+                finally:
+                    server.stop()
+                filtered = filtering.run(run / "generated" / "conversations.jsonl", run / "filtered")
+                exported = export.run(run / "filtered" / "accepted.jsonl", run / "dataset")
+                accepted = filtered.accepted
+                tokens = stats["prompt_tokens"] + stats["completion_tokens"]
+                pairs = exported.preference["train"] + exported.preference["validation"] if exported.preference else 0
+                row = {"answers_n": answers_n, "leak_rate": leak, "tutor_candidates": k, "requests": stats["completed"], "tokens": tokens,
+                       "accepted": accepted, "requests_per_accepted": round(stats["completed"] / max(accepted, 1), 3),
+                       "tokens_per_accepted": round(tokens / max(accepted, 1), 1), "preference_pairs": pairs}
+                results.append(row)
+                print(f"{'n' if answers_n else 'no n':<10} {leak:>5.0%} {k:>2} {row['requests']:>9} {tokens:>8} {accepted:>9} "
+                      f"{row['requests_per_accepted']:>8.2f} {row['tokens_per_accepted']:>8.0f} {pairs:>6}", flush=True)
+    report = {"flow": args.flow, "rows": args.rows, "results": results}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def _line(r: dict) -> str:
     return (
         f"{r['label']:<52} {r['wall_seconds']:7.1f} s  {r['requests_per_second']:6.1f} req/s  "
@@ -241,5 +296,7 @@ def _line(r: dict) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         serve(sys.argv[2:])
+    elif sys.argv[1:2] == ["best-of-k"]:
+        best_of_k(sys.argv[2:])
     else:
         main()
