@@ -179,6 +179,17 @@ def test_export_writes_pairs_on_the_conversations_side_of_the_split_and_validate
     assert report.ok, report.problems
     assert report.rows["preference/train.jsonl"] == result.preference["train"]
 
+    # The card and the report count the pairs; the card declares them as a second config.
+    from socratic_sdg.export import summary
+
+    collected, _ = summary.document(dataset, conversations_dir=tmp_path / "gen-3", filtered_dir=tmp_path / "filtered")
+    assert (collected["tutor_candidates"], collected["preference_train"]) == (3, result.preference["train"])
+    card = (dataset / "README.md").read_text()
+    assert "config_name: preference" in card and "path: preference/train.jsonl" in card
+    assert f"| preference pairs | {result.preference['train']} train + {result.preference['validation']} validation (best of 3" in card
+    assert "preference pairs (train + validation)" in (dataset / "report.html").read_text()
+    assert validate(dataset).ok
+
     # A pair moved across the split, and a broken pair, are reported by file and line.
     pairs = list(read_jsonl(dataset / "preference" / "validation.jsonl"))
     crossing = copy.deepcopy(pairs[0])
@@ -213,8 +224,14 @@ def test_trl_dpo_trainer_reads_and_trains_on_the_pairs(leaky_server, tmp_path):
     _generate(leaky_server, tmp_path, 3, chunks=30)
     filtering.run(tmp_path / "gen-3" / "conversations.jsonl", tmp_path / "filtered")
     export.run(tmp_path / "filtered" / "accepted.jsonl", tmp_path / "dataset", export.ExportOptions(validation_ratio=0.3))
-    folder = tmp_path / "dataset" / "preference"
-    pairs = datasets.load_dataset("json", data_files={"train": str(folder / "train.jsonl"), "validation": str(folder / "validation.jsonl")})
+    from socratic_sdg.export import summary
+
+    summary.document(tmp_path / "dataset", conversations_dir=tmp_path / "gen-3", filtered_dir=tmp_path / "filtered")
+    # As a consumer loads it: the dataset folder, by the card's "preference" config.
+    pairs = datasets.load_dataset(str(tmp_path / "dataset"), "preference")
+    assert set(pairs) == {"train", "validation"}
+    sft = datasets.load_dataset(str(tmp_path / "dataset"))  # the default config is still the SFT records
+    assert "messages" in sft["train"].column_names
     assert pairs["train"].num_rows > 0 and is_conversational(pairs["train"][0])
 
     # A word-level tokenizer with a chat template, built here: no model hub.

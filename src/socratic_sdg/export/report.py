@@ -118,6 +118,10 @@ def dataset_card(summary: dict, stats: dict, license_id: str = "other") -> str:
             }
         ],
     }
+    pairs = summary.get("preference_train", 0) + summary.get("preference_validation", 0)
+    if pairs:  # the rejected tutor replies of best-of-k, for a DPO step after the SFT one
+        front["configs"].append({"config_name": "preference", "data_files": [
+            {"split": "train", "path": f"preference/{artifacts.TRAIN_FILE}"}, {"split": "validation", "path": f"preference/{artifacts.VALIDATION_FILE}"}]})
     lines = [
         "---",
         yaml.safe_dump(front, sort_keys=False).strip(),
@@ -141,7 +145,12 @@ def dataset_card(summary: dict, stats: dict, license_id: str = "other") -> str:
         f"| conversations generated | {summary['generated']} |",
         f"| accepted by the filter | {summary['accepted']} ({summary['retention']:.0%}) |",
         f"| tokens (all records) | {stats['tokens_total']} (mean {stats['tokens_per_record_mean']} per record, max {stats['tokens_per_record_max']}) |",
+        *([f"| preference pairs | {summary['preference_train']} train + {summary['preference_validation']} validation "
+           f"(best of {summary.get('tutor_candidates', 1)} tutor replies) |"] if pairs else []),
         "",
+        *([f"The `preference` config holds {pairs} pairs `{{\"prompt\", \"chosen\", \"rejected\", \"metadata\"}}` in TRL's conversational "
+           "preference format: for the same student turn, a tutor reply the filter accepted and one it rejected "
+           "(`metadata.rejected_reasons` says why), split like the conversations.", ""] if pairs else []),
         "## How it was made",
         "",
         f"- generator model: `{summary['model'] or 'unknown'}`",
@@ -498,6 +507,8 @@ def _headline(summary: dict) -> str:
         (summary["accepted"], "passed the filter"),
         (f"{summary['retention']:.0%}", "acceptance rate"),
         (f"{summary['train']} + {summary['validation']}", "train + validation records"),
+        *([(f"{summary['preference_train']} + {summary['preference_validation']}", "preference pairs (train + validation)")]
+          if summary.get("preference_train") or summary.get("preference_validation") else []),
         (f"{summary.get('sections_generated', 0) - summary.get('sections_without_accepted_count', 0)} / {summary.get('sections_generated', 0)}",
          "sections with an accepted conversation"),
     ]

@@ -49,6 +49,10 @@ def collect(converted_dir, chunks_dir, conversations_dir, filtered_dir, dataset_
         "rejected_by_reason": dict(sorted(quality.get("reasons", {}).items(), key=lambda kv: -kv[1])),
         "train": export.get("train", 0),
         "validation": export.get("validation", 0),
+        # best of k (generate_tutor_candidates): the rejected tutor replies as preference pairs
+        "tutor_candidates": (generate.get("tutor_candidates") or {}).get("per_turn", 1),
+        "preference_train": (export.get("preference") or {}).get("train", 0),
+        "preference_validation": (export.get("preference") or {}).get("validation", 0),
         "model": generate.get("model", ""),
         "flow_id": generate.get("flow_id", ""),
         "stage_seconds": {
@@ -265,6 +269,9 @@ def _rows(report: dict) -> list[tuple[str, str]]:
         rows.insert(3, ("  stopped", f"the budget of {report['max_requests']} requests was spent before the target"))
     rows += [(f"  rejected: {reason}", str(count)) for reason, count in report["rejected_by_reason"].items()]
     rows.append(("dataset", f"{report['train']} train + {report['validation']} validation records"))
+    if report.get("preference_train") or report.get("preference_validation"):
+        rows.append(("preference pairs", f"{report['preference_train']} train + {report['preference_validation']} validation in preference/ "
+                                         f"(best of {report.get('tutor_candidates', 1)} tutor replies)"))
     rows.append(("model / flow", f"{report['model']} / {report['flow_id']}"))
     return rows
 
