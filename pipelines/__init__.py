@@ -5,29 +5,37 @@ from pathlib import Path
 PIPELINES_DIR = Path(__file__).resolve().parent
 COMPONENT_SPECS_DIR = PIPELINES_DIR.parent / "components" / "specs"
 PARAMETERS_DOC = PIPELINES_DIR.parent / "docs" / "parameters.md"
-STAGES = ("convert", "chunk", "generate", "filter", "export")
 
 
 def parameters_reference(compiled_yaml: Path) -> str:
-    """docs/parameters.md: the pipeline's run parameters, as the dashboard shows them, by stage."""
+    """docs/parameters.md: the pipeline's run parameters in the dashboard's order, by form section, with
+    the dashboard name and the short name of each."""
     import yaml
+
+    from .form import PHASES, phase_prefix, short_name
 
     spec = next(yaml.safe_load_all(compiled_yaml.read_text()))
     parameters = spec["root"]["inputDefinitions"]["parameters"]
+    names = sorted(parameters)  # as the dashboard lists them
     lines = [
         "# Pipeline parameters",
         "",
         f"Generated from `pipelines/{compiled_yaml.name}` by `socratic-sdg compile` (a test fails when it is stale).",
-        "The OpenShift AI dashboard shows these descriptions on the run form.",
+        "The OpenShift AI dashboard shows these descriptions on the run form, sorted by name: the names",
+        "`phase_NN_<stage>_<man|opt>_<setting>` put the form in pipeline order, in each stage the settings to set",
+        "or check (`man`) before the options (`opt`). `socratic-sdg run --param`, `socratic-sdg submit` (`--param`,",
+        "`--params-file`) and their Python options (`LocalRunOptions.parameters`, `SubmitOptions.params`) take the",
+        "short name or the dashboard name.",
     ]
-    groups = [("Cluster wiring", [n for n in parameters if n.split("_")[0] not in STAGES])]
-    groups += [(stage.capitalize(), [n for n in parameters if n.split("_")[0] == stage]) for stage in STAGES]
-    for title, names in groups:
-        lines += ["", f"## {title}", "", "| parameter | type | default | description |", "|---|---|---|---|"]
-        for name in names:
+    titles = {"cluster": "Cluster wiring"}
+    for phase in PHASES:
+        lines += ["", f"## {titles.get(phase, phase.capitalize())}", "",
+                  "| dashboard name | short name | type | default | description |", "|---|---|---|---|---|"]
+        for name in (n for n in names if n.startswith(phase_prefix(phase))):
             p = parameters[name]
             default = p.get("defaultValue", "")
-            lines.append(f"| `{name}` | {p['parameterType'].lower()} | `{default!r}` | {p.get('description', '').replace('|', '/')} |")
+            description = p.get("description", "").replace("|", "/")
+            lines.append(f"| `{name}` | `{short_name(name)}` | {p['parameterType'].lower()} | `{default!r}` | {description} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@
 The SDG pipeline is used like a component: its output dataset (a folder with train.jsonl and
 validation.jsonl) flows into the next step. Here that step is `validate_dataset`, standing in for
 the fine-tuning job (training_hub, a PyTorchJob launcher, ...), which would take the same input.
-Compiled next to this file as example_training_pipeline.yaml.
+The SDG pipeline's parameters carry dashboard names (phase_01_convert_man_input_dir...);
+`arguments` takes them by their short names. Compiled next to this file as example_training_pipeline.yaml.
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from kfp import dsl
 
 from socratic_sdg.components import validate_dataset
 
-from .socratic_sdg_pipeline import MINUTE, set_limits, socratic_sdg_pipeline
+from .socratic_sdg_pipeline import MINUTE, arguments, set_limits, socratic_sdg_pipeline
 
 COMPILED_PATH = Path(__file__).with_name("example_training_pipeline.yaml")
 
@@ -36,8 +37,8 @@ def sdg_then_train(
         generate_max_chunks: Generate from the first N chunks only (0 = all).
         filter_dedup: Remove duplicate questions and conversations.
     """
-    sdg = socratic_sdg_pipeline(pvc_name=pvc_name, llm_secret_name=llm_secret_name, convert_input_dir=convert_input_dir,
-                                convert_pipeline=convert_pipeline, generate_max_chunks=generate_max_chunks, filter_dedup=filter_dedup)
+    sdg = socratic_sdg_pipeline(**arguments(pvc_name=pvc_name, llm_secret_name=llm_secret_name, convert_input_dir=convert_input_dir,
+                                            convert_pipeline=convert_pipeline, generate_max_chunks=generate_max_chunks, filter_dedup=filter_dedup))
     training = validate_dataset(dataset=sdg.output)
     set_limits(training, cpu=("250m", "1"), memory=("512Mi", "1Gi"), timeout_seconds=MINUTE * 30)
     return training.output

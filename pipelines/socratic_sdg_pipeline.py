@@ -5,6 +5,7 @@ regenerates it and a test fails when it is stale.
 """
 
 from pathlib import Path
+from typing import Any
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset
@@ -26,7 +27,7 @@ from socratic_sdg.components import (
     plan_shards,
 )
 
-from .form import given, options, parameter, pipeline_of_form
+from .form import arguments as form_arguments, given, options, parameter, pipeline_of_form
 
 PIPELINE_NAME = "socratic-sdg"
 COMPILED_PATH = Path(__file__).with_name("socratic_sdg_pipeline.yaml")
@@ -64,38 +65,49 @@ def wire(task, *, cpu: tuple[str, str], memory: tuple[str, str], timeout_seconds
 
 
 # The dashboard's run form, in order: stage settings come from the stages' options (default and
-# description), the rest is declared here.
+# description), the rest is declared here. The dashboard sorts the form by dashboard name
+# (form.FormField.dashboard_name: phase, then must-set before options, then the setting's name), so
+# within a stage's must-set fields and within its options the fields are declared by name.
 FORM = [
-    parameter("pvc_name", "socratic-sdg-data", "PersistentVolumeClaim holding the input documents, mounted at /data in every task."),
-    parameter("llm_secret_name", "llm-endpoint", "Secret with LLM_API_BASE and LLM_API_KEY (and optionally LLM_MODEL) for the model endpoint."),
-    parameter("convert_input_dir", "/data/pdfs", "Folder with the PDFs (and .md/.html/.docx), searched recursively, usually under /data."),
-    *options("convert_", ConvertOptions, "pipeline", "num_shards", "workers", "timeout_seconds", "max_pages", "max_failure_ratio", "do_ocr",
-                                         "do_table_structure", "do_formula_enrichment", "cache_dir"),
-    *options("chunk_", ChunkOptions, "method", "max_tokens", "min_tokens", "merge_small_sections"),
-    *options("generate_", GenerateOptions, "flow_id", "flow_yaml_path"),
-    parameter("generate_model", "", "Model name served by the endpoint; empty uses LLM_MODEL from the Secret."),
-    *options("generate_", GenerateOptions, "max_concurrency", "num_shards", "target_examples", "max_requests"),
-    parameter("generate_estimate_probe_rows", 8,
-              "Before generating, estimate requests, tokens and time for generate_target_examples (or 1000) from the chunks "
-              "and this many probe rows generated and filtered (0 = counts and assumptions only, no request)."),
-    parameter("generate_estimate_only", False, "Dry run: stop after the estimate (generation sends no request; filter and export see no record)."),
-    *options("generate_", GenerateOptions, "conversations_per_chunk", "max_chunks"),
+    parameter("llm_secret_name", "llm-endpoint", "Secret with LLM_API_BASE and LLM_API_KEY (and optionally LLM_MODEL) for the model endpoint.",
+              must_set=True),
+    parameter("pvc_name", "socratic-sdg-data", "PersistentVolumeClaim holding the input documents, mounted at /data in every task.", must_set=True),
+    parameter("convert_input_dir", "/data/pdfs", "Folder with the PDFs (and .md/.html/.docx), searched recursively, usually under /data.",
+              must_set=True),
+    *options("convert_", ConvertOptions, "cache_dir", "do_formula_enrichment", "do_ocr", "do_table_structure", "max_failure_ratio", "max_pages",
+             "num_shards", "pipeline", "timeout_seconds", "workers"),
+    *options("chunk_", ChunkOptions, "max_tokens", "merge_small_sections", "method", "min_tokens"),
+    # How much to ask of the endpoint and how big a dataset to make: no default fits every cluster.
+    *options("generate_", GenerateOptions, "max_concurrency", "target_examples", must_set=True),
     parameter("generate_checkpoint_dir", "/data/checkpoints/generate",
               "Folder on the PVC where generation appends its progress, in a subfolder per chunks file and settings: a "
               "retried task or a rerun with the same inputs resumes instead of starting over (empty = no checkpoint kept)."),
-    *options("generate_", GenerateOptions, "save_freq", "seed", "runtime_params", "columns", "num_retries", "request_timeout", "max_retry_after",
-                                           "max_chunk_chars", "domain"),
-    *options("filter_", FilterOptions, "rules_path", "require_question", "language", "check_leakage", "dedup"),
+    *options("generate_", GenerateOptions, "columns", "conversations_per_chunk", "domain"),
+    parameter("generate_estimate_only", False, "Dry run: stop after the estimate (generation sends no request; filter and export see no record)."),
+    parameter("generate_estimate_probe_rows", 8,
+              "Before generating, estimate requests, tokens and time for target_examples (or 1000) from the chunks "
+              "and this many probe rows generated and filtered (0 = counts and assumptions only, no request)."),
+    *options("generate_", GenerateOptions, "flow_id", "flow_yaml_path", "max_chunk_chars", "max_chunks", "max_requests", "max_retry_after"),
+    parameter("generate_model", "", "Model name served by the endpoint; empty uses LLM_MODEL from the Secret."),
+    *options("generate_", GenerateOptions, "num_retries", "num_shards", "request_timeout", "runtime_params", "save_freq", "seed"),
+    *options("filter_", FilterOptions, "check_leakage", "dedup"),
     parameter("filter_dedup_threshold", 0.8, "Near-duplicate similarity (0-1) above which a question or conversation is a duplicate."),
-    *options("filter_", FilterOptions, "judge", "judge_endpoint", "judge_model", "judge_max_concurrency"),
+    *options("filter_", FilterOptions, "judge", "judge_endpoint", "judge_max_concurrency", "judge_min_mistake_identification"),
     parameter("filter_judge_min_score", 3, "Lowest judge score (1-5) accepted for guidance, actionability, grounding and tone."),
-    *options("filter_", FilterOptions, "judge_min_mistake_identification"),
-    *options("export_", ExportOptions, "validation_ratio", "seed", "format", "system_prompt", "strip_metadata", "max_records"),
-    parameter("export_license", "other", "Licence id written in the dataset card (the source documents' licence)."),
+    *options("filter_", FilterOptions, "judge_model", "language", "require_question", "rules_path"),
+    # What the dataset may be used for and where the fine-tuning pipeline finds it.
+    parameter("export_license", "other", "Licence id written in the dataset card (the source documents' licence).", must_set=True),
     parameter("export_pvc_path", "",
               "Also copy the dataset folder to this path on the PVC (e.g. /data/datasets/run-1) for a separate fine-tuning "
-              "pipeline; empty = no copy. A run with no accepted record leaves what is there."),
+              "pipeline; empty = no copy. A run with no accepted record leaves what is there.", must_set=True),
+    *options("export_", ExportOptions, "format", "max_records", "seed", "strip_metadata", "system_prompt", "validation_ratio"),
 ]
+
+
+def arguments(**values: Any) -> dict[str, Any]:
+    """The pipeline's arguments by short name, keyed as it takes them (dashboard names), to call it from code:
+    ``socratic_sdg_pipeline(**arguments(pvc_name="my-pvc", generate_max_chunks=20))``."""
+    return form_arguments(FORM, values)
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Turn course PDFs into a Socratic math tutor fine-tuning dataset.")

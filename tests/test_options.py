@@ -18,6 +18,7 @@ from socratic_sdg.components.filter_conversations import filter_conversations
 from socratic_sdg.components.generate_conversations import generate_conversations
 from socratic_sdg.generate.estimate import EstimateOptions
 from socratic_sdg.options import add_arguments, from_args, from_params, group, option, output_settings, parameters
+from socratic_sdg.pipelines.form import short_name
 from socratic_sdg.pipelines.socratic_sdg_pipeline import socratic_sdg_pipeline
 
 # The run-scope settings of a generation that an estimate does not take (its target_examples is its own).
@@ -74,7 +75,7 @@ def test_settings_of_another_stage_keep_that_stage_s_defaults_and_descriptions(c
 
 @pytest.mark.parametrize("prefix, options_cls", PIPELINE, ids=lambda x: getattr(x, "__name__", str(x)))
 def test_pipeline_parameters_named_after_a_field_have_its_default_and_description(prefix, options_cls):
-    inputs = socratic_sdg_pipeline.component_spec.inputs
+    inputs = {short_name(name): spec for name, spec in socratic_sdg_pipeline.component_spec.inputs.items()}  # the form's names are dashboard names
     checked = 0
     for name, parameter in _expected([options_cls], ()).items():
         spec = inputs.get(prefix + name)

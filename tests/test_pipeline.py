@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from socratic_sdg.components import CONVERT_IMAGE, RUNTIME_IMAGE
+from socratic_sdg.pipelines import form
 from socratic_sdg.pipelines import socratic_sdg_pipeline as pipeline_module
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "pipelines" / "socratic_sdg_pipeline.yaml"
+DASHBOARD = {f.name: f.dashboard_name for f in pipeline_module.FORM}  # short name -> root parameter
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,9 @@ def test_parameters_reference_is_current():
     assert PARAMETERS_DOC.read_text() == parameters_reference(COMMITTED), "docs/parameters.md is stale: run `make compile`"
     text = PARAMETERS_DOC.read_text()
     for name in ("pvc_name", "convert_num_shards", "generate_max_concurrency", "export_pvc_path"):
-        assert f"`{name}`" in text
+        assert f"| `{DASHBOARD[name]}` | `{name}` |" in text
+    sections = [line.removeprefix("## ") for line in text.splitlines() if line.startswith("## ")]
+    assert sections == ["Cluster wiring", "Convert", "Chunk", "Generate", "Filter", "Export"]
 
 
 def test_component_specs_load_for_reuse_without_our_python_code():
@@ -67,11 +71,40 @@ def test_every_root_parameter_has_a_description_and_a_stage_prefix(compiled):
     shared = {"pvc_name", "llm_secret_name"}
     for name, definition in parameters.items():
         assert definition.get("description", "").strip(), f"{name} has no description"
-        assert name in shared or name.split("_")[0] in {"convert", "chunk", "generate", "filter", "export"}, name
+        short = form.short_name(name)
+        assert short in shared or short.split("_")[0] in {"convert", "chunk", "generate", "filter", "export"}, name
         assert "defaultValue" in definition, f"{name} has no default"
     secret_like = re.compile(r"api_key|password|(^|_)token($|_)")
     assert not [n for n in parameters if secret_like.search(n)], "secrets must come from a Secret, never a parameter"
 
+
+def test_the_dashboard_form_reads_in_pipeline_order(compiled):
+    """KFP keeps root parameters in a map and the dashboard lists them sorted by name: sorted, the
+    compiled names are FORM's order, the PVC and the Secret first, then the stages in pipeline order,
+    in each stage the ones to set before the options."""
+    names = sorted(compiled[1][0]["root"]["inputDefinitions"]["parameters"])
+    assert names == [f.dashboard_name for f in pipeline_module.FORM]
+    assert [form.short_name(n) for n in names] == [f.name for f in pipeline_module.FORM]
+    assert {form.short_name(n) for n in names[:2]} == {"pvc_name", "llm_secret_name"}
+    phases = [n.split("_")[2] for n in names]
+    assert list(dict.fromkeys(phases)) == list(form.PHASES)  # each stage once, in pipeline order
+    for phase in form.PHASES:
+        kinds = [n.split("_")[3] for n in names if n.split("_")[2] == phase]
+        assert kinds == sorted(kinds), f"{phase}: a must-set parameter after an option"
+    assert "phase_03_generate_opt_model" in names and "phase_01_convert_man_input_dir" in names
+
+
+def test_dashboard_names_map_back_to_short_names_and_the_form_must_be_declared_in_their_order():
+    for field in pipeline_module.FORM:
+        assert form.short_name(field.dashboard_name) == field.name
+    assert form.short_name("generate_max_chunks") == "generate_max_chunks"  # a pipeline compiled before the scheme
+    late = form.parameter("convert_input_dir", "/data/pdfs", "Folder.", must_set=True)
+    with pytest.raises(ValueError, match="phase_01_convert_opt_pipeline is declared before phase_01_convert_man_input_dir"):
+        form.pipeline_of_form([*form.options("convert_", pipeline_module.ConvertOptions, "pipeline"), late], "Summary.", returns=int)
+    assert pipeline_module.arguments(pvc_name="mine", generate_max_chunks=2) == {"phase_00_cluster_man_pvc_name": "mine",
+                                                                                  "phase_03_generate_opt_max_chunks": 2}
+    with pytest.raises(TypeError, match="no parameter max_chunks on the form"):
+        pipeline_module.arguments(max_chunks=2)
 
 
 def test_every_parameter_on_the_form_reaches_a_task(compiled):
@@ -99,15 +132,16 @@ def test_platform_section_mounts_the_pvc_and_injects_the_secret_by_parameter(com
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor in ("exec-convert-documents", "exec-generate-conversations", "exec-filter-conversations"):
         mount = executors[executor]["pvcMount"][0]
-        assert _root_parameter(pipeline_spec, mount["pvcNameParameter"]["componentInputParameter"]) == "pvc_name", executor
+        assert _root_parameter(pipeline_spec, mount["pvcNameParameter"]["componentInputParameter"]) == DASHBOARD["pvc_name"], executor
         assert mount["mountPath"] == pipeline_module.DATA_MOUNT_PATH
     secrets = executors["exec-generate-conversations"]["secretAsEnv"]
-    assert all(_root_parameter(pipeline_spec, s["secretNameParameter"]["componentInputParameter"]) == "llm_secret_name" for s in secrets)
+    assert all(_root_parameter(pipeline_spec, s["secretNameParameter"]["componentInputParameter"]) == DASHBOARD["llm_secret_name"] for s in secrets)
     required = next(s for s in secrets if not s["optional"])
     assert {k["envVar"] for k in required["keyToEnv"]} == {"LLM_API_BASE", "LLM_API_KEY"}
     optional = next(s for s in secrets if s["optional"])
     assert {k["envVar"] for k in optional["keyToEnv"]} == {"LLM_MODEL"}
-    assert pipeline_spec["root"]["inputDefinitions"]["parameters"]["convert_input_dir"]["defaultValue"].startswith(pipeline_module.DATA_MOUNT_PATH + "/")
+    input_dir = pipeline_spec["root"]["inputDefinitions"]["parameters"][DASHBOARD["convert_input_dir"]]
+    assert input_dir["defaultValue"].startswith(pipeline_module.DATA_MOUNT_PATH + "/")
 
 
 def test_conversion_fans_out_over_shards_and_is_collected(compiled):
@@ -131,9 +165,10 @@ def test_generation_fans_out_over_shards_and_is_merged_before_the_filter(compile
     assert tasks[loop]["parameterIterator"]["items"]["inputParameter"].endswith("plan-shards-2-Output")
     generate = spec["components"][tasks[loop]["componentRef"]["name"]]["dag"]["tasks"]["generate-conversations"]
     parameters = generate["inputs"]["parameters"]
-    assert parameters["num_shards"]["componentInputParameter"] == "pipelinechannel--generate_num_shards"
-    assert parameters["max_concurrency"]["componentInputParameter"] == "pipelinechannel--generate_max_concurrency"  # the total, shared in the task
-    assert parameters["target_examples"]["componentInputParameter"] == "pipelinechannel--generate_target_examples"
+    assert parameters["num_shards"]["componentInputParameter"] == "pipelinechannel--" + DASHBOARD["generate_num_shards"]
+    # the total, shared in the task
+    assert parameters["max_concurrency"]["componentInputParameter"] == "pipelinechannel--" + DASHBOARD["generate_max_concurrency"]
+    assert parameters["target_examples"]["componentInputParameter"] == "pipelinechannel--" + DASHBOARD["generate_target_examples"]
     merge = tasks["merge-generated-shards"]
     assert merge["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == loop
     for consumer in ("filter-conversations", "export-dataset"):
