@@ -140,6 +140,19 @@ def test_a_parameter_typo_is_named_with_the_closest_name_before_any_work(tmp_pat
     assert not (tmp_path / "out").exists()  # nothing started: no server, no runs folder
 
 
+def test_run_takes_dashboard_names_too_and_checks_them_by_their_short_name_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LLM_API_BASE", raising=False)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("# A note\n\nSome text.\n")
+    run = ["run", "--input", str(tmp_path / "docs"), "--output-dir", str(tmp_path / "out")]
+    # The pre-run check reads the flow by its short name (generate_flow_id): it sees the dashboard name's value.
+    assert cli.main([*run, "--param", "phase_03_generate_opt_flow_id=no-such-flow"]) == 2
+    assert "no flow with id 'no-such-flow'" in capsys.readouterr().err
+    assert cli.main([*run, "--max-chunks", "2", "--param", "phase_03_generate_opt_max_chunks=3"]) == 2
+    assert "parameter phase_03_generate_opt_max_chunks is given twice" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_serve_local_on_a_port_in_use_is_one_sentence(capsys):
     import socket
 

@@ -246,7 +246,8 @@ def test_first_submit_uploads_the_committed_pipeline_and_starts_a_run(fake, kube
     # The run references that version, in a new socratic-sdg experiment, with typed parameters.
     (run,) = fake.runs
     assert run["pipeline_version_reference"] == {"pipeline_id": result.pipeline_id, "pipeline_version_id": result.version_id}
-    assert run["runtime_config"]["parameters"] == {"generate_max_chunks": 20, "convert_do_ocr": True, "export_system_prompt": "42"}
+    assert run["runtime_config"]["parameters"] == {"phase_03_generate_opt_max_chunks": 20, "phase_01_convert_opt_do_ocr": True,
+                                                   "phase_05_export_opt_system_prompt": "42"}  # the pipeline's own (dashboard) names
     assert [e["display_name"] for e in fake.experiments] == ["socratic-sdg"] and run["experiment_id"] == result.experiment_id
     assert run["display_name"].startswith("socratic-sdg ")
     assert result.run_id == run["run_id"]
@@ -283,14 +284,15 @@ def test_resubmitting_the_same_yaml_reuses_its_version_and_a_changed_yaml_adds_o
 def test_parameters_come_from_a_yaml_file_and_flags_win(fake, kubeconfig, tmp_path):
     fake.add_dspa()
     params_file = tmp_path / "params.yaml"
-    params_file.write_text("generate_max_chunks: 5\nexport_validation_ratio: 0.2\nchunk_method: hybrid\nfilter_require_question: false\n")
-    run_submit(kubeconfig, params_file=params_file, params=sub.parse_param_flags(["generate_max_chunks=50", "export_seed=7"]))
+    params_file.write_text("generate_max_chunks: 5\nexport_validation_ratio: 0.2\nphase_02_chunk_opt_method: hybrid\nfilter_require_question: false\n")
+    flags = sub.parse_param_flags(["phase_03_generate_opt_max_chunks=50", "export_seed=7"])  # the dashboard name wins over the file's short one
+    run_submit(kubeconfig, params_file=params_file, params=flags)
     assert fake.runs[0]["runtime_config"]["parameters"] == {
-        "generate_max_chunks": 50,
-        "export_validation_ratio": 0.2,
-        "chunk_method": "hybrid",
-        "filter_require_question": False,
-        "export_seed": 7,
+        "phase_03_generate_opt_max_chunks": 50,
+        "phase_05_export_opt_validation_ratio": 0.2,
+        "phase_02_chunk_opt_method": "hybrid",
+        "phase_04_filter_opt_require_question": False,
+        "phase_05_export_opt_seed": 7,
     }
     nested = tmp_path / "nested.yaml"
     nested.write_text("parameters:\n  generate_max_chunks: 3\n")
@@ -303,6 +305,11 @@ def test_unknown_parameters_are_rejected_with_the_closest_name_before_any_reques
         run_submit(kubeconfig, params={"max_chunks": "5", "generate_max_chunks": "5"})
     message = str(error.value)
     assert message == ("unknown pipeline parameter max_chunks (did you mean generate_max_chunks?); the parameters are listed in docs/parameters.md")
+    with pytest.raises(sub.SubmitError) as error:  # a dashboard name gets the dashboard name
+        run_submit(kubeconfig, params={"phase_03_generate_man_max_chunks": "5"})
+    assert "unknown pipeline parameter phase_03_generate_man_max_chunks (did you mean phase_03_generate_opt_max_chunks?)" in str(error.value)
+    with pytest.raises(sub.SubmitError, match="parameter phase_03_generate_opt_max_chunks is given twice"):
+        run_submit(kubeconfig, params={"generate_max_chunks": "5", "phase_03_generate_opt_max_chunks": "5"})
     assert fake.requests == []
 
 
@@ -323,10 +330,16 @@ def test_wrongly_typed_parameters_are_rejected(fake, kubeconfig, name, value, ex
 
 def test_typed_values_from_a_file_are_checked_too():
     package = sub.load_package(COMMITTED)
-    assert sub.check_parameters(package, {"generate_max_chunks": 3.0, "export_validation_ratio": 1, "export_license": 1.5}) == {
-        "generate_max_chunks": 3,
-        "export_validation_ratio": 1.0,
-        "export_license": "1.5",
+    assert sub.check_parameters(package, {"generate_max_chunks": 3.0, "export_validation_ratio": 1, "phase_05_export_man_license": 1.5}) == {
+        "phase_03_generate_opt_max_chunks": 3,
+        "phase_05_export_opt_validation_ratio": 1.0,
+        "phase_05_export_man_license": "1.5",
+    }
+    # a pipeline compiled before the dashboard names takes its own names
+    assert sub.pipeline_names(["generate_max_chunks", "phase_00_cluster_man_pvc_name"]) == {
+        "generate_max_chunks": "generate_max_chunks",
+        "pvc_name": "phase_00_cluster_man_pvc_name",
+        "phase_00_cluster_man_pvc_name": "phase_00_cluster_man_pvc_name",
     }
     for bad in ({"generate_max_chunks": True}, {"convert_do_ocr": 1}, {"pvc_name": ["a"]}):
         with pytest.raises(sub.SubmitError, match="expects"):
@@ -451,7 +464,10 @@ def test_isvc_points_the_endpoint_secret_at_the_inference_service(fake, kubeconf
         "LLM_MODEL": "granite",
         "LLM_API_KEY": "from-env",
     }
-    assert fake.runs[-1]["runtime_config"]["parameters"] == {"llm_secret_name": "granite-endpoint"}
+    assert fake.runs[-1]["runtime_config"]["parameters"] == {"phase_00_cluster_man_llm_secret_name": "granite-endpoint"}
+    # ... and so by its dashboard name
+    run_submit(kubeconfig, isvc="granite", params={"phase_00_cluster_man_llm_secret_name": "other-endpoint"})
+    assert fake.secrets[(NS, "other-endpoint")]["stringData"]["LLM_MODEL"] == "granite"
 
 
 def test_isvc_that_is_missing_or_not_ready_stops_before_anything_is_written(fake, kubeconfig):
@@ -495,7 +511,7 @@ def test_dry_run_resolves_everything_and_changes_nothing(fake, kubeconfig):
     fake.add_dspa()
     fake.isvcs[(NS, "granite")] = {"status": {"address": {"url": "http://g"}, "conditions": [{"type": "Ready", "status": "True"}]}}
     result, lines = run_submit(kubeconfig, dry_run=True, isvc="granite", params={"generate_max_chunks": "2"})
-    assert result.run_id is None and result.parameters == {"generate_max_chunks": 2}
+    assert result.run_id is None and result.parameters == {"phase_03_generate_opt_max_chunks": 2}
     assert {r["method"] for r in fake.requests} == {"GET"}
     assert any(line.startswith("dry run: would upload") for line in lines)
 

@@ -446,7 +446,8 @@ def _run_command(sub) -> None:
     p.add_argument("--max-concurrency", type=int, help="requests in flight (pipeline: generate_max_concurrency)")
     p.add_argument("--flow-id", help="pipeline: generate_flow_id")
     p.add_argument("--model", help="pipeline: generate_model (default: $LLM_MODEL)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any pipeline parameter (repeatable)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any pipeline parameter, by short or dashboard name (repeatable; docs/parameters.md)")
     p.add_argument("--local-model", help="GGUF for the embedded server when LLM_API_BASE is unset")
     p.set_defaults(func=cmd_run)
 

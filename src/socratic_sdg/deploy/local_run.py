@@ -32,7 +32,7 @@ class LocalRunError(SocraticSdgError, RuntimeError):
 class LocalRunOptions:
     input_dir: str
     output_dir: str = "output"
-    parameters: dict = field(default_factory=dict)  # pipeline parameters (convert_*, generate_*, ...)
+    parameters: dict = field(default_factory=dict)  # pipeline parameters by short or dashboard name (generate_max_chunks, ...)
     local_model_path: str | None = None
     verbose: bool = False  # the KFP runner's own logs on the terminal too (they always go to the run's log file)
 
@@ -147,14 +147,16 @@ def check_before_running(input_dir: Path, parameters: dict) -> None:
 def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = print) -> LocalRunResult:
     from kfp import local
 
-    from socratic_sdg.pipelines.socratic_sdg_pipeline import socratic_sdg_pipeline
+    from socratic_sdg.pipelines.form import short_name
+    from socratic_sdg.pipelines.socratic_sdg_pipeline import arguments, socratic_sdg_pipeline
 
-    from .submit import check_parameter_names
+    from .submit import by_pipeline_name
 
-    check_parameter_names(options.parameters, socratic_sdg_pipeline.component_spec.inputs)  # before any work
+    # Checked before any work; by short name from here on (the pipeline function takes dashboard names).
+    given = {short_name(name): value for name, value in by_pipeline_name(options.parameters, socratic_sdg_pipeline.component_spec.inputs).items()}
     started = time.monotonic()
     input_dir = Path(options.input_dir).resolve()
-    check_before_running(input_dir, options.parameters)
+    check_before_running(input_dir, given)
     output_root = Path(options.output_dir).resolve()
     output_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(output_root / "runs"))
@@ -189,11 +191,11 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
             # A CPU model is slow: the local run estimates from counts; `socratic-sdg estimate` probes.
             "generate_estimate_probe_rows": 0,
             **embedded,
-            **options.parameters,
+            **given,
         }
         with _quiet(log_path, options.verbose) as log:
             try:
-                task = socratic_sdg_pipeline(**parameters)
+                task = socratic_sdg_pipeline(**arguments(**parameters))
             except RuntimeError as failure:  # the runner's "Pipeline ... finished with status FAILURE"
                 failed = re.search(r"Inner task failed: \W*([\w-]+)", _ANSI.sub("", str(failure)))
                 where = f"the {failed.group(1)} task" if failed else "a task"

@@ -1,13 +1,13 @@
 """`socratic-sdg submit`: upload the compiled pipeline to a pipeline server and start a run.
 
-    options = SubmitOptions(namespace="my-project", params={"generate_max_chunks": "20"})
+    options = SubmitOptions(namespace="my-project", params={"generate_max_chunks": "20"})  # short or dashboard names
     result = submit(options, progress=print)      # -> SubmitResult(run_id, run_url, pipeline_id, version_id, ...)
 
 What it does, in order:
 
 1. reads the pipeline package (the committed ``socratic_sdg_pipeline.yaml``, another file, or a fresh
-   compile) and checks the run parameters against its root parameters (unknown names and wrong
-   types are rejected before anything is sent);
+   compile) and checks the run parameters against its root parameters, given by their dashboard
+   names or short names (unknown names and wrong types are rejected before anything is sent);
 2. finds the pipeline server: ``--host``, or the Route ``ds-pipeline-<dspa>`` of the project's
    DataSciencePipelinesApplication (OpenShift AI), read with the user's kubeconfig (``oc login``);
 3. optionally (``isvc``) reads an InferenceService's in-cluster URL and writes it, with the model
@@ -31,11 +31,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import yaml
 from socratic_sdg.errors import SocraticSdgError
 from socratic_sdg.options import option
+from socratic_sdg.pipelines.form import short_name
 
 # The committed compiled pipeline, shipped in the socratic_sdg.pipelines package (found without
 # importing it, so submit does not load kfp until it compiles).
@@ -75,9 +76,9 @@ class SubmitOptions:
     experiment: str = option(DEFAULT_EXPERIMENT, "Experiment to run in, created if missing.")
     run_name: str | None = option(None, "Run name (default: socratic-sdg <UTC date and time>).")
     params: dict[str, Any] = option(
-        None, "A pipeline parameter (repeatable; names and types in docs/parameters.md); wins over --params-file.", flag="--param",
+        None, "A pipeline parameter by short or dashboard name (repeatable; names and types in docs/parameters.md); wins over --params-file.", flag="--param",
         metavar="KEY=VALUE", repeat=True, parse=lambda pairs: parse_param_flags(pairs))
-    params_file: Path | None = option(None, "YAML file mapping pipeline parameter names to values.", parse=Path)
+    params_file: Path | None = option(None, "YAML file mapping pipeline parameter names (short or dashboard) to values.", parse=Path)
     isvc: str | None = option(
         None, "Before the run, write this InferenceService's in-cluster URL (+ /v1) and name into the endpoint Secret (llm_secret_name) as "
         "LLM_API_BASE and LLM_MODEL; LLM_API_KEY is kept.", metavar="NAME")
@@ -249,10 +250,34 @@ def check_parameter_names(names, valid) -> None:
     )
 
 
+def pipeline_names(parameters: Iterable[str]) -> dict[str, str]:
+    """Every name a user may give a pipeline's parameter by -> the pipeline's own name: its dashboard name
+    (phase_03_generate_opt_max_chunks) and its short name (generate_max_chunks)."""
+    own = list(parameters)
+    return {**{short_name(name): name for name in own}, **{name: name for name in own}}
+
+
+def by_pipeline_name(values: dict[str, Any], parameters: Iterable[str]) -> dict[str, Any]:
+    """``values`` given by short or dashboard name, keyed by the pipeline's own names (``parameters``);
+    an unknown name, or one parameter given under both names, is a SubmitError."""
+    names = pipeline_names(parameters)
+    check_parameter_names(values, names)
+    out: dict[str, Any] = {}
+    for given, value in values.items():
+        name = names[given]
+        if name in out:
+            raise SubmitError(f"parameter {name} is given twice ({short_name(name)} is its short name): give it once")
+        out[name] = value
+    return out
+
+
 def check_parameters(package: PipelinePackage, values: dict[str, Any]) -> dict[str, Any]:
-    """The run's parameters, typed as the pipeline declares them; unknown names are an error."""
-    check_parameter_names(values, package.parameters)
-    return {name: _coerce(name, value, package.parameters[name].get("parameterType", "STRING")) for name, value in values.items()}
+    """The run's arguments: ``values`` by short or dashboard name, keyed by the pipeline's names and typed
+    as it declares them; unknown names are an error."""
+    names = pipeline_names(package.parameters)
+    check_parameter_names(values, names)
+    typed = {given: _coerce(given, value, package.parameters[names[given]].get("parameterType", "STRING")) for given, value in values.items()}
+    return by_pipeline_name(typed, package.parameters)
 
 
 # ---------------------------------------------------------------- Kubernetes: login, route, InferenceService
@@ -563,9 +588,9 @@ def submit(options: SubmitOptions, progress: Callable[[str], None] = print) -> S
     """Upload the pipeline (or a new version) and start a run; see the module docstring."""
     # 1. The package and the parameters: checked before anything talks to a cluster.
     package = load_package(_compile_to_temp() if options.compile else (options.pipeline_file or PIPELINE_FILE))
-    raw = load_params_file(options.params_file) if options.params_file else {}
-    raw.update(options.params or {})
-    parameters = check_parameters(package, raw)
+    # Each source resolved on its own, so a flag wins over the file whichever name either uses.
+    from_file = check_parameters(package, load_params_file(options.params_file)) if options.params_file else {}
+    parameters = from_file | check_parameters(package, options.params or {})
     pipeline_name = options.pipeline_name or package.name
     version_name = options.version_name or f"{pipeline_name}-{package.digest}"
 
@@ -596,7 +621,8 @@ def submit(options: SubmitOptions, progress: Callable[[str], None] = print) -> S
     endpoint = None
     if options.isvc:
         endpoint = cluster.inference_service_url(namespace, options.isvc)
-        secret_name = parameters.get("llm_secret_name") or package.parameters.get("llm_secret_name", {}).get("defaultValue") or "llm-endpoint"
+        secret_parameter = pipeline_names(package.parameters).get("llm_secret_name", "llm_secret_name")
+        secret_name = parameters.get(secret_parameter) or package.parameters.get(secret_parameter, {}).get("defaultValue") or "llm-endpoint"
         progress(f"model endpoint: {endpoint} (InferenceService {options.isvc}, model {options.isvc})")
 
     kfp = _Kfp(host, token, options)
