@@ -89,7 +89,7 @@ FORM = [
               "and this many probe rows generated and filtered (0 = counts and assumptions only, no request)."),
     *options("generate_", GenerateOptions, "flow_id", "flow_yaml_path", "max_chunk_chars", "max_chunks", "max_requests", "max_retry_after"),
     parameter("generate_model", "", "Model name served by the endpoint; empty uses LLM_MODEL from the Secret."),
-    *options("generate_", GenerateOptions, "num_retries", "num_shards", "request_timeout", "runtime_params", "save_freq", "seed"),
+    *options("generate_", GenerateOptions, "num_retries", "num_shards", "request_timeout", "runtime_params", "save_freq", "seed", "tutor_candidates"),
     *options("filter_", FilterOptions, "check_leakage", "dedup"),
     parameter("filter_dedup_threshold", 0.8, "Near-duplicate similarity (0-1) above which a question or conversation is a duplicate."),
     *options("filter_", FilterOptions, "judge", "judge_endpoint", "judge_max_concurrency", "judge_min_mistake_identification"),

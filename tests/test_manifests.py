@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from socratic_sdg.pipelines.form import short_name
+
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
 COMPILED = ROOT / "pipelines" / "socratic_sdg_pipeline.yaml"
@@ -64,7 +66,8 @@ def find(kustomization: str, kind: str, name: str | None = None) -> list[dict]:
 @functools.cache
 def pipeline_defaults() -> dict:
     spec = next(yaml.safe_load_all(COMPILED.read_text()))
-    return {name: p.get("defaultValue") for name, p in spec["root"]["inputDefinitions"]["parameters"].items()}
+    # by short name (pvc_name): the compiled form's names carry a phase prefix (pipelines/form.py)
+    return {short_name(name): p.get("defaultValue") for name, p in spec["root"]["inputDefinitions"]["parameters"].items()}
 
 
 def test_the_expected_kustomizations_exist():
