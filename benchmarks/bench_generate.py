@@ -19,7 +19,7 @@ Printed: achieved requests/s, as a fraction of capacity, client CPU per request,
 with ``tutor_candidates`` k = 1, 2, 3 against a simulated endpoint whose tutor replies leak the answer
 at ``--leak-rates``, each run then filtered; printed per k: requests and tokens per accepted
 conversation, and preference pairs, for an endpoint that answers the chat API's ``n`` (vLLM) and one
-that does not (llama.cpp's server), so a request per candidate.
+that does not (a request per candidate).
 
 Other benchmarks reuse the simulator: ``start_endpoint(latency, cap, replies=..., log_requests=False)``
 starts it in its own process with their own replies (``bench_generate.py serve ...``).

@@ -66,3 +66,34 @@ def test_generation_against_a_real_local_model_server(tmp_path, local_server, fl
     # resuming the finished run asks the server for nothing
     again = generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, endpoint)
     assert again.metrics()["requests"] == 0 and again.output_rows == result.output_rows
+
+
+@pytest.mark.e2e
+def test_best_of_three_against_the_real_server(tmp_path, local_server):
+    """llama.cpp answers the chat API's n: one request per tutor turn brings three different replies,
+    the kept one and the rejected ones with the filter's reasons, and the export writes valid pairs."""
+    from socratic_sdg import export, filtering
+    from socratic_sdg.export.validate import validate
+
+    write_jsonl(tmp_path / "chunks.jsonl", [CHUNK])
+    endpoint = EndpointConfig(api_base=local_server.api_base, model=MODEL_NAME)
+    options = generate.GenerateOptions(conversations_per_chunk=2, tutor_candidates=3, runtime_params=_short("socratic-single-turn", 40),
+                                       requests=RequestPolicy(max_concurrency=4, request_timeout=120))
+    generate.run(tmp_path / "chunks.jsonl", tmp_path / "out", options, endpoint)
+    metrics = json.loads((tmp_path / "out" / "generate_metrics.json").read_text())
+    assert metrics["tutor_candidates"]["n_supported"] is True
+    assert metrics["requests"] == 2 * 3  # student, reference, and one request for the three tutor replies
+    assert metrics["tutor_candidates"]["candidates"] == 2 * 3
+    for conversation in read_jsonl(tmp_path / "out" / "conversations.jsonl"):
+        (turn,) = conversation["metadata"]["tutor_candidates"]
+        kept = conversation["messages"][-1]["content"]
+        assert turn["candidates"] == 3 and all(r["reasons"] for r in turn["rejected"])
+        # the two not kept are recorded when rejected; when none passed, both are
+        assert len(turn["rejected"]) <= 2 and (turn["accepted"] or len(turn["rejected"]) == 2)
+        assert len({kept, *(r["content"] for r in turn["rejected"])}) > 1  # sampled, not one reply three times
+    filtering.run(tmp_path / "out" / "conversations.jsonl", tmp_path / "filtered")
+    result = export.run(tmp_path / "filtered" / "accepted.jsonl", tmp_path / "dataset", export.ExportOptions(validation_ratio=0))
+    problems = [p for p in validate(tmp_path / "dataset").problems if "no rows" not in p]  # the tiny model may have no accepted reply
+    assert not problems
+    if result.train:  # accepted conversations carry their candidates: the pairs folder is written
+        assert result.preference is not None

@@ -116,6 +116,17 @@ def test_an_endpoint_without_n_gets_one_request_per_candidate(tmp_path):
     assert len(seeds) == len(set(seeds))  # each candidate with a seed of its own, so they differ
 
 
+def test_an_endpoint_refusing_n_gets_one_request_per_candidate(tmp_path):
+    server = FakeOpenAI(leak_rate=LEAK_RATE, refuses_n=True).start()
+    try:
+        conversations, failed, metrics = _generate(server, tmp_path, 2, chunks=6, requests=RequestPolicy(max_concurrency=1))
+    finally:
+        server.stop()
+    assert len(conversations) == 6 and not failed  # a 400 for n fails no row
+    assert metrics["tutor_candidates"]["n_supported"] is False and metrics["tutor_candidates"]["candidates"] == 12
+    assert metrics["requests"] == 6 * 2 + 1 + 6 * 2  # the refused n request once, then two requests per tutor turn
+
+
 def test_multi_turn_chooses_at_every_tutor_turn(leaky_server, tmp_path):
     conversations, failed, metrics = _generate(leaky_server, tmp_path, 2, chunks=10, flow_id="socratic-multi-turn")
     assert len(conversations) == 10 and not failed

@@ -259,8 +259,8 @@ class FlowRunner:
         self.gateway = gateway
         self.seed = seed
         self.chooser = chooser  # keeps one of a tutor step's candidates (candidates.CandidateChooser), after the blocks that extract them
-        # Whether the endpoint answers `n` > 1 with n choices (None: not asked yet). llama.cpp's server, for one,
-        # answers with a single choice: the rest of the run then asks for each candidate separately.
+        # Whether the endpoint answers `n` > 1 with n choices (None: not asked yet). vLLM and llama.cpp do; a server
+        # or proxy that answers one choice (or refuses `n`) gets one request per candidate for the rest of the run.
         self.n_supported: bool | None = None
         self.plan: list[tuple[int, Step | Segment]] = []  # (stage index, LLM step or segment)
         pending: list[Step] = []
@@ -343,9 +343,9 @@ class FlowRunner:
         if self.n_supported is not False:
             result = await _capture(self.gateway.complete(messages, {**step.kwargs, "n": wanted}, priority, _seed_for(self.seed, row_id, step.name)))
             if isinstance(result, RequestFailure):
-                if result.kind != "client_error":
+                if result.kind not in ("bad_request", "client_error"):
                     return result
-                self.n_supported = False  # a 400 for `n`: ask separately from now on
+                self.n_supported = False  # refused, perhaps for `n`: ask separately from now on (a bad prompt fails there too)
             else:
                 got.append(result)
                 if self.n_supported is None:

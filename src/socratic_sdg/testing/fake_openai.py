@@ -91,11 +91,13 @@ class FakeOpenAI:
         port: int = 0,
         leak_rate: float = 0.0,
         answers_n: bool = True,
+        refuses_n: bool = False,
     ):
         self.models = list(models)
         # Tutor replies that leak the answer, as a share drawn per (prompt, seed, choice): best-of-k benchmarks.
         self.leak_rate = leak_rate
-        self.answers_n = answers_n  # False: one choice whatever `n` asks, as llama.cpp's server does
+        self.answers_n = answers_n  # False: one choice whatever `n` asks, as some servers and proxies do
+        self.refuses_n = refuses_n  # True: HTTP 400 for `n` > 1, as gateways that do not pass it on do
         self.api_key = api_key
         self.fail_when: dict[str, int] = {}
         self.faults: list[Fault] = []
@@ -253,6 +255,8 @@ class FakeOpenAI:
             self.prompts.append(prompt)
             self.calls.append((time.monotonic(), body))
         fault = self._fault_for(prompt)
+        if fault is None and self.refuses_n and int(body.get("n") or 1) > 1:
+            fault = Fault(match="", status=400)
         if fault is not None:
             with self._lock:
                 self.faulted[fault.kind] = self.faulted.get(fault.kind, 0) + 1
@@ -391,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--leak-rate", type=float, default=0.0, help="share of tutor replies that give the answer away")
-    parser.add_argument("--no-n", action="store_true", help="answer one choice whatever `n` asks (as llama.cpp's server)")
+    parser.add_argument("--no-n", action="store_true", help="answer one choice whatever `n` asks (as some servers and proxies do)")
     args = parser.parse_args(argv)
     serve_until_killed(FakeOpenAI(models=[args.model], latency=_parse_latency(args.latency), max_concurrent=args.max_concurrent or None,
                                   seed=args.seed, port=args.port, leak_rate=args.leak_rate, answers_n=not args.no_n))
