@@ -34,6 +34,8 @@ def test_the_quickstart_runs_end_to_end_against_the_embedded_model(tmp_path, mon
     print(f"quickstart notebook: {time.monotonic() - started:.0f} s")
     text = "\n".join(json.dumps(cell.get("outputs", [])) for cell in notebook.cells)
     assert "Traceback" not in text
+    # No library noise between the steps: sdg_hub's per-block panels, docling's bbox clamps, tqdm's widget warning
+    assert "Processing Input Data" not in text and "UserWarning" not in text and "TqdmWarning" not in text
     assert "socratic-single-turn" in text and "socratic-multi-turn" in text  # found through sdg_hub's registry
     assert "workshop_filter" in text and "drop_reasons" in text  # the side-by-side table
     assert "compiled:" in text and "nothing submitted" in text  # outside a cluster, it says so

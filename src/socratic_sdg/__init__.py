@@ -12,10 +12,20 @@ the search path is added when sdg_hub's registry module is first imported (or at
 
 import importlib.abc
 import importlib.util
+import os
 import sys
+import warnings
 from pathlib import Path
 
 __version__ = "0.1.0"
+
+# Library noise a notebook shows as red boxes or dozens of panels (a terminal run shows it too):
+# sdg_hub prints a Rich panel per block call at INFO (read from LOG_LEVEL when its modules are first
+# imported, so set before that; LOG_LEVEL=INFO brings it back), docling_core warns for every layout box
+# a PDF puts a hair outside its page (and clamps it itself), and tqdm warns in a kernel without ipywidgets.
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+warnings.filterwarnings("ignore", message=r"Provenance bbox coordinate .* outside page bounds", category=UserWarning)
+warnings.filterwarnings("ignore", message=r"IProgress not found")
 
 FLOWS_DIR = Path(__file__).resolve().parent / "generate" / "flows"
 _REGISTRY_MODULE = "sdg_hub.core.flow.registry"

@@ -35,7 +35,6 @@ from ..endpoint import redact
 from .errors import GenerateError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches a cost map at import otherwise
-os.environ.setdefault("LOG_LEVEL", "WARNING")  # sdg_hub logs every block at INFO with large tables
 
 PACKAGE_SOURCE = "socratic-sdg"
 SDG_HUB_SOURCE = "sdg_hub"

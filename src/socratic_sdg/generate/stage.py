@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -160,6 +161,25 @@ def _terminate_gracefully():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _sdg_hub_at_log_level():
+    """sdg_hub's loggers no more verbose than LOG_LEVEL (WARNING unless set) while the run calls its blocks:
+    each block call prints a Rich panel at INFO, and a notebook that imported sdg_hub before this package
+    has them at INFO."""
+    level = logging.getLevelName(os.environ.get("LOG_LEVEL", "WARNING").upper())
+    level = level if isinstance(level, int) else logging.WARNING
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("sdg_hub")]
+    saved = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        if logger.level < level:
+            logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, previous in saved:
+            logger.setLevel(previous)
+
+
 def _seconds(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") + "s" if value < 10 else f"{value:.0f}s"
 
@@ -292,7 +312,7 @@ class GenerationRun:
         self.llm_steps = sum(s.candidates for s in self.steps if s.mode == "llm")  # requests a row may need
         self.expected_requests = max(1, self.todo_rows * self.llm_steps)
         try:
-            with _terminate_gracefully():
+            with _terminate_gracefully(), _sdg_hub_at_log_level():
                 return _run_coroutine(self._engine)
         except EndpointUnavailable as exc:
             self.checkpoint.flush()
