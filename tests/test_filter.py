@@ -92,6 +92,8 @@ LEAKS = [
     ("First subtract 3 from both sides, then divide by 2, and you have x = 4. Can you check it?", "step_walkthrough"),
     ("Here's how to solve it: subtract 3, then divide by 2. Got it?", "here_is_how"),
     ("Let me solve this for you quickly. Ready to follow along?", "here_is_how"),
+    ("I'll just have to find the answer for you. Do you have time for a more detailed answer?", "here_is_how"),
+    ("Let me give you the solution first. Shall we then see why it works?", "here_is_how"),
     ("Plug in 3 and you get 12. What do you notice about that?", "plug_in_result"),
     ("Since 2(4) + 3 = 11, it works. What do you think?", "plug_in_result"),
 ]
@@ -146,6 +148,7 @@ GUIDING = [
     "Not quite. If x were 5, would 2(5) + 3 equal 11?",
     "In $2x + 3 = 11$, what is being done to $x$ first?",
     "What is the value of x that makes both sides equal?",
+    "Let me know: how will you find the answer to 2x + 3 = 11?",
 ]
 
 # Guiding in wording (the rules layer passes them), but they offer the correct value x = 4, which the
