@@ -167,3 +167,28 @@ def test_chunks_generate_would_reject_are_not_counted(tmp_path):
     assert any(note.startswith("2 chunk(s) cannot be generated from and are not counted (first, record 5: text is null") for note in result.notes)
     limit = EstimateOptions(probe_rows=0, generate_options=GenerateOptions(max_chunk_chars=50_000))
     assert estimate.run(tmp_path / "chunks.jsonl", limit).chunks == 5  # the limit is the run's
+
+
+def test_best_of_k_in_the_estimate(tmp_path, monkeypatch):
+    """Without a probe, k tutor replies cost k times the tutor block's completion tokens in the same
+    requests (the chat API's n) and a conversation is accepted when any candidate is; with a probe,
+    acceptance is measured with k, and requests per accepted example drop."""
+    for key in ("LLM_API_BASE", "LLM_MODEL"):
+        monkeypatch.delenv(key, raising=False)
+    write_chunks(tmp_path / "chunks.jsonl", 40)
+    def options(k: int, probe_rows: int) -> EstimateOptions:
+        return EstimateOptions(target_examples=20, probe_rows=probe_rows, generate_options=GenerateOptions(tutor_candidates=k))
+
+    one, three = (estimate.run(tmp_path / "chunks.jsonl", options(k, 0)) for k in (1, 3))
+    tutor_tokens = one.llm_blocks["generate_tutor_reply"]
+    assert three.requests_per_row == one.requests_per_row == 3
+    assert three.acceptance_rate == pytest.approx(1 - (1 - estimate.ASSUMED_ACCEPTANCE) ** 3, abs=1e-4)
+    assert three.completion_tokens / three.rows == pytest.approx(one.completion_tokens / one.rows + 2 * tutor_tokens)
+    assert three.requests_per_accepted < one.requests_per_accepted
+    assert any("tutor_candidates=3" in note for note in three.notes)
+    assert "per accepted" in "\n".join(three.summary_lines()) and "best of 3" in "\n".join(three.summary_lines())
+
+    with FakeOpenAI(leak_rate=0.5) as server:
+        probed = [estimate.run(tmp_path / "chunks.jsonl", options(k, 16), endpoint(server)) for k in (1, 3)]
+    assert probed[1].acceptance_rate > probed[0].acceptance_rate  # measured: a leak is kept only when all three leak
+    assert probed[1].requests_per_accepted < probed[0].requests_per_accepted
