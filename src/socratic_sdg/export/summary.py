@@ -268,6 +268,10 @@ def _rows(report: dict) -> list[tuple[str, str]]:
     elif stopped == "max_requests":
         rows.insert(3, ("  stopped", f"the budget of {report['max_requests']} requests was spent before the target"))
     rows += [(f"  rejected: {reason}", str(count)) for reason, count in report["rejected_by_reason"].items()]
+    if report.get("sections_generated"):
+        empty = report.get("sections_without_accepted_count", 0)
+        rows.append(("course coverage", f"{report['sections_generated'] - empty} of {report['sections_generated']} sections generated from "
+                                        f"gave an accepted conversation" + (f" ({empty} none: listed in report.html)" if empty else "")))
     rows.append(("dataset", f"{report['train']} train + {report['validation']} validation records"))
     if report.get("preference_train") or report.get("preference_validation"):
         rows.append(("preference pairs", f"{report['preference_train']} train + {report['preference_validation']} validation in preference/ "
