@@ -18,7 +18,8 @@ MODEL := .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf
 # (it makes ~4 conversations a minute on 2 cores); with a real endpoint, every chunk.
 INPUT ?= samples/pdfs
 OUTPUT ?= output
-# Against the embedded model the run stops at 3 accepted conversations or 60 requests, whichever comes first.
+# Against the embedded model the run keeps the best of 3 tutor replies and stops at 3 accepted conversations
+# or 60 requests, whichever comes first.
 MAX_CHUNKS ?= $(if $(LLM_API_BASE),0,30)
 PYTEST_ARGS ?=
 

@@ -60,9 +60,10 @@ def test_pipeline_against_a_real_local_model_server(tmp_path, samples_dir, monke
     summary = result.summary
     assert summary["model"] == "smollm2" and summary["documents"] == 1
     # the embedded model's run: its slots, a slow machine's timeout, a target and a request budget
-    from socratic_sdg.deploy.local_run import EMBEDDED_MAX_REQUESTS, EMBEDDED_TARGET_EXAMPLES
+    from socratic_sdg.deploy.local_run import EMBEDDED_MAX_REQUESTS, EMBEDDED_TARGET_EXAMPLES, EMBEDDED_TUTOR_CANDIDATES
 
     assert (summary["target_examples"], summary["max_requests"]) == (EMBEDDED_TARGET_EXAMPLES, EMBEDDED_MAX_REQUESTS)
+    assert summary["tutor_candidates"] == EMBEDDED_TUTOR_CANDIDATES  # best of 3: llama.cpp answers n
     # every row is accounted for: generated or failed, then accepted or rejected
     assert summary["generated"] + summary["generation_failed"] == 2
     assert summary["accepted"] + summary["rejected"] == summary["generated"]

@@ -48,6 +48,11 @@ class LocalRunResult:
 # The local run against the embedded model (see run_locally).
 EMBEDDED_TARGET_EXAMPLES = 3
 EMBEDDED_MAX_REQUESTS = 60  # 20 rows of the single-turn flow: ~3-4 minutes of SmolLM2 on 2 cores
+# Best of 3 tutor replies: llama.cpp answers the chat API's n, so the same requests bring three replies to
+# choose from. Measured with `make run` (4 sample PDFs, 2 cores, ~4 minutes either way): 1 accepted of 20
+# rows and the 60-request budget spent with 1 reply; the target of 3 reached after 15 rows and 45
+# requests with 3, and 3 preference pairs.
+EMBEDDED_TUTOR_CANDIDATES = 3
 
 # Lines the stages print as they go ("[generate 3/8] ..."): the progress a user sees of a quiet run.
 _PROGRESS = re.compile(r"^\s*\[(convert|chunk|generate|estimate|filter|export)\b")
@@ -179,7 +184,8 @@ def run_locally(options: LocalRunOptions, progress: Callable[[str], None] = prin
         # at once, a timeout a busy 2-core machine meets, and a demo that generates until a handful of
         # conversations pass the filter (or its request budget is spent), not a fixed few that may all fail.
         embedded = {"generate_max_concurrency": server.parallel, "generate_request_timeout": REQUEST_TIMEOUT_SECONDS,
-                    "generate_target_examples": EMBEDDED_TARGET_EXAMPLES, "generate_max_requests": EMBEDDED_MAX_REQUESTS}
+                    "generate_target_examples": EMBEDDED_TARGET_EXAMPLES, "generate_max_requests": EMBEDDED_MAX_REQUESTS,
+                    "generate_tutor_candidates": EMBEDDED_TUTOR_CANDIDATES}
     progress(f"running the pipeline with the KFP local runner (its log: {log_path})")
     try:
         parameters = {
