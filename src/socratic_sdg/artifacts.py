@@ -27,6 +27,8 @@ VALIDATION_FILE = "validation.jsonl"
 EXPORT_METRICS_FILE = "export_metrics.json"
 SPLIT_FILES = (TRAIN_FILE, VALIDATION_FILE)
 SUMMARY_FILE = "summary.json"
+# generate -> export: a conversation's best-of-k record (metadata key), from which the export makes preference pairs
+TUTOR_CANDIDATES_KEY = "tutor_candidates"
 
 # The outputs a stage writes as one set (records.AtomicFileSet): readers refuse a set left half-replaced.
 GENERATE_OUTPUTS = (CONVERSATIONS_FILE, GENERATE_FAILED_FILE, GENERATE_METRICS_FILE)

@@ -25,7 +25,7 @@ from ..records import content_id
 
 PREFERENCE_DIR = "preference"  # beside train.jsonl / validation.jsonl
 PREFERENCE_FILES = artifacts.SPLIT_FILES  # preference/train.jsonl, preference/validation.jsonl
-CANDIDATES_KEY = "tutor_candidates"
+CANDIDATES_KEY = artifacts.TUTOR_CANDIDATES_KEY  # what generation records per tutor turn with best of k
 # Rejected replies at least this similar to the chosen one (difflib ratio of the normalised texts) make no pair.
 NEAR_DUPLICATE_RATIO = 0.9
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import replace
+from typing import NamedTuple
 
+from .. import artifacts
 from ..filtering import FilterOptions, load_rules
 from ..filtering.checks import evaluate_conversation
 from .errors import GenerateError
 
-CANDIDATES_COLUMN = "tutor_candidates"  # per kept record: one entry per tutor turn chosen among k
+CANDIDATES_COLUMN = artifacts.TUTOR_CANDIDATES_KEY  # per kept record: one entry per tutor turn chosen among k
 GROUP_COLUMN = "_candidate_of"  # which record before the tutor block a candidate record came from
 # The columns a conversation's tutor turns are read from (rows.to_conversation): a block writing one is a tutor block.
 _TUTOR_COLUMN = re.compile(r"tutor_reply|response|tutor_turn_\d+")
@@ -37,7 +39,7 @@ def tutor_steps(steps) -> set[str]:
             if later.mode == "llm":
                 break
             block = later.block
-            if later.block.__class__.__name__ == "LLMResponseExtractorBlock" and column in (block.input_cols or []):
+            if block.__class__.__name__ == "LLMResponseExtractorBlock" and column in (block.input_cols or []):
                 column = f"{block.field_prefix}content"
             elif isinstance(getattr(block, "input_cols", None), dict) and column in block.input_cols:
                 column = block.input_cols[column]  # RenameColumnsBlock: {old: new}
@@ -56,10 +58,19 @@ def check_flow_has_tutor_steps(steps, flow_id: str, candidates: int) -> set[str]
     return names
 
 
-def _rank(outcome: tuple[list[dict], dict], index: int) -> tuple:
-    """Accepted first, then more guiding moves, fewer problems, the earlier candidate."""
-    reasons, quality = outcome
-    return (not reasons, quality.get("green_score", 0), -len(reasons), -index)
+class _Judged(NamedTuple):
+    record: dict
+    conversation: dict | None  # None: the candidate has no tutor reply
+    reasons: list[dict]  # the filter's drop reasons (empty: accepted)
+    green_score: int
+    index: int
+
+    def rank(self) -> tuple:
+        """Accepted first, then more guiding moves, fewer problems, the earlier candidate."""
+        return (not self.reasons, self.green_score, -len(self.reasons), -self.index)
+
+
+_NO_TUTOR_TURN = {"code": "no_tutor_turn", "layer": "format", "detail": "the candidate has no tutor reply"}
 
 
 class CandidateChooser:
@@ -70,7 +81,6 @@ class CandidateChooser:
         self.to_conversation = to_conversation
         self.options = replace(filter_options or FilterOptions(), judge=None, dedup=None)
         self.rules = load_rules(self.options.rules_path)
-        self.counts: Counter = Counter()  # turns, candidates, accepted candidates, turns with none accepted
 
     def choose(self, records: list[dict]) -> list[dict]:
         """One record per group of candidates (the records a tutor block's k completions became)."""
@@ -79,31 +89,27 @@ class CandidateChooser:
             groups.setdefault(record.get(GROUP_COLUMN), []).append(record)
         return [self._choose_one(group) for group in groups.values()]
 
+    def _judge(self, record: dict, index: int) -> _Judged:
+        conversation = self.to_conversation(record)
+        messages = (conversation or {}).get("messages") or []
+        if not messages or messages[-1]["role"] != "assistant":
+            return _Judged(record, None, [_NO_TUTOR_TURN], 0, index)
+        reasons, quality = evaluate_conversation(conversation, self.rules, self.options)
+        return _Judged(record, conversation, reasons, quality.get("green_score", 0), index)
+
     def _choose_one(self, candidates: list[dict]) -> dict:
-        judged = []
-        for index, record in enumerate(candidates):
-            conversation = self.to_conversation(record)
-            messages = (conversation or {}).get("messages") or []
-            if not messages or messages[-1]["role"] != "assistant":
-                judged.append((record, None, ([{"code": "no_tutor_turn", "layer": "format", "detail": "the candidate has no tutor reply"}], {}), index))
-                continue
-            judged.append((record, conversation, evaluate_conversation(conversation, self.rules, self.options), index))
-        best = max(judged, key=lambda item: _rank(item[2], item[3]))
-        record, conversation, (reasons, _), _ = best
-        accepted = sum(1 for item in judged if not item[2][0])
-        self.counts.update(turns=1, candidates=len(judged), accepted_candidates=accepted, turns_without_accepted=not accepted)
-        kept = {key: value for key, value in record.items() if key != GROUP_COLUMN}
-        if conversation is not None:
+        judged = [self._judge(record, index) for index, record in enumerate(candidates)]
+        best = max(judged, key=_Judged.rank)
+        kept = {key: value for key, value in best.record.items() if key != GROUP_COLUMN}
+        if best.conversation is not None:
             turn = {
-                "message_index": len(conversation["messages"]) - 1,
+                "message_index": len(best.conversation["messages"]) - 1,
                 "candidates": len(judged),
-                "accepted": not reasons,
-                "rejected": [
-                    {"content": item[1]["messages"][-1]["content"], "reasons": item[2][0]}
-                    for item in judged if item is not best and item[1] is not None and item[2][0]
-                ],
+                "accepted": not best.reasons,
+                "rejected": [{"content": other.conversation["messages"][-1]["content"], "reasons": other.reasons}
+                             for other in judged if other is not best and other.conversation is not None and other.reasons],
             }
-            kept[CANDIDATES_COLUMN] = [*(record.get(CANDIDATES_COLUMN) or []), turn]
+            kept[CANDIDATES_COLUMN] = [*(best.record.get(CANDIDATES_COLUMN) or []), turn]
         return kept
 
 
